@@ -1,1 +1,111 @@
-fn main() {}
+//! `timeoutd`: the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use timeoutd::config;
+use timeoutd::daemon::{self, Options};
+
+const USAGE: &str = "\
+usage: timeoutd [--config PATH] [--foreground] [--pidfile PATH]
+       timeoutd --check-config [PATH]
+
+Enforces idle and absolute time limits on login sessions registered by
+pam_session_timeout.so.
+
+  --config PATH      policy file (default /etc/session-timeout.toml)
+  --foreground       stay attached; also print events on stderr
+  --pidfile PATH     write the daemon's pid here
+                     (default /run/session-timeout/timeoutd.pid when detached)
+  --check-config     validate a config file and print the effective policy
+  --help, --version
+";
+
+enum Mode {
+    Run(Options),
+    Check(PathBuf),
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, String> {
+    let mut config_path = PathBuf::from(config::DEFAULT_PATH);
+    let mut foreground = false;
+    let mut pidfile = None;
+    let mut check = false;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--config" => config_path = args.next().ok_or("--config needs a path")?.into(),
+            "--foreground" => foreground = true,
+            "--pidfile" => {
+                pidfile = Some(PathBuf::from(args.next().ok_or("--pidfile needs a path")?))
+            }
+            "--check-config" => check = true,
+            "--help" | "-h" => return Err(String::new()),
+            "--version" => {
+                println!("timeoutd {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            other if check && !other.starts_with('-') => config_path = other.into(),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if check {
+        return Ok(Mode::Check(config_path));
+    }
+    if pidfile.is_none() && !foreground {
+        pidfile = Some(PathBuf::from("/run/session-timeout/timeoutd.pid"));
+    }
+    Ok(Mode::Run(Options {
+        config_path,
+        foreground,
+        pidfile,
+    }))
+}
+
+fn main() -> ExitCode {
+    let mode = match parse_args(std::env::args().skip(1)) {
+        Ok(m) => m,
+        Err(e) if e.is_empty() => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("timeoutd: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match mode {
+        Mode::Check(path) => match config::load(&path) {
+            Ok(cfg) => {
+                print!("{}", timeoutd::explain::describe(&cfg));
+                ExitCode::SUCCESS
+            }
+            Err(errs) => {
+                eprintln!("{errs}");
+                eprintln!("timeoutd: {} is not valid", path.display());
+                ExitCode::FAILURE
+            }
+        },
+        Mode::Run(opts) => {
+            let cfg = match config::load(&opts.config_path) {
+                Ok(c) => c,
+                Err(errs) => {
+                    let syslog = timeoutd::syslog::Syslog::new(std::path::Path::new("/dev/log"));
+                    syslog.log(
+                        &timeoutd::event::Event::new("config_rejected")
+                            .with_severity(timeoutd::event::Severity::Err)
+                            .field("file", opts.config_path.display())
+                            .field("errors", errs.to_string().replace('\n', "; "))
+                            .field("action", "refusing to start"),
+                    );
+                    eprintln!("{errs}");
+                    eprintln!("timeoutd: refusing to start without a valid policy");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match daemon::run(cfg, &opts) {
+                0 => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}

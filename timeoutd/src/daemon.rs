@@ -1,0 +1,284 @@
+//! The running daemon: start-up, the event loop, reload and shutdown.
+
+use std::io::{self, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, Config};
+use crate::engine::Engine;
+use crate::event::{Event, Severity};
+use crate::host::Host;
+use crate::ids::IdAllocator;
+use crate::server::{self, Command};
+use crate::syslog::Syslog;
+
+/// Longest the loop sleeps with nothing due (it wakes for requests anyway).
+const MAX_IDLE_SLEEP: Duration = Duration::from_secs(3600);
+
+pub struct Options {
+    pub config_path: PathBuf,
+    pub foreground: bool,
+    pub pidfile: Option<PathBuf>,
+}
+
+/// Runs until SIGTERM or SIGINT. Returns the process exit code.
+pub fn run(cfg: Config, opts: &Options) -> i32 {
+    let mut ready = None;
+    if !opts.foreground {
+        match daemonize() {
+            Ok(fd) => ready = Some(fd),
+            Err(e) => {
+                eprintln!("timeoutd: cannot daemonize: {e}");
+                return 1;
+            }
+        }
+    }
+    let syslog = Arc::new(Syslog::new(&cfg.daemon.syslog).with_stderr(opts.foreground));
+    if let Err(e) = block_signals() {
+        return fail(&syslog, &format!("cannot block signals: {e}"));
+    }
+    let listener = match server::bind(&cfg.daemon.socket) {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(
+                &syslog,
+                &format!("cannot listen on {}: {e}", cfg.daemon.socket.display()),
+            );
+        }
+    };
+    let ids = open_ids(&cfg.daemon.state_dir, &syslog);
+    let (tx, rx) = mpsc::channel();
+    if let Err(e) = server::spawn_acceptor(listener, tx.clone(), Arc::clone(&syslog)) {
+        return fail(&syslog, &format!("cannot start the accept thread: {e}"));
+    }
+    if let Err(e) = spawn_signal_thread(tx) {
+        return fail(&syslog, &format!("cannot start the signal thread: {e}"));
+    }
+    if let Some(p) = &opts.pidfile {
+        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+            return fail(
+                &syslog,
+                &format!("cannot write pidfile {}: {e}", p.display()),
+            );
+        }
+    }
+    let mut engine = Engine::new(Host::new(Arc::clone(&syslog), ids), cfg.policy.clone());
+    syslog.log(
+        &Event::new("daemon_start")
+            .field("pid", std::process::id())
+            .field("socket", cfg.daemon.socket.display())
+            .field("config", cfg.path.display())
+            .field("rules", engine_rules(&cfg)),
+    );
+    if let Some(fd) = ready.take() {
+        let mut f = std::fs::File::from(fd);
+        let _ = f.write_all(b"ok");
+        detach_stderr();
+    }
+    let code = event_loop(&mut engine, &rx, &opts.config_path, &syslog);
+    let _ = std::fs::remove_file(&cfg.daemon.socket);
+    if let Some(p) = &opts.pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    code
+}
+
+fn engine_rules(cfg: &Config) -> usize {
+    cfg.policy.rule_count()
+}
+
+fn event_loop(
+    engine: &mut Engine<Host>,
+    rx: &mpsc::Receiver<Command>,
+    config_path: &Path,
+    syslog: &Syslog,
+) -> i32 {
+    loop {
+        let timeout = match engine.next_wake() {
+            Some(at) => {
+                Duration::from_millis(u64::try_from(at.0 - SystemClock.now().0).unwrap_or(0))
+            }
+            None => MAX_IDLE_SLEEP,
+        }
+        .min(MAX_IDLE_SLEEP);
+        match rx.recv_timeout(timeout) {
+            Ok(Command::Request { req, peer, reply }) => {
+                let resp = match req {
+                    session_timeout_proto::Request::Register(r) => engine.register(r, peer),
+                    session_timeout_proto::Request::Unregister(k) => engine.unregister(k, peer),
+                };
+                let _ = reply.send(resp);
+            }
+            Ok(Command::Signal(libc::SIGHUP)) => reload(engine, config_path, syslog),
+            Ok(Command::Signal(sig)) => {
+                syslog.log(
+                    &Event::new("daemon_stop")
+                        .field("signal", crate::signals::signal_name(sig))
+                        .field("sessions", engine.len()),
+                );
+                return 0;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return 1,
+        }
+        engine.run_due();
+    }
+}
+
+/// SIGHUP: a valid file replaces the policy; an invalid one changes nothing.
+fn reload(engine: &mut Engine<Host>, path: &Path, syslog: &Syslog) {
+    match config::load(path) {
+        Ok(cfg) => {
+            let rules = cfg.policy.rule_count();
+            engine.set_policy(cfg.policy);
+            syslog.log(
+                &Event::new("config_loaded")
+                    .field("file", path.display())
+                    .field("rules", rules)
+                    .field("sessions", engine.len()),
+            );
+        }
+        Err(errs) => syslog.log(
+            &Event::new("config_rejected")
+                .with_severity(Severity::Err)
+                .field("file", path.display())
+                .field("errors", errs.to_string().replace('\n', "; "))
+                .field("action", "keeping the running policy"),
+        ),
+    }
+}
+
+fn open_ids(state_dir: &Path, syslog: &Syslog) -> IdAllocator {
+    let made = std::fs::create_dir_all(state_dir).and_then(|()| IdAllocator::open(state_dir));
+    match made {
+        Ok(ids) => ids,
+        Err(e) => {
+            syslog.log(
+                &Event::new("state_write_failed")
+                    .with_severity(Severity::Err)
+                    .field("what", "session id counter")
+                    .field("dir", state_dir.display())
+                    .field("error", e),
+            );
+            // Milliseconds since the epoch are far above any persisted counter.
+            let seed = u64::try_from(SystemClock.now().0).unwrap_or(1);
+            IdAllocator::volatile(state_dir, seed)
+        }
+    }
+}
+
+fn fail(syslog: &Syslog, msg: &str) -> i32 {
+    eprintln!("timeoutd: {msg}");
+    syslog.log(
+        &Event::new("daemon_failed")
+            .with_severity(Severity::Err)
+            .field("error", msg),
+    );
+    1
+}
+
+/// Blocks the signals the signal thread waits for, in this thread and every
+/// thread spawned after it, so they are only ever taken by `sigwait`.
+fn block_signals() -> io::Result<()> {
+    let set = signal_set();
+    // SAFETY: `set` is an initialised sigset_t; a null old-set pointer is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain old data, initialised by sigemptyset before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t; these calls only write into it.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+    }
+    set
+}
+
+fn spawn_signal_thread(tx: mpsc::Sender<Command>) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let set = signal_set();
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: `set` is a valid sigset_t and `sig` a live out-parameter.
+                let rc = unsafe { libc::sigwait(&set, &mut sig) };
+                if rc != 0 {
+                    continue;
+                }
+                if tx.send(Command::Signal(sig)).is_err() {
+                    return;
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+/// Detaches from the terminal: fork, setsid, fork. The original process waits
+/// until the daemon reports it is serving (or fails), so `timeoutd` returning
+/// 0 means the socket is up. Returns the readiness pipe in the daemon.
+/// Must run before any thread exists.
+fn daemonize() -> io::Result<OwnedFd> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a live array of two ints, as pipe2 expects.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both are fresh descriptors owned by nobody else.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: the process is single-threaded here (documented precondition).
+    match unsafe { libc::fork() } {
+        -1 => return Err(io::Error::last_os_error()),
+        0 => {}
+        _ => {
+            drop(write_end);
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(read_end), &mut buf);
+            std::process::exit(if buf == b"ok" { 0 } else { 1 });
+        }
+    }
+    drop(read_end);
+    // SAFETY: setsid has no memory-safety preconditions.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: still single-threaded.
+    match unsafe { libc::fork() } {
+        -1 => return Err(io::Error::last_os_error()),
+        0 => {}
+        _ => std::process::exit(0),
+    }
+    std::env::set_current_dir("/")?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for target in 0..=1 {
+        // SAFETY: both descriptors are valid; dup2 atomically replaces the target.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), target) };
+    }
+    // stderr stays open until the daemon is ready, so start-up errors still reach the admin.
+    Ok(write_end)
+}
+
+/// After start-up, the detached daemon's stderr goes nowhere (syslog has everything).
+fn detach_stderr() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: both descriptors are valid; dup2 atomically replaces stderr.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 2) };
+    }
+}

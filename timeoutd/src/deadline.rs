@@ -1,0 +1,305 @@
+//! Deadline arithmetic: given a session's limits, its history and the time,
+//! what is the next thing to do and when. Pure: no clock, no I/O.
+
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::policy::Limits;
+
+/// Which limit a deadline belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Idle,
+    Max,
+}
+
+impl Reason {
+    /// The value of `reason=` in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Max => "max",
+        }
+    }
+
+    /// Words for the user's terminal.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Idle => "idle limit",
+            Self::Max => "absolute limit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub reason: Reason,
+    pub at: Timestamp,
+}
+
+/// The deadlines in force. The idle one exists only when idle time is measured.
+pub fn deadlines(
+    limits: &Limits,
+    registered_at: Timestamp,
+    last_activity: Timestamp,
+    idle_measured: bool,
+) -> Vec<Deadline> {
+    let mut out = Vec::with_capacity(2);
+    if let (Some(idle), true) = (limits.idle, idle_measured) {
+        out.push(Deadline {
+            reason: Reason::Idle,
+            at: last_activity.max(registered_at) + idle,
+        });
+    }
+    if let Some(max) = limits.max {
+        out.push(Deadline {
+            reason: Reason::Max,
+            at: registered_at + max,
+        });
+    }
+    out
+}
+
+/// The warnings already written, per limit: for which deadline, and the
+/// shortest offset sent. Offsets at least that long count as sent too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WarnMemory {
+    idle: Option<(Timestamp, Duration)>,
+    max: Option<(Timestamp, Duration)>,
+}
+
+impl WarnMemory {
+    fn slot(&self, reason: Reason) -> Option<(Timestamp, Duration)> {
+        match reason {
+            Reason::Idle => self.idle,
+            Reason::Max => self.max,
+        }
+    }
+
+    pub fn record(&mut self, d: Deadline, offset: Duration) {
+        let slot = match d.reason {
+            Reason::Idle => &mut self.idle,
+            Reason::Max => &mut self.max,
+        };
+        *slot = Some((d.at, offset));
+    }
+
+    /// Whether the warning `offset` before `d` was already written.
+    pub fn sent(&self, d: Deadline, offset: Duration) -> bool {
+        self.slot(d.reason)
+            .is_some_and(|(at, shortest)| at == d.at && offset >= shortest)
+    }
+
+    /// How many warnings were sent for the deadline now in force (0 or more).
+    pub fn any_sent(&self, d: Deadline) -> bool {
+        self.slot(d.reason).is_some_and(|(at, _)| at == d.at)
+    }
+}
+
+/// What to do next for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A deadline has passed: end the session.
+    Expire(Deadline),
+    /// Write the warning `offset` before `deadline` now.
+    Warn {
+        deadline: Deadline,
+        offset: Duration,
+    },
+    /// Nothing is due before this time.
+    WaitUntil(Timestamp),
+    /// No limit applies.
+    Nothing,
+}
+
+/// Decides the next step. `warn` offsets may be in any order.
+///
+/// When several warnings of one deadline are due at once (a late wake-up), only
+/// the most urgent is written: one warning, not a burst.
+pub fn next_step(
+    deadlines: &[Deadline],
+    warn: &[Duration],
+    memory: &WarnMemory,
+    now: Timestamp,
+) -> Step {
+    if let Some(d) = deadlines
+        .iter()
+        .filter(|d| d.at <= now)
+        .min_by_key(|d| d.at)
+    {
+        return Step::Expire(*d);
+    }
+    let mut due: Option<(Deadline, Duration)> = None;
+    let mut wake: Option<Timestamp> = None;
+    for d in deadlines {
+        for &w in warn.iter().filter(|w| !memory.sent(*d, **w)) {
+            let at = d.at - w;
+            if at <= now {
+                let better = match due {
+                    None => true,
+                    Some((prev, prev_w)) => (d.at, w) < (prev.at, prev_w),
+                };
+                if better {
+                    due = Some((*d, w));
+                }
+            } else {
+                wake = Some(wake.map_or(at, |t| t.min(at)));
+            }
+        }
+        wake = Some(wake.map_or(d.at, |t| t.min(d.at)));
+    }
+    match (due, wake) {
+        (Some((deadline, offset)), _) => Step::Warn { deadline, offset },
+        (None, Some(t)) => Step::WaitUntil(t),
+        (None, None) => Step::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_secs(s)
+    }
+
+    fn limits(idle: Option<u64>, max: Option<u64>, warn: &[u64]) -> Limits {
+        Limits {
+            idle: idle.map(secs),
+            max: max.map(secs),
+            warn: warn.iter().copied().map(secs).collect(),
+            ..Limits::builtin()
+        }
+    }
+
+    /// Drives a session second by second and records what happened when.
+    fn simulate(l: &Limits, inputs: &[i64], idle_measured: bool, until: i64) -> Vec<(i64, String)> {
+        let mut memory = WarnMemory::default();
+        let mut last = t(0);
+        let mut log = Vec::new();
+        for now_s in 0..=until {
+            if inputs.contains(&now_s) {
+                last = t(now_s);
+            }
+            let now = t(now_s);
+            loop {
+                let ds = deadlines(l, t(0), last, idle_measured);
+                match next_step(&ds, &l.warn, &memory, now) {
+                    Step::Expire(d) => {
+                        log.push((now_s, format!("expire {}", d.reason.as_str())));
+                        return log;
+                    }
+                    Step::Warn { deadline, offset } => {
+                        memory.record(deadline, offset);
+                        log.push((
+                            now_s,
+                            format!("warn {} {}", deadline.reason.as_str(), offset.as_secs()),
+                        ));
+                    }
+                    Step::WaitUntil(at) => {
+                        assert!(at > now, "wait target must be in the future");
+                        break;
+                    }
+                    Step::Nothing => break,
+                }
+            }
+        }
+        log
+    }
+
+    #[test]
+    fn idle_session_is_warned_then_expired_to_the_second() {
+        let l = limits(Some(15), None, &[10]);
+        let log = simulate(&l, &[], true, 100);
+        assert_eq!(
+            log,
+            [(5, "warn idle 10".into()), (15, "expire idle".into())]
+        );
+    }
+
+    #[test]
+    fn input_moves_the_idle_deadline_and_rearms_warnings() {
+        let l = limits(Some(15), None, &[10]);
+        let log = simulate(&l, &[7], true, 100);
+        assert_eq!(
+            log,
+            [
+                (5, "warn idle 10".into()),
+                (12, "warn idle 10".into()),
+                (22, "expire idle".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn active_session_ends_at_its_absolute_limit() {
+        let l = limits(Some(15), Some(30), &[10]);
+        let inputs: Vec<i64> = (0..100).step_by(3).collect();
+        let log = simulate(&l, &inputs, true, 100);
+        assert_eq!(log, [(20, "warn max 10".into()), (30, "expire max".into())]);
+    }
+
+    #[test]
+    fn several_offsets_fire_in_order() {
+        let l = limits(None, Some(600), &[300, 60]);
+        let log = simulate(&l, &[], true, 1000);
+        assert_eq!(
+            log,
+            [
+                (300, "warn max 300".into()),
+                (540, "warn max 60".into()),
+                (600, "expire max".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn idle_is_ignored_when_not_measured() {
+        let l = limits(Some(15), None, &[10]);
+        assert!(simulate(&l, &[], false, 100).is_empty());
+        assert_eq!(
+            next_step(
+                &deadlines(&l, t(0), t(0), false),
+                &l.warn,
+                &WarnMemory::default(),
+                t(50)
+            ),
+            Step::Nothing
+        );
+    }
+
+    #[test]
+    fn a_late_wake_sends_one_warning_not_a_burst() {
+        let l = limits(None, Some(600), &[300, 60]);
+        let ds = deadlines(&l, t(0), t(0), true);
+        let mut m = WarnMemory::default();
+        let step = next_step(&ds, &l.warn, &m, t(550));
+        assert_eq!(
+            step,
+            Step::Warn {
+                deadline: ds[0],
+                offset: secs(60)
+            }
+        );
+        m.record(ds[0], secs(60));
+        assert_eq!(next_step(&ds, &l.warn, &m, t(550)), Step::WaitUntil(t(600)));
+    }
+
+    #[test]
+    fn earliest_deadline_wins() {
+        let l = limits(Some(20), Some(30), &[]);
+        let ds = deadlines(&l, t(0), t(0), true);
+        assert_eq!(
+            next_step(&ds, &[], &WarnMemory::default(), t(40)),
+            Step::Expire(ds[0])
+        );
+        assert_eq!(
+            next_step(&ds, &[], &WarnMemory::default(), t(10)),
+            Step::WaitUntil(t(20))
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! What happens when a session wakes: measure its activity, write due
+//! warnings, and walk an expired session through HUP, TERM and KILL.
+
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::deadline::{self, Deadline, Step};
+use crate::duration::Human;
+use crate::engine::{session_event, Engine, ProcFacts, System};
+use crate::escape;
+use crate::event::Severity;
+use crate::session::{
+    EndReason, KillStep, Observation, Phase, ProcRef, Session, SessionId, TtyWatch,
+};
+
+/// After SIGTERM, how long before SIGKILL.
+const TERM_WAIT: Duration = Duration::from_secs(1);
+/// Between SIGKILL rounds.
+const KILL_WAIT: Duration = Duration::from_millis(250);
+/// SIGKILL rounds before giving up and reporting survivors.
+const MAX_KILL_ROUNDS: u32 = 20;
+/// `tamper_suspected` is logged at most this often per session.
+const TAMPER_LOG_INTERVAL: Duration = Duration::from_secs(600);
+
+enum After {
+    Keep,
+    Forget,
+}
+
+impl<S: System> Engine<S> {
+    pub(crate) fn wake(&mut self, id: SessionId, now: Timestamp) {
+        let Some(mut s) = self.session_mut(id).map(|s| s.clone()) else {
+            return;
+        };
+        let (after, next) = match s.phase {
+            Phase::Active => self.wake_active(&mut s, now),
+            Phase::Terminating { reason, step } => self.continue_kill(&mut s, reason, step, now),
+        };
+        match after {
+            After::Forget => self.forget(id),
+            After::Keep => {
+                if let Some(slot) = self.session_mut(id) {
+                    *slot = s;
+                }
+                if let Some(at) = next {
+                    self.schedule(id, at);
+                }
+            }
+        }
+    }
+
+    fn wake_active(&mut self, s: &mut Session, now: Timestamp) -> (After, Option<Timestamp>) {
+        if !self.sys.alive(s.leader) && self.sys.scope_processes(s.leader, s.scope).is_empty() {
+            let ev = session_event("session_close", s)
+                .field("reason", "leader_gone")
+                .field("duration", Human(now.since(s.registered_at)));
+            self.sys.log(ev);
+            return (After::Forget, None);
+        }
+        self.refresh_ttys(s);
+        self.measure(s, now);
+        loop {
+            let ds = deadline::deadlines(
+                &s.limits,
+                s.registered_at,
+                s.last_activity,
+                !s.ttys.is_empty(),
+            );
+            match deadline::next_step(&ds, &s.limits.warn, &s.warned, now) {
+                Step::Expire(d) => {
+                    let ev = session_event("session_expired", s)
+                        .with_severity(Severity::Notice)
+                        .field("reason", d.reason.as_str())
+                        .field("deadline", d.at.secs())
+                        .field("idle_for", Human(now.since(s.last_activity)))
+                        .field("duration", Human(now.since(s.registered_at)));
+                    self.sys.log(ev);
+                    return self.begin_kill(s, EndReason::Expired(d.reason), now);
+                }
+                Step::Warn { deadline, offset } => {
+                    self.warn(s, deadline, now);
+                    s.warned.record(deadline, offset);
+                }
+                Step::WaitUntil(at) => return (After::Keep, Some(self.cap_wake(s, at, now))),
+                Step::Nothing => {
+                    let far = now + Engine::<S>::discovery_limits().1;
+                    return (After::Keep, Some(self.cap_wake(s, far, now)));
+                }
+            }
+        }
+    }
+
+    /// Wakes earlier than `at` while the terminal is still being looked for,
+    /// and at least every liveness interval.
+    fn cap_wake(&self, s: &mut Session, at: Timestamp, now: Timestamp) -> Timestamp {
+        let (max_backoff, liveness) = Engine::<S>::discovery_limits();
+        let mut next = at.min(now + liveness);
+        let searching = s.ttys.is_empty() && now.since(s.registered_at) < Duration::from_secs(120);
+        if searching {
+            next = next.min(now + s.discovery_backoff);
+            s.discovery_backoff = (s.discovery_backoff * 2).min(max_backoff);
+        }
+        next
+    }
+
+    /// Adds terminals of the login that appeared since the last look.
+    fn refresh_ttys(&mut self, s: &mut Session) {
+        for name in self.sys.find_ttys(s.leader, &s.login.pam_tty) {
+            if s.ttys.iter().all(|t| t.name != name) {
+                s.ttys.push(TtyWatch::new(name.clone()));
+                let ev = session_event("session_tty", s).field("found", name);
+                self.sys.log(ev);
+            }
+        }
+    }
+
+    /// Credits kernel-recorded input on any of the session's terminals.
+    fn measure(&mut self, s: &mut Session, now: Timestamp) {
+        let mut tampered = Vec::new();
+        for i in 0..s.ttys.len() {
+            let Some(times) = self.sys.tty_times(&s.ttys[i].name) else {
+                continue;
+            };
+            match s.ttys[i].observe(times, now) {
+                Observation::Input(at) => s.last_activity = s.last_activity.max(at),
+                Observation::Nothing => {}
+                Observation::Tampered => tampered.push(s.ttys[i].name.clone()),
+            }
+        }
+        if tampered.is_empty() {
+            return;
+        }
+        let quiet = s
+            .last_tamper_log
+            .is_some_and(|t| now.since(t) < TAMPER_LOG_INTERVAL);
+        if !quiet {
+            s.last_tamper_log = Some(now);
+            let ev = session_event("tamper_suspected", s)
+                .with_severity(Severity::Warning)
+                .field("tampered", tampered.join(","))
+                .field(
+                    "detail",
+                    "tty timestamps were set by hand; no activity credited",
+                );
+            self.sys.log(ev);
+        }
+    }
+
+    fn warn(&mut self, s: &Session, d: Deadline, now: Timestamp) {
+        let remaining = Human(Duration::from_secs(
+            d.at.since(now).as_millis().div_ceil(1000) as u64,
+        ));
+        let limit = match d.reason {
+            deadline::Reason::Idle => s.limits.idle,
+            deadline::Reason::Max => s.limits.max,
+        }
+        .unwrap_or_default();
+        let limit_text = Human(limit).to_string();
+        let tty = s.tty_label();
+        let text = s.limits.message.render(|slot| match slot {
+            "user" => s.login.user.clone(),
+            "tty" => tty.clone(),
+            "remaining" => remaining.to_string(),
+            "reason" => format!("{} of {limit_text}", d.reason.describe()),
+            "limit" => limit_text.clone(),
+            "rule" => s.rule.clone(),
+            _ => String::new(),
+        });
+        let text = format!("\n[session-timeout] {}\n\u{7}", escape::for_terminal(&text));
+        let mut delivered = 0;
+        for t in &s.ttys {
+            if self.sys.write_tty(&t.name, &text) {
+                delivered += 1;
+            }
+        }
+        let ev = session_event("session_warn", s)
+            .field("reason", d.reason.as_str())
+            .field("remaining", remaining)
+            .field("deadline", d.at.secs())
+            .field("delivered", delivered);
+        self.sys.log(ev);
+    }
+
+    /// The processes to signal: those in scope that belong to the user, and the
+    /// leader itself. Other users' and root's own processes are never touched.
+    fn targets(&mut self, s: &Session) -> Vec<ProcRef> {
+        let uid = s.login.uid;
+        self.sys
+            .scope_processes(s.leader, s.scope)
+            .into_iter()
+            .filter(|p: &ProcFacts| p.proc == s.leader || p.ruid == uid || p.euid == uid)
+            .map(|p| p.proc)
+            .collect()
+    }
+
+    fn send(&mut self, s: &Session, procs: &[ProcRef], sigs: &[i32]) {
+        let mut count = 0;
+        for &sig in sigs {
+            count = count.max(self.sys.signal(procs, sig));
+        }
+        let names: Vec<&str> = sigs
+            .iter()
+            .map(|s| crate::signals::signal_name(*s))
+            .collect();
+        let ev = session_event("session_signal", s)
+            .field("signal", names.join(","))
+            .field("pids", count);
+        self.sys.log(ev);
+    }
+
+    fn begin_kill(
+        &mut self,
+        s: &mut Session,
+        reason: EndReason,
+        now: Timestamp,
+    ) -> (After, Option<Timestamp>) {
+        let procs = self.targets(s);
+        if procs.is_empty() {
+            return self.terminated(s, reason, 0, now);
+        }
+        self.send(s, &procs, &[libc::SIGHUP, libc::SIGCONT]);
+        s.phase = Phase::Terminating {
+            reason,
+            step: KillStep::HangUp,
+        };
+        (After::Keep, Some(now + s.limits.grace))
+    }
+
+    fn continue_kill(
+        &mut self,
+        s: &mut Session,
+        reason: EndReason,
+        step: KillStep,
+        now: Timestamp,
+    ) -> (After, Option<Timestamp>) {
+        let procs = self.targets(s);
+        if procs.is_empty() {
+            return self.terminated(s, reason, 0, now);
+        }
+        let (sig, next_step, wait) = match step {
+            KillStep::HangUp => (libc::SIGTERM, KillStep::Terminate, TERM_WAIT),
+            KillStep::Terminate => (libc::SIGKILL, KillStep::Kill(1), KILL_WAIT),
+            KillStep::Kill(n) if n >= MAX_KILL_ROUNDS => {
+                return self.terminated(s, reason, procs.len(), now);
+            }
+            KillStep::Kill(n) => (libc::SIGKILL, KillStep::Kill(n + 1), KILL_WAIT),
+        };
+        self.send(s, &procs, &[sig]);
+        s.phase = Phase::Terminating {
+            reason,
+            step: next_step,
+        };
+        (After::Keep, Some(now + wait))
+    }
+
+    fn terminated(
+        &mut self,
+        s: &Session,
+        reason: EndReason,
+        survivors: usize,
+        now: Timestamp,
+    ) -> (After, Option<Timestamp>) {
+        let sev = if survivors == 0 {
+            Severity::Notice
+        } else {
+            Severity::Err
+        };
+        let ev = session_event("session_terminated", s)
+            .with_severity(sev)
+            .field("reason", reason.as_str())
+            .field("survivors", survivors)
+            .field("duration", Human(now.since(s.registered_at)));
+        self.sys.log(ev);
+        (After::Forget, None)
+    }
+}

@@ -1,0 +1,355 @@
+//! The session table and its timer queue: registration, logout, reload, and
+//! waking each session exactly when its next warning or deadline can have
+//! come. All effects go through the [`System`] trait, so the whole life of a
+//! session can be driven in tests with a fake clock and fake /proc.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::Duration;
+
+use session_timeout_proto::{ErrorCode, Registration, Response, SessionKey, AUDIT_UNSET};
+
+use crate::clock::Timestamp;
+use crate::deadline::WarnMemory;
+use crate::duration::{self, Human};
+use crate::event::{Event, Severity};
+use crate::policy::{LoginFacts, Policy};
+use crate::session::{Login, Phase, ProcRef, Scope, Session, SessionId, TtyTimes};
+
+/// A process as the kill logic needs to see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcFacts {
+    pub proc: ProcRef,
+    pub ruid: u32,
+    pub euid: u32,
+}
+
+/// The imperative shell, as the engine sees it.
+pub trait System {
+    fn now(&self) -> Timestamp;
+    /// Called before a batch of wake-ups, so probes may cache one /proc scan.
+    fn begin_batch(&mut self) {}
+    /// The terminals of the login itself (not ones opened inside it), e.g. "pts/3".
+    fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str) -> Vec<String>;
+    fn tty_times(&mut self, name: &str) -> Option<TtyTimes>;
+    /// Writes without blocking; returns whether it was written.
+    fn write_tty(&mut self, name: &str, text: &str) -> bool;
+    fn alive(&mut self, p: ProcRef) -> bool;
+    /// The audit session id of the leader's parent, to tell whether the service set a new one.
+    fn parent_sessionid(&mut self, p: ProcRef) -> Option<u32>;
+    /// Live, non-zombie processes in the session's scope.
+    fn scope_processes(&mut self, leader: ProcRef, scope: Scope) -> Vec<ProcFacts>;
+    /// Sends `sig` to each; returns how many were signalled.
+    fn signal(&mut self, procs: &[ProcRef], sig: i32) -> usize;
+    fn log(&mut self, ev: Event);
+    /// A new session id, never handed out before, across restarts too.
+    fn allocate_id(&mut self) -> u64;
+}
+
+/// Who is asking, from SO_PEERCRED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Longest pause between looks for a terminal that has not appeared yet.
+const DISCOVERY_MAX_BACKOFF: Duration = Duration::from_secs(30);
+const DISCOVERY_FIRST: Duration = Duration::from_millis(200);
+/// Sessions are looked at at least this often, to notice a leader that died silently.
+const LIVENESS_INTERVAL: Duration = Duration::from_secs(300);
+
+pub struct Engine<S: System> {
+    pub sys: S,
+    policy: Policy,
+    sessions: HashMap<SessionId, Session>,
+    leaders: HashMap<ProcRef, SessionId>,
+    timers: BinaryHeap<Reverse<(Timestamp, SessionId)>>,
+    /// The one live timer of each session; heap entries that disagree are stale.
+    due: HashMap<SessionId, Timestamp>,
+}
+
+impl<S: System> Engine<S> {
+    pub fn new(sys: S, policy: Policy) -> Self {
+        Self {
+            sys,
+            policy,
+            sessions: HashMap::new(),
+            leaders: HashMap::new(),
+            timers: BinaryHeap::new(),
+            due: HashMap::new(),
+        }
+    }
+
+    pub fn session(&self, id: SessionId) -> Option<&Session> {
+        self.sessions.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// When the engine next needs to run, if ever.
+    pub fn next_wake(&mut self) -> Option<Timestamp> {
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if self.due.get(&id) == Some(&at) {
+                return Some(at);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    pub(crate) fn schedule(&mut self, id: SessionId, at: Timestamp) {
+        if self.due.get(&id) == Some(&at) {
+            return;
+        }
+        self.due.insert(id, at);
+        self.timers.push(Reverse((at, id)));
+        // Rescheduling leaves stale entries behind; compact when they dominate.
+        if self.timers.len() > 2 * self.due.len() + 1024 {
+            self.timers = self
+                .due
+                .iter()
+                .map(|(id, at)| Reverse((*at, *id)))
+                .collect();
+        }
+    }
+
+    /// Runs every wake-up that is due now.
+    pub fn run_due(&mut self) {
+        let now = self.sys.now();
+        let mut batch_started = false;
+        while let Some(at) = self.next_wake() {
+            if at > now {
+                break;
+            }
+            let Some(Reverse((_, id))) = self.timers.pop() else {
+                break;
+            };
+            self.due.remove(&id);
+            if !batch_started {
+                self.sys.begin_batch();
+                batch_started = true;
+            }
+            self.wake(id, now);
+        }
+    }
+
+    /// Handles a register request.
+    pub fn register(&mut self, reg: Registration, peer: Peer) -> Response {
+        if peer.uid != 0 {
+            self.sys.log(
+                Event::new("request_denied")
+                    .with_severity(Severity::Warning)
+                    .field("request", "register")
+                    .field("peer_uid", peer.uid)
+                    .field("peer_pid", peer.pid)
+                    .field("user", &reg.user)
+                    .field("reason", "only root may register sessions"),
+            );
+            return Response::Error {
+                code: ErrorCode::PermissionDenied,
+                message: "only root may register sessions".into(),
+            };
+        }
+        let leader = ProcRef {
+            pid: reg.pid,
+            start_time: reg.start_time,
+        };
+        if reg.pid == 0 || !self.sys.alive(leader) {
+            return Response::Error {
+                code: ErrorCode::NotFound,
+                message: format!(
+                    "process {} with start time {} does not exist",
+                    reg.pid, reg.start_time
+                ),
+            };
+        }
+        if let Some(id) = self.leaders.get(&leader).copied() {
+            return Response::Registered {
+                session_id: id.0,
+                banner: self.banner(id),
+            };
+        }
+        let scope = if reg.sessionid != AUDIT_UNSET
+            && self.sys.parent_sessionid(leader) != Some(reg.sessionid)
+        {
+            Scope::AuditSession(reg.sessionid)
+        } else {
+            Scope::Subtree
+        };
+        let login = Login {
+            user: reg.user,
+            uid: reg.uid,
+            service: reg.service,
+            pam_tty: reg.tty,
+            rhost: reg.rhost,
+            ruser: reg.ruser,
+        };
+        let decision = self.policy.decide(&LoginFacts {
+            user: login.user.clone(),
+            service: login.service.clone(),
+            rhost: login.rhost.clone(),
+        });
+        let now = self.sys.now();
+        let id = SessionId(self.sys.allocate_id());
+        let session = Session {
+            id,
+            login,
+            leader,
+            scope,
+            registered_at: now,
+            rule: decision.rule,
+            limits: decision.limits,
+            ttys: Vec::new(),
+            last_activity: now,
+            warned: WarnMemory::default(),
+            phase: Phase::Active,
+            last_tamper_log: None,
+            discovery_backoff: DISCOVERY_FIRST,
+        };
+        let ev = session_event("session_open", &session)
+            .field("scope", scope_label(scope))
+            .field("idle_limit", duration::limit(session.limits.idle))
+            .field("max_limit", duration::limit(session.limits.max))
+            .field("loginuid", reg.loginuid);
+        self.sys.log(ev);
+        self.sessions.insert(id, session);
+        self.leaders.insert(leader, id);
+        // The terminal does not exist yet (sshd opens the session first): look soon.
+        self.schedule(id, now + DISCOVERY_FIRST);
+        Response::Registered {
+            session_id: id.0,
+            banner: self.banner(id),
+        }
+    }
+
+    /// The text shown at login: the limits that apply.
+    fn banner(&self, id: SessionId) -> String {
+        let Some(s) = self.sessions.get(&id) else {
+            return String::new();
+        };
+        let idle = s
+            .limits
+            .idle
+            .map(|d| format!("Idle sessions close after {}", Human(d)));
+        let max = s.limits.max.map(|d| {
+            format!(
+                "this session closes at {} UTC at the latest",
+                s.registered_at + d
+            )
+        });
+        match (idle, max) {
+            (Some(i), Some(m)) => format!("{i}; {m}."),
+            (Some(i), None) => format!("{i}."),
+            (None, Some(m)) => {
+                let mut m = m;
+                m.replace_range(..1, "T");
+                format!("{m}.")
+            }
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Handles a logout from the PAM module.
+    pub fn unregister(&mut self, key: SessionKey, peer: Peer) -> Response {
+        if peer.uid != 0 {
+            self.sys.log(
+                Event::new("request_denied")
+                    .with_severity(Severity::Warning)
+                    .field("request", "unregister")
+                    .field("peer_uid", peer.uid)
+                    .field("peer_pid", peer.pid)
+                    .field("reason", "only root may unregister sessions"),
+            );
+            return Response::Error {
+                code: ErrorCode::PermissionDenied,
+                message: "only root may unregister sessions".into(),
+            };
+        }
+        let leader = ProcRef {
+            pid: key.pid,
+            start_time: key.start_time,
+        };
+        let Some(id) = self.leaders.get(&leader).copied() else {
+            return Response::Unregistered { session_id: 0 };
+        };
+        self.leaders.remove(&leader);
+        let now = self.sys.now();
+        if let Some(s) = self.sessions.get(&id) {
+            if s.is_active() {
+                let ev = session_event("session_close", s)
+                    .field("reason", "logout")
+                    .field("duration", Human(now.since(s.registered_at)));
+                self.sys.log(ev);
+                self.forget(id);
+            }
+            // A terminating session goes on until every process is gone.
+        }
+        Response::Unregistered { session_id: id.0 }
+    }
+
+    pub(crate) fn forget(&mut self, id: SessionId) {
+        if let Some(s) = self.sessions.remove(&id) {
+            self.leaders.remove(&s.leader);
+        }
+        self.due.remove(&id);
+    }
+
+    /// Installs a new policy: live sessions are matched again and re-examined now.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+        let now = self.sys.now();
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            if !s.is_active() {
+                continue;
+            }
+            let d = self.policy.decide(&LoginFacts {
+                user: s.login.user.clone(),
+                service: s.login.service.clone(),
+                rhost: s.login.rhost.clone(),
+            });
+            s.rule = d.rule;
+            s.limits = d.limits;
+            self.schedule(id, now);
+        }
+    }
+
+    pub(crate) fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.sessions.get_mut(&id)
+    }
+
+    pub(crate) fn discovery_limits() -> (Duration, Duration) {
+        (DISCOVERY_MAX_BACKOFF, LIVENESS_INTERVAL)
+    }
+}
+
+fn scope_label(scope: Scope) -> String {
+    match scope {
+        Scope::AuditSession(id) => format!("audit:{id}"),
+        Scope::Subtree => "subtree".to_owned(),
+    }
+}
+
+/// An event carrying the keys every session event has.
+pub(crate) fn session_event(name: &'static str, s: &Session) -> Event {
+    Event::new(name)
+        .field("id", s.id)
+        .field("user", &s.login.user)
+        .field("uid", s.login.uid)
+        .field("service", &s.login.service)
+        .field("tty", s.tty_label())
+        .field("rhost", &s.login.rhost)
+        .field("pid", s.leader.pid)
+        .field("rule", &s.rule)
+}

@@ -1,0 +1,30 @@
+//! timeoutd: enforces idle and absolute limits on login sessions.
+//!
+//! Functional core: `policy`, `config`, `duration`, `template`, `session`,
+//! `deadline`, `engine` and `enforce` decide everything, driven by an injected
+//! clock and probes. Imperative shell: `procfs`, `pty`, `signals`, `syslog`,
+//! `server` and `host` touch the system.
+
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod deadline;
+pub mod duration;
+pub mod enforce;
+pub mod engine;
+pub mod escape;
+pub mod event;
+pub mod explain;
+pub mod host;
+pub mod ids;
+pub mod policy;
+pub mod procfs;
+pub mod pty;
+pub mod server;
+pub mod session;
+pub mod signals;
+pub mod syslog;
+pub mod template;
+
+#[cfg(test)]
+mod engine_tests;

@@ -1,0 +1,267 @@
+//! One tracked login session and how its activity is credited. Pure.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::deadline::{Reason, WarnMemory};
+use crate::policy::Limits;
+
+/// The daemon's id for a session, unique across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A process identified so that a reused pid is never mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProcRef {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+/// Which processes belong to the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every process carrying this audit session id (set by pam_loginuid).
+    AuditSession(u32),
+    /// The subtree of the leader: the service did not set a new audit session (su, sudo).
+    Subtree,
+}
+
+/// Who logged in, as the PAM module reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Login {
+    pub user: String,
+    pub uid: u32,
+    pub service: String,
+    /// PAM_TTY ("ssh" for sshd, which opens the session before the pty exists).
+    pub pam_tty: String,
+    pub rhost: String,
+    pub ruser: String,
+}
+
+/// The three timestamps of a terminal device, in wall-clock milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtyTimes {
+    /// Last read that returned data: user input (8-second steps).
+    pub atime: Timestamp,
+    /// Last write: output.
+    pub mtime: Timestamp,
+    /// Last metadata change: chmod, chown, or `touch`. tty I/O never moves it.
+    pub ctime: Timestamp,
+}
+
+/// What one look at a tty told us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observation {
+    /// The kernel recorded input; credit it at this time.
+    Input(Timestamp),
+    /// No input since the last metadata change.
+    Nothing,
+    /// The timestamps were set by hand (ctime moved, or atime is in the future).
+    Tampered,
+}
+
+/// The kernel stores a new atime only when it enters a new 8-second window,
+/// so input may have gone on until the end of the window that atime opened.
+pub const KERNEL_TTY_STEP_SECS: i64 = 8;
+
+/// Tolerance for clock granularity before an atime counts as "in the future".
+const FUTURE_SLACK: Duration = Duration::from_secs(2);
+
+/// A terminal measured for a session, with what we saw of it last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TtyWatch {
+    /// Device name relative to /dev, e.g. "pts/3".
+    pub name: String,
+    last_ctime: Option<Timestamp>,
+}
+
+impl TtyWatch {
+    pub fn new(name: String) -> Self {
+        Self {
+            name,
+            last_ctime: None,
+        }
+    }
+
+    /// Credits input only when the kernel moved atime after the last metadata
+    /// change. `touch` moves ctime along with atime, so it is never credited.
+    pub fn observe(&mut self, t: TtyTimes, now: Timestamp) -> Observation {
+        let ctime_moved = self.last_ctime.is_some_and(|c| c != t.ctime);
+        self.last_ctime = Some(t.ctime);
+        if ctime_moved || t.atime > now + FUTURE_SLACK {
+            return Observation::Tampered;
+        }
+        if t.atime <= t.ctime {
+            return Observation::Nothing;
+        }
+        let window_start = t.atime.secs() - t.atime.secs().rem_euclid(KERNEL_TTY_STEP_SECS);
+        Observation::Input(Timestamp::from_secs(window_start + KERNEL_TTY_STEP_SECS))
+    }
+}
+
+/// The signal step a terminating session is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillStep {
+    /// SIGHUP and SIGCONT sent; waiting `grace`.
+    HangUp,
+    /// SIGTERM sent.
+    Terminate,
+    /// SIGKILL sent this many times.
+    Kill(u32),
+}
+
+/// Why a session is being ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Expired(Reason),
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired(r) => r.as_str(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Active,
+    Terminating { reason: EndReason, step: KillStep },
+}
+
+/// Everything the daemon tracks about one session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: SessionId,
+    pub login: Login,
+    pub leader: ProcRef,
+    pub scope: Scope,
+    pub registered_at: Timestamp,
+    pub rule: String,
+    pub limits: Limits,
+    pub ttys: Vec<TtyWatch>,
+    /// Latest credited input (registration time until there is any).
+    pub last_activity: Timestamp,
+    pub warned: WarnMemory,
+    pub phase: Phase,
+    pub last_tamper_log: Option<Timestamp>,
+    /// Time between looks for a terminal that has not appeared yet.
+    pub discovery_backoff: Duration,
+}
+
+impl Session {
+    /// The ttys as one log value: "pts/1,pts/3", or the PAM tty until one is found.
+    pub fn tty_label(&self) -> String {
+        if self.ttys.is_empty() {
+            self.login.pam_tty.clone()
+        } else {
+            self.ttys
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.phase == Phase::Active
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn times(a: i64, c: i64) -> TtyTimes {
+        TtyTimes {
+            atime: Timestamp::from_secs(a),
+            mtime: Timestamp::from_secs(a),
+            ctime: Timestamp::from_secs(c),
+        }
+    }
+
+    #[test]
+    fn kernel_input_is_credited_at_the_end_of_its_window() {
+        let mut w = TtyWatch::new("pts/1".into());
+        let now = Timestamp::from_secs(1000);
+        // atime 981 lies in the window [976, 984).
+        assert_eq!(
+            w.observe(times(981, 900), now),
+            Observation::Input(Timestamp::from_secs(984))
+        );
+        assert_eq!(
+            w.observe(times(984, 900), now),
+            Observation::Input(Timestamp::from_secs(992))
+        );
+    }
+
+    #[test]
+    fn touch_moves_ctime_and_is_never_credited() {
+        let mut w = TtyWatch::new("pts/1".into());
+        let now = Timestamp::from_secs(1000);
+        assert_eq!(
+            w.observe(times(950, 900), now),
+            Observation::Input(Timestamp::from_secs(952))
+        );
+        // `touch -a` sets atime and ctime to now.
+        assert_eq!(w.observe(times(995, 995), now), Observation::Tampered);
+        // Looked at again with nothing new: atime is not after ctime, so still no credit.
+        assert_eq!(w.observe(times(995, 995), now), Observation::Nothing);
+    }
+
+    #[test]
+    fn a_touch_before_the_first_look_is_not_credited() {
+        let mut w = TtyWatch::new("pts/1".into());
+        assert_eq!(
+            w.observe(times(990, 990), Timestamp::from_secs(1000)),
+            Observation::Nothing
+        );
+    }
+
+    #[test]
+    fn future_atime_is_refused() {
+        let mut w = TtyWatch::new("pts/1".into());
+        let now = Timestamp::from_secs(1000);
+        // touch -a -d 2030-01-01
+        assert_eq!(
+            w.observe(times(1_893_456_000, 900), now),
+            Observation::Tampered
+        );
+    }
+
+    #[test]
+    fn tty_label_lists_found_ttys() {
+        let mut s = Session {
+            id: SessionId(1),
+            login: Login {
+                pam_tty: "ssh".into(),
+                ..Login::default()
+            },
+            leader: ProcRef {
+                pid: 1,
+                start_time: 1,
+            },
+            scope: Scope::Subtree,
+            registered_at: Timestamp(0),
+            rule: "defaults".into(),
+            limits: Limits::builtin(),
+            ttys: vec![],
+            last_activity: Timestamp(0),
+            warned: WarnMemory::default(),
+            phase: Phase::Active,
+            last_tamper_log: None,
+            discovery_backoff: Duration::from_millis(200),
+        };
+        assert_eq!(s.tty_label(), "ssh");
+        s.ttys = vec![TtyWatch::new("pts/1".into()), TtyWatch::new("pts/3".into())];
+        assert_eq!(s.tty_label(), "pts/1,pts/3");
+    }
+}
