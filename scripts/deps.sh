@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building and testing session-timeout need.
+#
+#   sudo ./scripts/deps.sh
+#
+# Idempotent: packages already installed are left alone, and `apt-get update`
+# runs only when something is missing. Installing openssh-server would start the
+# host's sshd on port 22 where there is no systemd (invoke-rc.d); a temporary
+# /usr/sbin/policy-rc.d (exit 101) forbids that for the duration of the install.
+set -euo pipefail
+
+say() { printf 'deps: %s\n' "$*"; }
+die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo $0)"
+
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(
+    # the product and its end-to-end tests
+    openssh-server openssh-client
+    libpam0g-dev libpam-wrapper pamtester
+    tmux screen procps passwd util-linux bsdutils iproute2 ca-certificates
+    # building: linker, C headers, and the PAM module directory lookup of install.sh
+    gcc libc6-dev pkg-config dpkg-dev
+    # linting the shell scripts (scripts/test.sh)
+    shellcheck
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$status" = installed ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    say "all ${#packages[@]} packages already installed"
+else
+    say "missing: ${missing[*]}"
+
+    created_policy=0
+    cleanup() {
+        if [ "$created_policy" = 1 ]; then
+            rm -f /usr/sbin/policy-rc.d
+            say "removed the temporary /usr/sbin/policy-rc.d"
+        fi
+    }
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM HUP
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        say "creating a temporary /usr/sbin/policy-rc.d (exit 101) so no service starts"
+        printf '#!/bin/sh\n# Temporary, from session-timeout scripts/deps.sh\nexit 101\n' \
+            >/usr/sbin/policy-rc.d
+        created_policy=1
+        chmod 0755 /usr/sbin/policy-rc.d
+    else
+        say "/usr/sbin/policy-rc.d already exists; leaving it as it is"
+    fi
+
+    apt_opts=(-y -q -o DPkg::Lock::Timeout=300)
+    say "apt-get update"
+    apt-get "${apt_opts[@]}" update
+    say "apt-get install --no-install-recommends ${missing[*]}"
+    apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}"
+fi
+
+# sshd refuses to start without its privilege separation directory.
+mkdir -p /run/sshd
+chmod 0755 /run/sshd
+say "/run/sshd present (0755)"
