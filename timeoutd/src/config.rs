@@ -12,7 +12,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::duration;
-use crate::policy::{Limits, Policy};
+use crate::matching::HostPattern;
+use crate::policy::{Criteria, KillScope, Limits, NottyMode, Policy, Rule, TtyClass};
 use crate::template::Template;
 
 pub const DEFAULT_PATH: &str = "/etc/session-timeout.toml";
@@ -41,6 +42,8 @@ pub struct Config {
     pub path: PathBuf,
     pub daemon: DaemonConfig,
     pub policy: Policy,
+    /// Problems that do not stop the file from loading (shadowed rules).
+    pub warnings: Vec<ConfigError>,
 }
 
 /// One problem in a config file, located.
@@ -87,7 +90,9 @@ struct RawFile {
     #[serde(default)]
     daemon: RawDaemon,
     #[serde(default)]
-    defaults: RawLimits,
+    defaults: RawTable,
+    #[serde(default)]
+    rule: Vec<Spanned<RawTable>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -98,13 +103,26 @@ struct RawDaemon {
     state_dir: Option<Spanned<String>>,
 }
 
+type Strings = Option<Spanned<Vec<Spanned<String>>>>;
+
+/// `[defaults]` and each `[[rule]]` share one shape; criteria and `name` are
+/// only allowed in rules.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawLimits {
+struct RawTable {
+    name: Option<Spanned<String>>,
+    users: Strings,
+    groups: Strings,
+    services: Strings,
+    rhosts: Strings,
+    tty: Option<Spanned<String>>,
     idle: Option<Spanned<String>>,
     max: Option<Spanned<String>>,
-    warn: Option<Spanned<Vec<Spanned<String>>>>,
+    warn: Strings,
     grace: Option<Spanned<String>>,
+    count_output: Option<Spanned<bool>>,
+    notty: Option<Spanned<String>>,
+    kill_scope: Option<Spanned<String>>,
     message: Option<Spanned<String>>,
 }
 
@@ -136,12 +154,37 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }
     };
     let daemon = daemon_section(&raw.daemon, &mut errs);
-    let defaults = limits_section(&raw.defaults, &Limits::builtin(), "defaults", &mut errs);
+    forbid_criteria(&raw.defaults, &mut errs);
+    let defaults = limits_section(&raw.defaults, &Limits::builtin(), "[defaults]", &mut errs);
+    let mut policy = Policy::new(defaults);
+    for table in &raw.rule {
+        if let Some(rule) = rule_section(table, &policy, &mut errs) {
+            policy.rules.push(rule);
+        }
+    }
     if errs.list.is_empty() {
+        let warnings = policy
+            .shadowed()
+            .into_iter()
+            .map(|(later, earlier)| {
+                let span = raw.rule[later].span();
+                let (line, column) = line_col(text, span.start);
+                ConfigError {
+                    file: path.to_owned(),
+                    line,
+                    column,
+                    message: format!(
+                        "warning: rule {:?} can never match: rule {:?} before it matches every login it would",
+                        policy.rules[later].name, policy.rules[earlier].name
+                    ),
+                }
+            })
+            .collect();
         Ok(Config {
             path: path.to_owned(),
             daemon,
-            policy: Policy::new(defaults),
+            policy,
+            warnings,
         })
     } else {
         Err(errs.finish())
@@ -221,8 +264,38 @@ fn limit(
     }
 }
 
+fn choice<T>(
+    v: &Option<Spanned<String>>,
+    inherited: T,
+    key: &str,
+    options: &[(&str, T)],
+    errs: &mut Errors,
+) -> T
+where
+    T: Copy,
+{
+    let Some(s) = v else {
+        return inherited;
+    };
+    match options.iter().find(|(name, _)| *name == s.get_ref()) {
+        Some((_, value)) => *value,
+        None => {
+            let names: Vec<String> = options.iter().map(|(n, _)| format!("{n:?}")).collect();
+            errs.at(
+                s.span(),
+                format!(
+                    "{key} must be one of {}, got {:?}",
+                    names.join(", "),
+                    s.get_ref()
+                ),
+            );
+            inherited
+        }
+    }
+}
+
 /// Resolves one table of limits over the inherited ones and checks it.
-fn limits_section(raw: &RawLimits, inherited: &Limits, table: &str, errs: &mut Errors) -> Limits {
+fn limits_section(raw: &RawTable, inherited: &Limits, table: &str, errs: &mut Errors) -> Limits {
     let idle = limit(&raw.idle, inherited.idle, errs);
     let max = limit(&raw.max, inherited.max, errs);
     let grace = match &raw.grace {
@@ -247,7 +320,7 @@ fn limits_section(raw: &RawLimits, inherited: &Limits, table: &str, errs: &mut E
                             errs.at(
                                 w.span(),
                                 format!(
-                                    "warning offset {} in [{table}] is not shorter than its {name} limit {}",
+                                    "warning offset {} in {table} is not shorter than its {name} limit {}",
                                     duration::Human(d),
                                     duration::Human(lim)
                                 ),
@@ -279,121 +352,139 @@ fn limits_section(raw: &RawLimits, inherited: &Limits, table: &str, errs: &mut E
         max,
         warn,
         grace,
+        count_output: raw
+            .count_output
+            .as_ref()
+            .map_or(inherited.count_output, |b| *b.get_ref()),
+        notty: choice(
+            &raw.notty,
+            inherited.notty,
+            "notty",
+            &[("io", NottyMode::Io), ("max-only", NottyMode::MaxOnly)],
+            errs,
+        ),
+        kill_scope: choice(
+            &raw.kill_scope,
+            inherited.kill_scope,
+            "kill_scope",
+            &[
+                ("session", KillScope::Session),
+                ("leader", KillScope::Leader),
+            ],
+            errs,
+        ),
         message,
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(text: &str) -> Result<Config, ConfigErrors> {
-        parse(Path::new("/etc/t.toml"), text)
-    }
-
-    fn only_error(text: &str) -> ConfigError {
-        let errs = check(text).unwrap_err().0;
-        assert_eq!(errs.len(), 1, "{errs:?}");
-        errs.into_iter().next().unwrap()
-    }
-
-    #[test]
-    fn the_issue_schema_loads() {
-        let c = check(
-            r#"
-[daemon]
-socket = "/run/st/t.sock"
-syslog = "/dev/log"
-state_dir = "/var/lib/session-timeout"
-[defaults]
-idle = "15m"
-max  = "12h"
-warn = ["1m", "5m"]
-grace = "10s"
-"#,
-        )
-        .unwrap();
-        assert_eq!(c.daemon.socket, PathBuf::from("/run/st/t.sock"));
-        let d = &c.policy.defaults;
-        assert_eq!(d.idle, Some(Duration::from_secs(900)));
-        assert_eq!(d.max, Some(Duration::from_secs(12 * 3600)));
-        assert_eq!(d.warn, [Duration::from_secs(300), Duration::from_secs(60)]);
-        assert_eq!(d.grace, Duration::from_secs(10));
-    }
-
-    #[test]
-    fn off_disables_a_limit_and_empty_file_gets_builtins() {
-        let c = check("[defaults]\nidle = \"off\"\n").unwrap();
-        assert_eq!(c.policy.defaults.idle, None);
-        let c = check("").unwrap();
-        assert_eq!(c.policy.defaults, Limits::builtin());
-        assert_eq!(c.daemon, DaemonConfig::default());
-    }
-
-    #[test]
-    fn unknown_key_is_located() {
-        let e = only_error("[defaults]\nidle = \"15m\"\nidel = \"5m\"\n");
-        assert_eq!((e.line, e.column), (3, 1));
-        assert!(e.message.contains("unknown field `idel`"), "{}", e.message);
-        assert!(e.to_string().starts_with("/etc/t.toml:3:1: "));
-    }
-
-    #[test]
-    fn wrong_type_is_located() {
-        let e = only_error("[defaults]\nidle = 15\n");
-        assert_eq!((e.line, e.column), (2, 8));
-        assert!(e.message.contains("string"), "{}", e.message);
-    }
-
-    #[test]
-    fn bad_duration_is_located() {
-        let e = only_error("[defaults]\nmax = \"12\"\n");
-        assert_eq!((e.line, e.column), (2, 7));
-        assert!(e.message.contains("bare number"), "{}", e.message);
-    }
-
-    #[test]
-    fn warning_not_shorter_than_limit_is_an_error() {
-        let e = only_error("[defaults]\nidle = \"1m\"\nmax = \"off\"\nwarn = [\"30s\", \"1m\"]\n");
-        assert_eq!((e.line, e.column), (4, 16));
-        assert!(
-            e.message.contains("not shorter than its idle limit 1m"),
-            "{}",
-            e.message
-        );
-    }
-
-    #[test]
-    fn inherited_warnings_that_do_not_fit_are_dropped() {
-        let c = check("[defaults]\nidle = \"2m\"\n").unwrap();
-        assert_eq!(c.policy.defaults.warn, [Duration::from_secs(60)]);
-    }
-
-    #[test]
-    fn unknown_placeholder_is_located() {
-        let e = only_error("[defaults]\nmessage = \"bye {usr}\"\n");
-        assert_eq!((e.line, e.column), (2, 16));
-        assert!(e.message.contains("{usr}"));
-    }
-
-    #[test]
-    fn relative_paths_and_syntax_errors_are_errors() {
-        let e = only_error("[daemon]\nsocket = \"run/x\"\n");
-        assert_eq!(e.line, 2);
-        let e = only_error("[defaults\nidle = 1\n");
-        assert_eq!(e.line, 1);
-    }
-
-    #[test]
-    fn several_errors_are_all_reported() {
-        let errs = check("[defaults]\nidle = \"x\"\nmax = \"y\"\n").unwrap_err();
-        assert_eq!(errs.0.len(), 2);
-        assert_eq!(errs.to_string().lines().count(), 2);
-    }
-
-    #[test]
-    fn missing_file_is_a_clear_error() {
-        let e = load(Path::new("/nonexistent/st.toml")).unwrap_err();
-        assert!(e.to_string().contains("cannot read the config file"));
+/// `[defaults]` holds limits only.
+fn forbid_criteria(raw: &RawTable, errs: &mut Errors) {
+    let spans = [
+        ("name", raw.name.as_ref().map(Spanned::span)),
+        ("users", raw.users.as_ref().map(Spanned::span)),
+        ("groups", raw.groups.as_ref().map(Spanned::span)),
+        ("services", raw.services.as_ref().map(Spanned::span)),
+        ("rhosts", raw.rhosts.as_ref().map(Spanned::span)),
+        ("tty", raw.tty.as_ref().map(Spanned::span)),
+    ];
+    for (key, span) in spans {
+        if let Some(span) = span {
+            errs.at(
+                span,
+                format!("{key} is a rule criterion; [defaults] only holds limits (put it in a [[rule]])"),
+            );
+        }
     }
 }
+
+fn names(v: &Strings, key: &str, errs: &mut Errors) -> Option<Vec<String>> {
+    let list = v.as_ref()?;
+    if list.get_ref().is_empty() {
+        errs.at(
+            list.span(),
+            format!("{key} is empty, so the rule could never match; remove the key to match any"),
+        );
+    }
+    for s in list.get_ref() {
+        if s.get_ref().is_empty() {
+            errs.at(s.span(), format!("empty name in {key}"));
+        }
+    }
+    Some(list.get_ref().iter().map(|s| s.get_ref().clone()).collect())
+}
+
+fn rule_section(table: &Spanned<RawTable>, policy: &Policy, errs: &mut Errors) -> Option<Rule> {
+    let raw = table.get_ref();
+    let Some(name) = &raw.name else {
+        errs.at(table.span(), "every [[rule]] needs a name = \"...\"".into());
+        return None;
+    };
+    let name_ok = !name.get_ref().is_empty()
+        && name.get_ref() != "defaults"
+        && name
+            .get_ref()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !name_ok {
+        errs.at(
+            name.span(),
+            format!(
+                "rule name {:?} must be letters, digits, '-', '_' or '.', and not \"defaults\"",
+                name.get_ref()
+            ),
+        );
+    }
+    if policy.rules.iter().any(|r| &r.name == name.get_ref()) {
+        errs.at(
+            name.span(),
+            format!("duplicate rule name {:?}", name.get_ref()),
+        );
+    }
+    let rhosts = raw.rhosts.as_ref().map(|list| {
+        if list.get_ref().is_empty() {
+            errs.at(
+                list.span(),
+                "rhosts is empty, so the rule could never match".into(),
+            );
+        }
+        list.get_ref()
+            .iter()
+            .filter_map(|p| {
+                HostPattern::parse(p.get_ref())
+                    .map_err(|e| errs.at(p.span(), e))
+                    .ok()
+            })
+            .collect()
+    });
+    let tty = raw.tty.as_ref().and_then(|t| {
+        let class = TtyClass::parse(t.get_ref());
+        if class.is_none() {
+            errs.at(
+                t.span(),
+                format!(
+                    "tty must be \"pty\", \"console\" or \"none\", got {:?}",
+                    t.get_ref()
+                ),
+            );
+        }
+        class
+    });
+    let criteria = Criteria {
+        users: names(&raw.users, "users", errs),
+        groups: names(&raw.groups, "groups", errs),
+        services: names(&raw.services, "services", errs),
+        rhosts,
+        tty,
+    };
+    let table_name = format!("rule {:?}", name.get_ref());
+    let limits = limits_section(raw, &policy.defaults, &table_name, errs);
+    Some(Rule {
+        name: name.get_ref().clone(),
+        criteria,
+        limits,
+    })
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

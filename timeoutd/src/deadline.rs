@@ -38,26 +38,46 @@ pub struct Deadline {
 }
 
 /// The deadlines in force. The idle one exists only when idle time is measured.
+/// No deadline falls before `not_before` (a reprieve, so that a deadline found
+/// already past, after a reload or a restart, is still warned about first).
 pub fn deadlines(
     limits: &Limits,
     registered_at: Timestamp,
     last_activity: Timestamp,
     idle_measured: bool,
+    not_before: Option<Timestamp>,
 ) -> Vec<Deadline> {
+    let floor = |at: Timestamp| not_before.map_or(at, |nb| at.max(nb));
     let mut out = Vec::with_capacity(2);
     if let (Some(idle), true) = (limits.idle, idle_measured) {
         out.push(Deadline {
             reason: Reason::Idle,
-            at: last_activity.max(registered_at) + idle,
+            at: floor(last_activity.max(registered_at) + idle),
         });
     }
     if let Some(max) = limits.max {
         out.push(Deadline {
             reason: Reason::Max,
-            at: registered_at + max,
+            at: floor(registered_at + max),
         });
     }
     out
+}
+
+/// A deadline that has passed although no warning was ever written for it
+/// (a shorter limit after a reload, a deadline that passed while the daemon
+/// was down) gets a reprieve: the session ends after the shortest warning.
+pub fn reprieve(
+    deadlines: &[Deadline],
+    warn: &[Duration],
+    memory: &WarnMemory,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let shortest = warn.iter().min()?;
+    deadlines
+        .iter()
+        .any(|d| d.at <= now && !memory.any_sent(*d))
+        .then(|| now + *shortest)
 }
 
 /// The warnings already written, per limit: for which deadline, and the
@@ -187,7 +207,7 @@ mod tests {
             }
             let now = t(now_s);
             loop {
-                let ds = deadlines(l, t(0), last, idle_measured);
+                let ds = deadlines(l, t(0), last, idle_measured, None);
                 match next_step(&ds, &l.warn, &memory, now) {
                     Step::Expire(d) => {
                         log.push((now_s, format!("expire {}", d.reason.as_str())));
@@ -263,7 +283,7 @@ mod tests {
         assert!(simulate(&l, &[], false, 100).is_empty());
         assert_eq!(
             next_step(
-                &deadlines(&l, t(0), t(0), false),
+                &deadlines(&l, t(0), t(0), false, None),
                 &l.warn,
                 &WarnMemory::default(),
                 t(50)
@@ -275,7 +295,7 @@ mod tests {
     #[test]
     fn a_late_wake_sends_one_warning_not_a_burst() {
         let l = limits(None, Some(600), &[300, 60]);
-        let ds = deadlines(&l, t(0), t(0), true);
+        let ds = deadlines(&l, t(0), t(0), true, None);
         let mut m = WarnMemory::default();
         let step = next_step(&ds, &l.warn, &m, t(550));
         assert_eq!(
@@ -290,9 +310,29 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_found_already_past_is_warned_before_it_is_enforced() {
+        let l = limits(Some(60), None, &[30, 10]);
+        let m = WarnMemory::default();
+        let now = t(500);
+        let ds = deadlines(&l, t(0), t(0), true, None);
+        let floor = reprieve(&ds, &l.warn, &m, now);
+        assert_eq!(floor, Some(t(510)));
+        let ds = deadlines(&l, t(0), t(0), true, floor);
+        assert_eq!(
+            next_step(&ds, &l.warn, &m, now),
+            Step::Warn {
+                deadline: ds[0],
+                offset: secs(10)
+            }
+        );
+        // Without warnings configured there is nothing to wait for.
+        assert_eq!(reprieve(&ds, &[], &m, now), None);
+    }
+
+    #[test]
     fn earliest_deadline_wins() {
         let l = limits(Some(20), Some(30), &[]);
-        let ds = deadlines(&l, t(0), t(0), true);
+        let ds = deadlines(&l, t(0), t(0), true, None);
         assert_eq!(
             next_step(&ds, &[], &WarnMemory::default(), t(40)),
             Step::Expire(ds[0])

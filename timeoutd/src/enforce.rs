@@ -9,6 +9,7 @@ use crate::duration::Human;
 use crate::engine::{session_event, Engine, ProcFacts, System};
 use crate::escape;
 use crate::event::Severity;
+use crate::policy::TtyClass;
 use crate::session::{
     EndReason, KillStep, Observation, Phase, ProcRef, Session, SessionId, TtyWatch,
 };
@@ -19,6 +20,9 @@ const TERM_WAIT: Duration = Duration::from_secs(1);
 const KILL_WAIT: Duration = Duration::from_millis(250);
 /// SIGKILL rounds before giving up and reporting survivors.
 const MAX_KILL_ROUNDS: u32 = 20;
+/// How long after registration the login's terminal is looked for eagerly;
+/// a login without one by then is taken to have none.
+const DISCOVERY_WINDOW: Duration = Duration::from_secs(120);
 /// `tamper_suspected` is logged at most this often per session.
 const TAMPER_LOG_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -57,15 +61,20 @@ impl<S: System> Engine<S> {
             self.sys.log(ev);
             return (After::Forget, None);
         }
-        self.refresh_ttys(s);
-        self.measure(s, now);
+        self.refresh_ttys(s, now);
+        if s.ttys.is_empty() {
+            if s.idle_measured() {
+                self.measure_io(s, now);
+            }
+        } else {
+            self.measure(s, now);
+        }
+        let ds = self.deadlines_of(s);
+        if s.not_before.is_none_or(|nb| nb <= now) {
+            s.not_before = deadline::reprieve(&ds, &s.limits.warn, &s.warned, now);
+        }
         loop {
-            let ds = deadline::deadlines(
-                &s.limits,
-                s.registered_at,
-                s.last_activity,
-                !s.ttys.is_empty(),
-            );
+            let ds = self.deadlines_of(s);
             match deadline::next_step(&ds, &s.limits.warn, &s.warned, now) {
                 Step::Expire(d) => {
                     let ev = session_event("session_expired", s)
@@ -90,12 +99,22 @@ impl<S: System> Engine<S> {
         }
     }
 
+    fn deadlines_of(&self, s: &Session) -> Vec<Deadline> {
+        deadline::deadlines(
+            &s.limits,
+            s.registered_at,
+            s.last_activity,
+            s.idle_measured(),
+            s.not_before,
+        )
+    }
+
     /// Wakes earlier than `at` while the terminal is still being looked for,
     /// and at least every liveness interval.
     fn cap_wake(&self, s: &mut Session, at: Timestamp, now: Timestamp) -> Timestamp {
         let (max_backoff, liveness) = Engine::<S>::discovery_limits();
         let mut next = at.min(now + liveness);
-        let searching = s.ttys.is_empty() && now.since(s.registered_at) < Duration::from_secs(120);
+        let searching = s.ttys.is_empty() && now.since(s.registered_at) < DISCOVERY_WINDOW;
         if searching {
             next = next.min(now + s.discovery_backoff);
             s.discovery_backoff = (s.discovery_backoff * 2).min(max_backoff);
@@ -103,15 +122,47 @@ impl<S: System> Engine<S> {
         next
     }
 
-    /// Adds terminals of the login that appeared since the last look.
-    fn refresh_ttys(&mut self, s: &mut Session) {
-        for name in self.sys.find_ttys(s.leader, &s.login.pam_tty) {
+    /// Adds terminals of the login that appeared since the last look, and
+    /// matches the policy again once the kind of terminal is known.
+    fn refresh_ttys(&mut self, s: &mut Session, now: Timestamp) {
+        let probe = self.sys.find_ttys(s.leader, &s.login.pam_tty);
+        for name in probe.ttys {
             if s.ttys.iter().all(|t| t.name != name) {
                 s.ttys.push(TtyWatch::new(name.clone()));
+                if s.tty_class == TtyClass::None {
+                    s.tty_class = TtyClass::Pty;
+                }
+                s.tty_settled = true;
                 let ev = session_event("session_tty", s).field("found", name);
                 self.sys.log(ev);
             }
         }
+        let searched_long = now.since(s.registered_at) >= DISCOVERY_WINDOW;
+        if s.ttys.is_empty() && !s.tty_settled && (probe.notty || searched_long) {
+            s.tty_class = TtyClass::None;
+            s.tty_settled = true;
+        }
+        let d = self.policy().decide(&s.facts());
+        if d.rule != s.rule {
+            let ev = session_event("session_rematched", s)
+                .field("new_rule", &d.rule)
+                .field("tty_class", s.tty_class.as_str());
+            self.sys.log(ev);
+            s.rule = d.rule;
+            s.limits = d.limits;
+        }
+    }
+
+    /// Idle measurement for a session without a terminal: any change in its
+    /// processes' I/O since the last look counts as activity now.
+    fn measure_io(&mut self, s: &mut Session, now: Timestamp) {
+        let Some(total) = self.sys.io_total(s.leader, s.scope) else {
+            return;
+        };
+        if s.io_seen.is_some_and(|seen| seen != total) {
+            s.last_activity = s.last_activity.max(now);
+        }
+        s.io_seen = Some(total);
     }
 
     /// Credits kernel-recorded input on any of the session's terminals.
@@ -121,7 +172,7 @@ impl<S: System> Engine<S> {
             let Some(times) = self.sys.tty_times(&s.ttys[i].name) else {
                 continue;
             };
-            match s.ttys[i].observe(times, now) {
+            match s.ttys[i].observe(times, now, s.limits.count_output) {
                 Observation::Input(at) => s.last_activity = s.last_activity.max(at),
                 Observation::Nothing => {}
                 Observation::Tampered => tampered.push(s.ttys[i].name.clone()),

@@ -13,7 +13,7 @@ use crate::clock::Timestamp;
 use crate::deadline::WarnMemory;
 use crate::duration::{self, Human};
 use crate::event::{Event, Severity};
-use crate::policy::{LoginFacts, Policy};
+use crate::policy::{Policy, TtyClass};
 use crate::session::{Login, Phase, ProcRef, Scope, Session, SessionId, TtyTimes};
 
 /// A process as the kill logic needs to see it.
@@ -29,8 +29,13 @@ pub trait System {
     fn now(&self) -> Timestamp;
     /// Called before a batch of wake-ups, so probes may cache one /proc scan.
     fn begin_batch(&mut self) {}
-    /// The terminals of the login itself (not ones opened inside it), e.g. "pts/3".
-    fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str) -> Vec<String>;
+    /// The terminals of the login itself (not ones opened inside it).
+    fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str) -> TtyProbe;
+    /// Primary and supplementary group names of a user, through NSS.
+    fn groups_of(&mut self, user: &str) -> Vec<String>;
+    /// Total bytes read and written by the session's processes, for idle
+    /// measurement of sessions without a terminal.
+    fn io_total(&mut self, leader: ProcRef, scope: Scope) -> Option<u64>;
     fn tty_times(&mut self, name: &str) -> Option<TtyTimes>;
     /// Writes without blocking; returns whether it was written.
     fn write_tty(&mut self, name: &str, text: &str) -> bool;
@@ -44,6 +49,30 @@ pub trait System {
     fn log(&mut self, ev: Event);
     /// A new session id, never handed out before, across restarts too.
     fn allocate_id(&mut self) -> u64;
+}
+
+/// What a look for the login's terminals found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TtyProbe {
+    /// Device names relative to /dev, e.g. "pts/3".
+    pub ttys: Vec<String>,
+    /// The login is known to have no terminal (sshd's child says `@notty`).
+    pub notty: bool,
+}
+
+/// The terminal class PAM_TTY implies, and whether that is final.
+/// sshd says "ssh" before the pty exists: assume a pty until a look settles it.
+pub fn initial_tty_class(pam_tty: &str) -> (TtyClass, bool) {
+    let name = pam_tty.strip_prefix("/dev/").unwrap_or(pam_tty);
+    if name.starts_with("pts/") {
+        (TtyClass::Pty, true)
+    } else if name.starts_with("tty") || name == "console" {
+        (TtyClass::Console, true)
+    } else if name == "ssh" {
+        (TtyClass::Pty, false)
+    } else {
+        (TtyClass::None, true)
+    }
 }
 
 /// Who is asking, from SO_PEERCRED.
@@ -184,6 +213,8 @@ impl<S: System> Engine<S> {
         } else {
             Scope::Subtree
         };
+        let groups = self.sys.groups_of(&reg.user);
+        let (tty_class, tty_settled) = initial_tty_class(&reg.tty);
         let login = Login {
             user: reg.user,
             uid: reg.uid,
@@ -191,31 +222,35 @@ impl<S: System> Engine<S> {
             pam_tty: reg.tty,
             rhost: reg.rhost,
             ruser: reg.ruser,
+            groups,
         };
-        let decision = self.policy.decide(&LoginFacts {
-            user: login.user.clone(),
-            service: login.service.clone(),
-            rhost: login.rhost.clone(),
-        });
         let now = self.sys.now();
         let id = SessionId(self.sys.allocate_id());
-        let session = Session {
+        let mut session = Session {
             id,
             login,
             leader,
             scope,
             registered_at: now,
-            rule: decision.rule,
-            limits: decision.limits,
+            rule: String::new(),
+            limits: self.policy.defaults.clone(),
             ttys: Vec::new(),
             last_activity: now,
             warned: WarnMemory::default(),
+            not_before: None,
             phase: Phase::Active,
+            tty_class,
+            tty_settled,
+            io_seen: None,
             last_tamper_log: None,
             discovery_backoff: DISCOVERY_FIRST,
         };
+        let decision = self.policy.decide(&session.facts());
+        session.rule = decision.rule;
+        session.limits = decision.limits;
         let ev = session_event("session_open", &session)
             .field("scope", scope_label(scope))
+            .field("tty_class", session.tty_class.as_str())
             .field("idle_limit", duration::limit(session.limits.idle))
             .field("max_limit", duration::limit(session.limits.max))
             .field("loginuid", reg.loginuid);
@@ -314,11 +349,7 @@ impl<S: System> Engine<S> {
             if !s.is_active() {
                 continue;
             }
-            let d = self.policy.decide(&LoginFacts {
-                user: s.login.user.clone(),
-                service: s.login.service.clone(),
-                rhost: s.login.rhost.clone(),
-            });
+            let d = self.policy.decide(&s.facts());
             s.rule = d.rule;
             s.limits = d.limits;
             self.schedule(id, now);
@@ -327,6 +358,10 @@ impl<S: System> Engine<S> {
 
     pub(crate) fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
         self.sessions.get_mut(&id)
+    }
+
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     pub(crate) fn discovery_limits() -> (Duration, Duration) {

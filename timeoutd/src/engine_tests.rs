@@ -6,7 +6,7 @@ use std::time::Duration;
 use session_timeout_proto::{ErrorCode, Registration, Response, SessionKey};
 
 use crate::clock::Timestamp;
-use crate::engine::{Engine, Peer, ProcFacts, System};
+use crate::engine::{Engine, Peer, ProcFacts, System, TtyProbe};
 use crate::event::Event;
 use crate::policy::{Limits, Policy};
 use crate::session::{ProcRef, Scope, SessionId, TtyTimes};
@@ -32,17 +32,31 @@ struct Fake {
     /// Processes that ignore these signals.
     immune: Vec<(u32, i32)>,
     next_id: u64,
+    notty: bool,
+    io: u64,
 }
 
 impl System for Fake {
     fn now(&self) -> Timestamp {
         self.now
     }
-    fn find_ttys(&mut self, _leader: ProcRef, _pam_tty: &str) -> Vec<String> {
+    fn find_ttys(&mut self, _leader: ProcRef, _pam_tty: &str) -> TtyProbe {
         match self.tty_appears_at {
-            Some(t) if t <= self.now => self.ttys.keys().cloned().collect(),
-            _ => Vec::new(),
+            Some(t) if t <= self.now => TtyProbe {
+                ttys: self.ttys.keys().cloned().collect(),
+                notty: false,
+            },
+            _ => TtyProbe {
+                ttys: Vec::new(),
+                notty: self.notty,
+            },
         }
+    }
+    fn groups_of(&mut self, _user: &str) -> Vec<String> {
+        vec!["alice".into(), "wheel".into()]
+    }
+    fn io_total(&mut self, _leader: ProcRef, _scope: Scope) -> Option<u64> {
+        Some(self.io)
     }
     fn tty_times(&mut self, name: &str) -> Option<TtyTimes> {
         self.ttys.get(name).copied()
@@ -383,4 +397,108 @@ fn a_shorter_policy_applies_to_live_sessions() {
     e.set_policy(Policy::new(limits(Some(30), None, &[10])));
     run_until(&mut e, 1031);
     assert_eq!(find(&e, "session_expired").get("deadline"), Some("1030"));
+}
+
+#[test]
+fn a_login_without_terminal_is_idle_by_its_io() {
+    let mut e = engine(limits(Some(15), Some(600), &[]));
+    e.sys.tty_appears_at = None;
+    e.sys.notty = true;
+    e.register(registration(), ROOT);
+    // I/O moves until 1020, then stops: idle from about then.
+    for t in (1001..=1020).step_by(2) {
+        e.sys.io += 100;
+        run_until(&mut e, t);
+    }
+    run_until(&mut e, 1100);
+    let ev = find(&e, "session_expired");
+    assert_eq!(ev.get("reason"), Some("idle"));
+    let deadline: i64 = ev.get("deadline").unwrap().parse().unwrap();
+    // Activity is credited when a look sees the counters move (looks are not
+    // continuous), so the deadline is at least 15 s after the last I/O.
+    assert!((1035..=1060).contains(&deadline), "{deadline}");
+}
+
+#[test]
+fn max_only_exempts_a_login_without_terminal_from_idle() {
+    let mut l = limits(Some(15), Some(60), &[]);
+    l.notty = crate::policy::NottyMode::MaxOnly;
+    let mut e = engine(l);
+    e.sys.tty_appears_at = None;
+    e.sys.notty = true;
+    e.register(registration(), ROOT);
+    run_until(&mut e, 1070);
+    let ev = find(&e, "session_expired");
+    assert_eq!(
+        (ev.get("reason"), ev.get("deadline")),
+        (Some("max"), Some("1060"))
+    );
+}
+
+#[test]
+fn the_rule_is_matched_again_once_the_terminal_kind_is_known() {
+    use crate::matching::HostPattern;
+    use crate::policy::{Criteria, Rule, TtyClass};
+    let mut p = Policy::new(limits(Some(900), None, &[]));
+    p.rules.push(Rule {
+        name: "batch".into(),
+        criteria: Criteria {
+            tty: Some(TtyClass::None),
+            rhosts: Some(vec![HostPattern::parse("127.0.0.0/8").unwrap()]),
+            ..Criteria::default()
+        },
+        limits: limits(None, Some(30), &[]),
+    });
+    let mut e = engine(limits(Some(900), None, &[]));
+    e.set_policy(p);
+    e.sys.tty_appears_at = None;
+    e.sys.notty = true;
+    let id = registered_id(e.register(registration(), ROOT));
+    assert_eq!(
+        e.session(id).map(|s| s.rule.as_str()),
+        Some("defaults"),
+        "sshd: a pty is assumed at first"
+    );
+    run_until(&mut e, 1001);
+    assert_eq!(e.session(id).map(|s| s.rule.as_str()), Some("batch"));
+    assert_eq!(find(&e, "session_rematched").get("new_rule"), Some("batch"));
+    run_until(&mut e, 1031);
+    assert_eq!(find(&e, "session_expired").get("reason"), Some("max"));
+}
+
+#[test]
+fn groups_from_nss_select_rules() {
+    use crate::policy::{Criteria, Rule};
+    let mut p = Policy::new(limits(Some(900), None, &[]));
+    p.rules.push(Rule {
+        name: "privileged".into(),
+        criteria: Criteria {
+            groups: Some(vec!["wheel".into()]),
+            ..Criteria::default()
+        },
+        limits: limits(Some(600), None, &[]),
+    });
+    let mut e = engine(limits(Some(900), None, &[]));
+    e.set_policy(p);
+    let id = registered_id(e.register(registration(), ROOT));
+    let s = e.session(id).unwrap();
+    assert_eq!(
+        (s.rule.as_str(), s.limits.idle),
+        ("privileged", Some(Duration::from_secs(600)))
+    );
+    assert_eq!(find(&e, "session_open").get("rule"), Some("privileged"));
+}
+
+#[test]
+fn a_reload_whose_limit_already_passed_warns_before_ending() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    e.register(registration(), ROOT);
+    run_until(&mut e, 1100);
+    e.set_policy(Policy::new(limits(Some(30), None, &[10])));
+    run_until(&mut e, 1102);
+    let warn = find(&e, "session_warn");
+    assert_eq!(warn.get("remaining"), Some("10s"));
+    assert!(!names(&e).contains(&"session_expired"));
+    run_until(&mut e, 1112);
+    assert_eq!(find(&e, "session_expired").get("reason"), Some("idle"));
 }

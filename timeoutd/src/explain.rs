@@ -1,29 +1,206 @@
-//! Human-readable rendering of a policy, for `--check-config`.
+//! Human-readable rendering of a policy (`--check-config`) and of what it
+//! would do to one login (`--explain`), like `sshd -T -C`.
 
 use std::fmt::Write;
 
 use crate::config::Config;
 use crate::duration::{self, Human};
-use crate::policy::Limits;
+use crate::nss;
+use crate::policy::{Criteria, KillScope, Limits, LoginFacts, NottyMode, TtyClass};
 
-fn limits_line(l: &Limits) -> String {
+pub fn limits_line(l: &Limits) -> String {
     let warn: Vec<String> = l.warn.iter().map(|w| Human(*w).to_string()).collect();
     format!(
-        "idle={} max={} warn=[{}] grace={}",
+        "idle={} max={} warn=[{}] grace={} count_output={} notty={} kill_scope={}",
         duration::limit(l.idle),
         duration::limit(l.max),
         warn.join(", "),
-        Human(l.grace)
+        Human(l.grace),
+        l.count_output,
+        match l.notty {
+            NottyMode::Io => "io",
+            NottyMode::MaxOnly => "max-only",
+        },
+        match l.kill_scope {
+            KillScope::Session => "session",
+            KillScope::Leader => "leader",
+        }
     )
+}
+
+fn criteria_line(c: &Criteria) -> String {
+    let mut parts = Vec::new();
+    for (key, v) in [
+        ("users", &c.users),
+        ("groups", &c.groups),
+        ("services", &c.services),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{key}=[{}]", v.join(", ")));
+        }
+    }
+    if let Some(r) = &c.rhosts {
+        let shown: Vec<String> = r
+            .iter()
+            .map(|p| format!("{}{}", if p.exclude { "!" } else { "" }, p.text))
+            .collect();
+        parts.push(format!("rhosts=[{}]", shown.join(", ")));
+    }
+    if let Some(t) = c.tty {
+        parts.push(format!("tty={}", t.as_str()));
+    }
+    if parts.is_empty() {
+        "every login".to_owned()
+    } else {
+        parts.join(" ")
+    }
 }
 
 /// The effective configuration, as `--check-config` prints it.
 pub fn describe(cfg: &Config) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{}: OK", cfg.path.display());
+    let _ = writeln!(
+        out,
+        "{}: OK ({} rules)",
+        cfg.path.display(),
+        cfg.policy.rules.len()
+    );
     let _ = writeln!(out, "socket    {}", cfg.daemon.socket.display());
     let _ = writeln!(out, "syslog    {}", cfg.daemon.syslog.display());
     let _ = writeln!(out, "state_dir {}", cfg.daemon.state_dir.display());
-    let _ = writeln!(out, "defaults  {}", limits_line(&cfg.policy.defaults));
+    for (i, r) in cfg.policy.rules.iter().enumerate() {
+        let _ = writeln!(out, "rule {} {:?}", i + 1, r.name);
+        let _ = writeln!(out, "    match  {}", criteria_line(&r.criteria));
+        let _ = writeln!(out, "    limits {}", limits_line(&r.limits));
+    }
+    let _ = writeln!(out, "defaults (no rule matched)");
+    let _ = writeln!(out, "    limits {}", limits_line(&cfg.policy.defaults));
+    for w in &cfg.warnings {
+        let _ = writeln!(out, "{w}");
+    }
     out
+}
+
+/// Builds the facts of a hypothetical login from `key=value` words:
+/// user, service, rhost, tty (pty|console|none), groups (comma-separated; by
+/// default resolved through NSS if the user exists).
+pub fn parse_facts(words: &[String]) -> Result<LoginFacts, String> {
+    let mut facts = LoginFacts {
+        user: String::new(),
+        groups: Vec::new(),
+        service: "sshd".to_owned(),
+        rhost: String::new(),
+        tty: TtyClass::Pty,
+    };
+    let mut groups = None;
+    for w in words {
+        let (k, v) = w
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value, got {w:?}"))?;
+        match k {
+            "user" => facts.user = v.to_owned(),
+            "service" => facts.service = v.to_owned(),
+            "rhost" => facts.rhost = v.to_owned(),
+            "tty" => {
+                facts.tty = TtyClass::parse(v)
+                    .ok_or_else(|| format!("tty must be pty, console or none, got {v:?}"))?
+            }
+            "groups" => {
+                groups = Some(
+                    v.split(',')
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            }
+            _ => {
+                return Err(format!(
+                    "unknown key {k:?}; use user, groups, service, rhost, tty"
+                ))
+            }
+        }
+    }
+    if facts.user.is_empty() {
+        return Err("user=NAME is required".into());
+    }
+    facts.groups = groups.unwrap_or_else(|| nss::groups_of(&facts.user));
+    Ok(facts)
+}
+
+/// What the policy does to `facts`, in words.
+pub fn explain(cfg: &Config, facts: &LoginFacts) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "login: user={} groups=[{}] service={} rhost={} tty={}",
+        facts.user,
+        facts.groups.join(", "),
+        facts.service,
+        if facts.rhost.is_empty() {
+            "(local)"
+        } else {
+            &facts.rhost
+        },
+        facts.tty.as_str()
+    );
+    let (decision, skipped) = cfg.policy.explain(facts);
+    for (name, why) in &skipped {
+        let _ = writeln!(out, "rule {name:?}: no match: {why}");
+    }
+    if decision.rule == "defaults" {
+        let _ = writeln!(out, "no rule matched: [defaults] applies");
+    } else {
+        let _ = writeln!(out, "rule {:?}: MATCH", decision.rule);
+    }
+    let _ = writeln!(out, "limits: {}", limits_line(&decision.limits));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn explains_the_first_match_and_why_earlier_rules_failed() {
+        let cfg = crate::config::parse(
+            Path::new("t.toml"),
+            "[[rule]]\nname = \"priv\"\ngroups = [\"wheel\"]\nidle = \"10m\"\n\
+             [[rule]]\nname = \"net\"\nrhosts = [\"!10.0.0.0/8\", \"*\"]\nmax = \"1h\"\n",
+        )
+        .unwrap();
+        let words: Vec<String> = [
+            "user=alice",
+            "groups=staff",
+            "service=sshd",
+            "rhost=192.0.2.9",
+            "tty=pty",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let facts = parse_facts(&words).unwrap();
+        let text = explain(&cfg, &facts);
+        assert!(
+            text.contains(
+                "rule \"priv\": no match: user alice (groups [staff]) is in none of groups [wheel]"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("rule \"net\": MATCH"), "{text}");
+        assert!(text.contains("limits: idle=15m max=1h"), "{text}");
+        let described = describe(&cfg);
+        assert!(
+            described.contains("rule 2 \"net\"") && described.contains("rhosts=[!10.0.0.0/8, *]"),
+            "{described}"
+        );
+    }
+
+    #[test]
+    fn bad_words_are_errors() {
+        assert!(parse_facts(&["service=sshd".into()]).is_err());
+        assert!(parse_facts(&["user=a".into(), "tty=serial".into()]).is_err());
+        assert!(parse_facts(&["user=a".into(), "colour=red".into()]).is_err());
+        assert!(parse_facts(&["nonsense".into()]).is_err());
+    }
 }

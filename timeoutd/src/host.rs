@@ -1,13 +1,14 @@
 //! The real [`System`]: /proc, /dev/pts, signals, syslog, the id file.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::engine::{ProcFacts, System};
+use crate::engine::{ProcFacts, System, TtyProbe};
 use crate::event::{Event, Severity};
 use crate::ids::IdAllocator;
+use crate::login_probe;
+use crate::nss;
 use crate::procfs::{self, ProcInfo};
 use crate::pty;
 use crate::session::{ProcRef, Scope, TtyTimes};
@@ -48,24 +49,6 @@ impl Host {
     }
 }
 
-/// The terminal named by PAM_TTY, when it names a device ("/dev/pts/3",
-/// "pts/3", "tty1"); `None` for "ssh", X displays and anything odd.
-pub fn tty_from_pam(pam_tty: &str) -> Option<String> {
-    let name = pam_tty.strip_prefix("/dev/").unwrap_or(pam_tty);
-    let plausible = !name.is_empty()
-        && !name.contains("..")
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'/')
-        && (name.starts_with("pts/") || name.starts_with("tty") || name == "console");
-    if !plausible {
-        return None;
-    }
-    pty::stat_tty(&device(name)).ok().map(|_| name.to_owned())
-}
-
-fn device(name: &str) -> PathBuf {
-    PathBuf::from("/dev").join(name)
-}
-
 impl System for Host {
     fn now(&self) -> Timestamp {
         SystemClock.now()
@@ -75,22 +58,34 @@ impl System for Host {
         self.snapshot = None;
     }
 
-    fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str) -> Vec<String> {
-        if let Some(name) = tty_from_pam(pam_tty) {
-            return vec![name];
-        }
-        // sshd's [priv] monitor keeps the master of every pty it allocated for
-        // this login (several with ControlMaster). Ptys the user opens later
-        // (tmux, screen) are held by their own processes and are not counted.
-        let masters = procfs::pty_masters_of(leader.pid);
+    fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str) -> TtyProbe {
+        let snap = self.processes().to_vec();
+        let probe = login_probe::find(leader.pid, pam_tty, &snap);
         if !self.alive(leader) {
-            return Vec::new(); // the pid was reused while we looked
+            return TtyProbe::default(); // the pid was reused while we looked
         }
-        masters.into_iter().map(|n| format!("pts/{n}")).collect()
+        probe
+    }
+
+    fn groups_of(&mut self, user: &str) -> Vec<String> {
+        nss::groups_of(user)
+    }
+
+    fn io_total(&mut self, leader: ProcRef, scope: Scope) -> Option<u64> {
+        let procs = self.scope_processes(leader, scope);
+        if procs.is_empty() {
+            return None;
+        }
+        Some(
+            procs
+                .iter()
+                .filter_map(|p| login_probe::io_bytes(p.proc.pid))
+                .fold(0u64, u64::saturating_add),
+        )
     }
 
     fn tty_times(&mut self, name: &str) -> Option<TtyTimes> {
-        let t = pty::stat_tty(&device(name)).ok()?;
+        let t = pty::stat_tty(&login_probe::device(name)).ok()?;
         Some(TtyTimes {
             atime: Timestamp(t.atime_ms),
             mtime: Timestamp(t.mtime_ms),
@@ -99,7 +94,7 @@ impl System for Host {
     }
 
     fn write_tty(&mut self, name: &str, text: &str) -> bool {
-        pty::write_warning(&device(name), text).is_ok()
+        pty::write_warning(&login_probe::device(name), text).is_ok()
     }
 
     fn alive(&mut self, p: ProcRef) -> bool {
@@ -168,19 +163,5 @@ impl System for Host {
             }
         }
         id
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pam_tty_names_a_device_only_when_it_is_one() {
-        assert_eq!(tty_from_pam("ssh"), None);
-        assert_eq!(tty_from_pam(":0"), None);
-        assert_eq!(tty_from_pam("/dev/../etc/passwd"), None);
-        assert_eq!(tty_from_pam("pts/999999"), None); // no such device
-        assert_eq!(tty_from_pam(""), None);
     }
 }

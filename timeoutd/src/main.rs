@@ -9,6 +9,7 @@ use timeoutd::daemon::{self, Options};
 const USAGE: &str = "\
 usage: timeoutd [--config PATH] [--foreground] [--pidfile PATH]
        timeoutd --check-config [PATH]
+       timeoutd [--config PATH] --explain user=NAME [groups=A,B] [service=S] [rhost=H] [tty=pty|console|none]
 
 Enforces idle and absolute time limits on login sessions registered by
 pam_session_timeout.so.
@@ -18,12 +19,15 @@ pam_session_timeout.so.
   --pidfile PATH     write the daemon's pid here
                      (default /run/session-timeout/timeoutd.pid when detached)
   --check-config     validate a config file and print the effective policy
+  --explain          show which rule a login would match, why earlier rules
+                     did not, and the resulting limits (no login needed)
   --help, --version
 ";
 
 enum Mode {
     Run(Options),
     Check(PathBuf),
+    Explain(PathBuf, Vec<String>),
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, String> {
@@ -31,6 +35,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, String> {
     let mut foreground = false;
     let mut pidfile = None;
     let mut check = false;
+    let mut explain: Option<Vec<String>> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--config" => config_path = args.next().ok_or("--config needs a path")?.into(),
@@ -39,6 +44,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, String> {
                 pidfile = Some(PathBuf::from(args.next().ok_or("--pidfile needs a path")?))
             }
             "--check-config" => check = true,
+            "--explain" => explain = Some(Vec::new()),
+            other if explain.is_some() && other.contains('=') && !other.starts_with('-') => {
+                explain.get_or_insert_with(Vec::new).push(other.to_owned())
+            }
             "--help" | "-h" => return Err(String::new()),
             "--version" => {
                 println!("timeoutd {}", env!("CARGO_PKG_VERSION"));
@@ -47,6 +56,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, String> {
             other if check && !other.starts_with('-') => config_path = other.into(),
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if let Some(words) = explain {
+        return Ok(Mode::Explain(config_path, words));
     }
     if check {
         return Ok(Mode::Check(config_path));
@@ -85,6 +97,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Mode::Explain(path, words) => {
+            let cfg = match config::load(&path) {
+                Ok(c) => c,
+                Err(errs) => {
+                    eprintln!("{errs}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match timeoutd::explain::parse_facts(&words) {
+                Ok(facts) => {
+                    print!("{}", timeoutd::explain::explain(&cfg, &facts));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("timeoutd: --explain: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Mode::Run(opts) => {
             let cfg = match config::load(&opts.config_path) {
                 Ok(c) => c,

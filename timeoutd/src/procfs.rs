@@ -65,38 +65,28 @@ pub struct Stat {
 /// malformed.
 pub fn parse_stat(buf: &[u8]) -> Option<Stat> {
     let open = buf.iter().position(|&b| b == b'(')?;
-    let close = buf.iter().rposition(|&b| b == b')')?;
-    if close < open {
-        return None;
-    }
-    let pid: u32 = std::str::from_utf8(buf.get(..open)?)
+    let close = buf.iter().rposition(|&b| b == b')').filter(|c| *c > open)?;
+    let pid = std::str::from_utf8(&buf[..open])
         .ok()?
         .trim()
         .parse()
         .ok()?;
-    let comm = String::from_utf8_lossy(buf.get(open + 1..close)?).into_owned();
-    let rest = std::str::from_utf8(buf.get(close + 1..)?).ok()?;
+    let rest = std::str::from_utf8(&buf[close + 1..]).ok()?;
     let f: Vec<&str> = rest.split_ascii_whitespace().collect();
     // f[0] is field 3 (state); field k is f[k - 3].
-    let mut state_chars = f.first()?.chars();
-    let state = state_chars.next()?;
-    if state_chars.next().is_some() {
-        return None;
-    }
-    let num_u32 = |i: usize| -> Option<u32> {
-        let v: i64 = f.get(i)?.parse().ok()?;
-        u32::try_from(v).ok()
+    let state = match f.first()?.as_bytes() {
+        [c] => char::from(*c),
+        _ => return None,
     };
+    let num_u32 = |i: usize| f.get(i)?.parse::<u32>().ok();
     // tty_nr is printed as a signed int; keep its 32 bits.
-    let tty_nr = {
-        let v: i64 = f.get(4)?.parse().ok()?;
-        u32::try_from(v)
-            .ok()
-            .or_else(|| i32::try_from(v).ok().map(|x| x as u32))?
-    };
+    let tty_nr = f.get(4)?.parse::<u32>().ok().or_else(|| {
+        let v = f.get(4)?.parse::<i32>().ok()?;
+        Some(v as u32)
+    })?;
     Some(Stat {
         pid,
-        comm,
+        comm: String::from_utf8_lossy(&buf[open + 1..close]).into_owned(),
         state,
         ppid: num_u32(1)?,
         pgrp: num_u32(2)?,
@@ -160,23 +150,21 @@ impl ProcDir {
     }
 }
 
+fn parse_stat_of(pid: u32, buf: &[u8]) -> io::Result<Stat> {
+    parse_stat(buf)
+        .filter(|st| st.pid == pid)
+        .ok_or_else(|| invalid("stat"))
+}
+
 /// Reads and parses `/proc/PID/stat`.
 pub fn read_stat(pid: u32) -> io::Result<Stat> {
-    let buf = fs::read(format!("/proc/{pid}/stat"))?;
-    let st = parse_stat(&buf).ok_or_else(|| invalid("stat"))?;
-    if st.pid != pid {
-        return Err(invalid("stat (pid mismatch)"));
-    }
-    Ok(st)
+    parse_stat_of(pid, &fs::read(format!("/proc/{pid}/stat"))?)
 }
 
 /// Everything [`ProcInfo`] holds for one process.
 pub fn proc_info(pid: u32) -> io::Result<ProcInfo> {
     let dir = ProcDir::open(pid)?;
-    let st = parse_stat(&dir.read(c"stat")?).ok_or_else(|| invalid("stat"))?;
-    if st.pid != pid {
-        return Err(invalid("stat (pid mismatch)"));
-    }
+    let st = parse_stat_of(pid, &dir.read(c"stat")?)?;
     let (ruid, euid) = parse_status_uids(&dir.read(c"status")?).ok_or_else(|| invalid("status"))?;
     let sessionid = match dir.read(c"sessionid") {
         Ok(buf) => parse_u32_file(&buf).unwrap_or(AUDIT_UNSET),
@@ -356,7 +344,6 @@ pub fn session_processes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pty::test_pty;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
@@ -584,31 +571,6 @@ mod tests {
             let _ = Command::new("kill").arg("-9").arg(p.to_string()).status();
         }
         let _ = child.wait();
-    }
-
-    #[test]
-    fn pty_master_and_controlling_tty() {
-        let p = test_pty::open();
-        let me = std::process::id();
-        assert!(pty_masters_of(me).contains(&p.n));
-        let stdin = p.slave.try_clone().expect("dup slave");
-        let mut child = Command::new("setsid")
-            .args(["-c", "sleep", "100"])
-            .stdin(stdin)
-            .spawn()
-            .expect("spawn setsid");
-        let pid = child.id();
-        let info = wait_for(|| {
-            proc_info(pid)
-                .ok()
-                .filter(|i| i.comm == "sleep" && i.tty_nr != 0)
-        });
-        let info = info.expect("sleep with a controlling tty");
-        assert_eq!(controlling_pts(&info), Some(p.n));
-        // The child holds only the slave, not the master.
-        assert!(!pty_masters_of(pid).contains(&p.n));
-        assert!(pty_masters_of(u32::MAX).is_empty());
-        kill(&mut child);
     }
 
     #[test]

@@ -205,7 +205,9 @@ pub(crate) mod test_pty {
 mod tests {
     use super::test_pty::{self, read_some};
     use super::*;
+    use crate::procfs;
     use std::fs::FileTimes;
+    use std::process::Command;
     use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
     fn now_ms() -> i64 {
@@ -327,5 +329,36 @@ mod tests {
         }
         assert!(blocked, "buffer never filled");
         assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn pty_master_and_controlling_tty() {
+        let p = test_pty::open();
+        let me = std::process::id();
+        assert!(procfs::pty_masters_of(me).contains(&p.n));
+        let stdin = p.slave.try_clone().expect("dup slave");
+        let mut child = Command::new("setsid")
+            .args(["-c", "sleep", "100"])
+            .stdin(stdin)
+            .spawn()
+            .expect("spawn setsid");
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let info = std::iter::from_fn(|| {
+            std::thread::sleep(Duration::from_millis(10));
+            (Instant::now() < deadline).then_some(())
+        })
+        .find_map(|()| {
+            procfs::proc_info(pid)
+                .ok()
+                .filter(|i| i.comm == "sleep" && i.tty_nr != 0)
+        });
+        let info = info.expect("sleep with a controlling tty");
+        assert_eq!(procfs::controlling_pts(&info), Some(p.n));
+        // The child holds only the slave, not the master.
+        assert!(!procfs::pty_masters_of(pid).contains(&p.n));
+        assert!(procfs::pty_masters_of(u32::MAX).is_empty());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::deadline::{Reason, WarnMemory};
-use crate::policy::Limits;
+use crate::policy::{Limits, LoginFacts, NottyMode, TtyClass};
 
 /// The daemon's id for a session, unique across restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -43,6 +43,8 @@ pub struct Login {
     pub pam_tty: String,
     pub rhost: String,
     pub ruser: String,
+    /// Primary and supplementary groups, resolved through NSS at session open.
+    pub groups: Vec<String>,
 }
 
 /// The three timestamps of a terminal device, in wall-clock milliseconds.
@@ -92,18 +94,31 @@ impl TtyWatch {
 
     /// Credits input only when the kernel moved atime after the last metadata
     /// change. `touch` moves ctime along with atime, so it is never credited.
-    pub fn observe(&mut self, t: TtyTimes, now: Timestamp) -> Observation {
+    /// With `count_output`, output (mtime) is credited the same way.
+    pub fn observe(&mut self, t: TtyTimes, now: Timestamp, count_output: bool) -> Observation {
         let ctime_moved = self.last_ctime.is_some_and(|c| c != t.ctime);
         self.last_ctime = Some(t.ctime);
-        if ctime_moved || t.atime > now + FUTURE_SLACK {
+        let future = t.atime.max(if count_output { t.mtime } else { t.atime }) > now + FUTURE_SLACK;
+        if ctime_moved || future {
             return Observation::Tampered;
         }
-        if t.atime <= t.ctime {
-            return Observation::Nothing;
+        let mut credited = None;
+        for stamp in [Some(t.atime), count_output.then_some(t.mtime)]
+            .into_iter()
+            .flatten()
+        {
+            if stamp > t.ctime {
+                credited = credited.max(Some(window_end(stamp)));
+            }
         }
-        let window_start = t.atime.secs() - t.atime.secs().rem_euclid(KERNEL_TTY_STEP_SECS);
-        Observation::Input(Timestamp::from_secs(window_start + KERNEL_TTY_STEP_SECS))
+        credited.map_or(Observation::Nothing, Observation::Input)
     }
+}
+
+/// The end of the 8-second window a kernel tty timestamp opened.
+fn window_end(stamp: Timestamp) -> Timestamp {
+    let start = stamp.secs() - stamp.secs().rem_euclid(KERNEL_TTY_STEP_SECS);
+    Timestamp::from_secs(start + KERNEL_TTY_STEP_SECS)
 }
 
 /// The signal step a terminating session is in.
@@ -151,7 +166,14 @@ pub struct Session {
     /// Latest credited input (registration time until there is any).
     pub last_activity: Timestamp,
     pub warned: WarnMemory,
+    /// No deadline is enforced before this (see `deadline::reprieve`).
+    pub not_before: Option<Timestamp>,
     pub phase: Phase,
+    /// The kind of terminal; provisional until `tty_settled`.
+    pub tty_class: TtyClass,
+    pub tty_settled: bool,
+    /// Sum of the session's process I/O at the last look (sessions without a terminal).
+    pub io_seen: Option<u64>,
     pub last_tamper_log: Option<Timestamp>,
     /// Time between looks for a terminal that has not appeared yet.
     pub discovery_backoff: Duration,
@@ -174,6 +196,26 @@ impl Session {
     pub fn is_active(&self) -> bool {
         self.phase == Phase::Active
     }
+
+    /// What the policy matches on.
+    pub fn facts(&self) -> LoginFacts {
+        LoginFacts {
+            user: self.login.user.clone(),
+            groups: self.login.groups.clone(),
+            service: self.login.service.clone(),
+            rhost: self.login.rhost.clone(),
+            tty: self.tty_class,
+        }
+    }
+
+    /// Whether idle time is measured at all: from the terminals, or from
+    /// process I/O for a session that has none (unless the rule says max-only).
+    pub fn idle_measured(&self) -> bool {
+        if !self.ttys.is_empty() {
+            return true;
+        }
+        self.tty_settled && self.tty_class == TtyClass::None && self.limits.notty == NottyMode::Io
+    }
 }
 
 #[cfg(test)]
@@ -189,16 +231,35 @@ mod tests {
     }
 
     #[test]
+    fn output_counts_only_when_asked() {
+        let mut w = TtyWatch::new("pts/1".into());
+        let now = Timestamp::from_secs(1000);
+        let t = TtyTimes {
+            atime: Timestamp::from_secs(950),
+            mtime: Timestamp::from_secs(990),
+            ctime: Timestamp::from_secs(900),
+        };
+        assert_eq!(
+            w.observe(t, now, false),
+            Observation::Input(Timestamp::from_secs(952))
+        );
+        assert_eq!(
+            w.observe(t, now, true),
+            Observation::Input(Timestamp::from_secs(992))
+        );
+    }
+
+    #[test]
     fn kernel_input_is_credited_at_the_end_of_its_window() {
         let mut w = TtyWatch::new("pts/1".into());
         let now = Timestamp::from_secs(1000);
         // atime 981 lies in the window [976, 984).
         assert_eq!(
-            w.observe(times(981, 900), now),
+            w.observe(times(981, 900), now, false),
             Observation::Input(Timestamp::from_secs(984))
         );
         assert_eq!(
-            w.observe(times(984, 900), now),
+            w.observe(times(984, 900), now, false),
             Observation::Input(Timestamp::from_secs(992))
         );
     }
@@ -208,20 +269,23 @@ mod tests {
         let mut w = TtyWatch::new("pts/1".into());
         let now = Timestamp::from_secs(1000);
         assert_eq!(
-            w.observe(times(950, 900), now),
+            w.observe(times(950, 900), now, false),
             Observation::Input(Timestamp::from_secs(952))
         );
         // `touch -a` sets atime and ctime to now.
-        assert_eq!(w.observe(times(995, 995), now), Observation::Tampered);
+        assert_eq!(
+            w.observe(times(995, 995), now, false),
+            Observation::Tampered
+        );
         // Looked at again with nothing new: atime is not after ctime, so still no credit.
-        assert_eq!(w.observe(times(995, 995), now), Observation::Nothing);
+        assert_eq!(w.observe(times(995, 995), now, false), Observation::Nothing);
     }
 
     #[test]
     fn a_touch_before_the_first_look_is_not_credited() {
         let mut w = TtyWatch::new("pts/1".into());
         assert_eq!(
-            w.observe(times(990, 990), Timestamp::from_secs(1000)),
+            w.observe(times(990, 990), Timestamp::from_secs(1000), false),
             Observation::Nothing
         );
     }
@@ -232,7 +296,7 @@ mod tests {
         let now = Timestamp::from_secs(1000);
         // touch -a -d 2030-01-01
         assert_eq!(
-            w.observe(times(1_893_456_000, 900), now),
+            w.observe(times(1_893_456_000, 900), now, false),
             Observation::Tampered
         );
     }
@@ -256,7 +320,11 @@ mod tests {
             ttys: vec![],
             last_activity: Timestamp(0),
             warned: WarnMemory::default(),
+            not_before: None,
             phase: Phase::Active,
+            tty_class: TtyClass::Pty,
+            tty_settled: false,
+            io_seen: None,
             last_tamper_log: None,
             discovery_backoff: Duration::from_millis(200),
         };

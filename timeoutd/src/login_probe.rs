@@ -1,0 +1,124 @@
+//! Finding a login's own terminals, and its I/O when it has none.
+//!
+//! sshd opens the PAM session before the pty exists (PAM_TTY is "ssh"), so the
+//! terminals are found later, from the login's processes: sshd's `[priv]`
+//! monitor keeps the master of every pty it allocated for the login (several
+//! with ControlMaster). Ptys the user opens later (tmux, screen) are held by
+//! their own processes and so are never counted.
+
+use std::path::PathBuf;
+
+use crate::engine::TtyProbe;
+use crate::procfs::{self, ProcInfo};
+use crate::pty;
+
+/// The terminal named by PAM_TTY, when it names a device ("/dev/pts/3",
+/// "pts/3", "tty1"); `None` for "ssh", X displays and anything odd.
+pub fn tty_from_pam(pam_tty: &str) -> Option<String> {
+    let name = pam_tty.strip_prefix("/dev/").unwrap_or(pam_tty);
+    let plausible = !name.is_empty()
+        && !name.contains("..")
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'/')
+        && (name.starts_with("pts/") || name.starts_with("tty"));
+    if !plausible {
+        return None;
+    }
+    pty::stat_tty(&device(name)).ok().map(|_| name.to_owned())
+}
+
+/// `/dev/NAME`.
+pub fn device(name: &str) -> PathBuf {
+    PathBuf::from("/dev").join(name)
+}
+
+/// The login's terminals. `snap` is a recent process table, used to read the
+/// titles of the leader's children (`sshd: user@notty` says there is none).
+pub fn find(leader_pid: u32, pam_tty: &str, snap: &[ProcInfo]) -> TtyProbe {
+    if let Some(name) = tty_from_pam(pam_tty) {
+        return TtyProbe {
+            ttys: vec![name],
+            notty: false,
+        };
+    }
+    let ttys: Vec<String> = procfs::pty_masters_of(leader_pid)
+        .into_iter()
+        .map(|n| format!("pts/{n}"))
+        .collect();
+    let notty = ttys.is_empty()
+        && snap
+            .iter()
+            .filter(|p| p.ppid == leader_pid)
+            .any(|child| title_says_notty(&cmdline(child.pid)));
+    TtyProbe { ttys, notty }
+}
+
+/// sshd's session child retitles itself `sshd: USER@notty` when the login has
+/// no terminal, and `sshd: USER@pts/N` when it has one.
+pub fn title_says_notty(title: &str) -> bool {
+    title.starts_with("sshd") && title.trim_end().ends_with("@notty")
+}
+
+/// The process title, NULs shown as spaces; empty if unreadable.
+pub fn cmdline(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw).replace('\0', " ")
+}
+
+/// rchar + wchar of `/proc/PID/io`: every byte the process read or wrote,
+/// sockets and pipes included.
+pub fn io_bytes(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    parse_io(&text)
+}
+
+pub fn parse_io(text: &str) -> Option<u64> {
+    let mut total: Option<u64> = None;
+    for line in text.lines() {
+        let value = line
+            .strip_prefix("rchar:")
+            .or_else(|| line.strip_prefix("wchar:"));
+        if let Some(v) = value {
+            let n: u64 = v.trim().parse().ok()?;
+            total = Some(total.unwrap_or(0).saturating_add(n));
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sshd_titles() {
+        assert!(title_says_notty("sshd: alice@notty "));
+        assert!(!title_says_notty("sshd: alice@pts/3"));
+        assert!(!title_says_notty("bash -c echo @notty"));
+    }
+
+    #[test]
+    fn io_counters_parse_and_move() {
+        assert_eq!(parse_io("rchar: 10\nwchar: 5\nsyscr: 1\n"), Some(15));
+        assert_eq!(parse_io("garbage"), None);
+        assert_eq!(parse_io("rchar: x\nwchar: 1\n"), None);
+        let before = io_bytes(std::process::id()).unwrap();
+        std::fs::read("/proc/self/stat").unwrap();
+        assert!(io_bytes(std::process::id()).unwrap() > before);
+    }
+
+    #[test]
+    fn pam_tty_names_a_device_only_when_it_is_one() {
+        assert_eq!(tty_from_pam("ssh"), None);
+        assert_eq!(tty_from_pam(":0"), None);
+        assert_eq!(tty_from_pam("/dev/../etc/passwd"), None);
+        assert_eq!(tty_from_pam("pts/999999"), None); // no such device
+        assert_eq!(tty_from_pam(""), None);
+    }
+
+    #[test]
+    fn a_process_without_ptys_has_none() {
+        let probe = find(std::process::id(), "ssh", &[]);
+        assert!(probe.ttys.is_empty());
+        assert!(!probe.notty);
+    }
+}
