@@ -74,6 +74,15 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
             .field("config", cfg.path.display())
             .field("rules", engine_rules(&cfg)),
     );
+    for f in crate::posture::check_host() {
+        syslog.log(
+            &Event::new("posture_warning")
+                .with_severity(Severity::Warning)
+                .field("check", f.check)
+                .field("problem", f.problem)
+                .field("remedy", f.remedy),
+        );
+    }
     if let Some(fd) = ready.take() {
         let mut f = std::fs::File::from(fd);
         let _ = f.write_all(b"ok");

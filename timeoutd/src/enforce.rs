@@ -9,7 +9,7 @@ use crate::duration::Human;
 use crate::engine::{session_event, Engine, ProcFacts, System};
 use crate::escape;
 use crate::event::Severity;
-use crate::policy::TtyClass;
+use crate::policy::{KillScope, TtyClass};
 use crate::session::{
     EndReason, KillStep, Observation, Phase, ProcRef, Session, SessionId, TtyWatch,
 };
@@ -234,12 +234,24 @@ impl<S: System> Engine<S> {
 
     /// The processes to signal: those in scope that belong to the user, and the
     /// leader itself. Other users' and root's own processes are never touched.
+    ///
+    /// With `kill_scope = "leader"` only the leader and its direct children of
+    /// the same program (sshd's session child) are signalled: the connection
+    /// ends, and processes that detached from it survive.
     fn targets(&mut self, s: &Session) -> Vec<ProcRef> {
         let uid = s.login.uid;
+        let leader = s.leader;
+        let leader_only = s.limits.kill_scope == KillScope::Leader;
         self.sys
             .scope_processes(s.leader, s.scope)
             .into_iter()
-            .filter(|p: &ProcFacts| p.proc == s.leader || p.ruid == uid || p.euid == uid)
+            .filter(|p: &ProcFacts| {
+                if leader_only {
+                    p.proc == leader || (p.ppid == leader.pid && p.same_program_as_parent)
+                } else {
+                    p.proc == leader || p.ruid == uid || p.euid == uid
+                }
+            })
             .map(|p| p.proc)
             .collect()
     }

@@ -20,8 +20,11 @@ use crate::session::{Login, Phase, ProcRef, Scope, Session, SessionId, TtyTimes}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcFacts {
     pub proc: ProcRef,
+    pub ppid: u32,
     pub ruid: u32,
     pub euid: u32,
+    /// The leader's own service processes (sshd's session child, login).
+    pub same_program_as_parent: bool,
 }
 
 /// The imperative shell, as the engine sees it.

@@ -98,8 +98,10 @@ fn proc(pid: u32, uid: u32) -> ProcFacts {
             pid,
             start_time: pid as u64,
         },
+        ppid: if pid == 501 { LEADER.pid } else { 501 },
         ruid: uid,
         euid: uid,
+        same_program_as_parent: pid == 501,
     }
 }
 
@@ -132,8 +134,10 @@ fn engine(l: Limits) -> Engine<Fake> {
     fake.ttys.insert("pts/4".into(), times(990, 995));
     let leader = ProcFacts {
         proc: LEADER,
+        ppid: 1,
         ruid: 0,
         euid: 0,
+        same_program_as_parent: false,
     };
     fake.procs = vec![
         leader,
@@ -501,4 +505,16 @@ fn a_reload_whose_limit_already_passed_warns_before_ending() {
     assert!(!names(&e).contains(&"session_expired"));
     run_until(&mut e, 1112);
     assert_eq!(find(&e, "session_expired").get("reason"), Some("idle"));
+}
+
+#[test]
+fn leader_scope_signals_only_the_logins_own_processes() {
+    let mut l = limits(Some(15), None, &[]);
+    l.kill_scope = crate::policy::KillScope::Leader;
+    let mut e = engine(l);
+    e.register(registration(), ROOT);
+    run_until(&mut e, 1040);
+    // 500 is the leader, 501 its sshd child; 502 (a detached job) survives.
+    assert_eq!(e.sys.signals[0], (libc::SIGHUP, vec![500, 501]));
+    assert!(e.sys.procs.iter().any(|p| p.proc.pid == 502));
 }

@@ -115,6 +115,7 @@ impl System for Host {
             Scope::Subtree => None,
         };
         let snap = self.processes();
+        let comm_of = |pid: u32| snap.iter().find(|q| q.pid == pid).map(|q| q.comm.as_str());
         procfs::session_processes(snap, leader.pid, leader.start_time, sessionid)
             .into_iter()
             .map(|p| ProcFacts {
@@ -122,8 +123,10 @@ impl System for Host {
                     pid: p.pid,
                     start_time: p.start_time,
                 },
+                ppid: p.ppid,
                 ruid: p.ruid,
                 euid: p.euid,
+                same_program_as_parent: comm_of(p.ppid) == Some(p.comm.as_str()),
             })
             .collect()
     }

@@ -21,6 +21,7 @@ pub mod login_probe;
 pub mod matching;
 pub mod nss;
 pub mod policy;
+pub mod posture;
 pub mod procfs;
 pub mod pty;
 pub mod server;

@@ -9,6 +9,7 @@ use timeoutd::daemon::{self, Options};
 const USAGE: &str = "\
 usage: timeoutd [--config PATH] [--foreground] [--pidfile PATH]
        timeoutd --check-config [PATH]
+       timeoutd --posture
        timeoutd [--config PATH] --explain user=NAME [groups=A,B] [service=S] [rhost=H] [tty=pty|console|none]
 
 Enforces idle and absolute time limits on login sessions registered by
@@ -21,6 +22,8 @@ pam_session_timeout.so.
   --check-config     validate a config file and print the effective policy
   --explain          show which rule a login would match, why earlier rules
                      did not, and the resulting limits (no login needed)
+  --posture          report host weaknesses that let users fake activity or
+                     escape (exit 1 if there are any)
   --help, --version
 ";
 
@@ -28,6 +31,7 @@ enum Mode {
     Run(Options),
     Check(PathBuf),
     Explain(PathBuf, Vec<String>),
+    Posture,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, String> {
@@ -44,6 +48,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, String> {
                 pidfile = Some(PathBuf::from(args.next().ok_or("--pidfile needs a path")?))
             }
             "--check-config" => check = true,
+            "--posture" => return Ok(Mode::Posture),
             "--explain" => explain = Some(Vec::new()),
             other if explain.is_some() && other.contains('=') && !other.starts_with('-') => {
                 explain.get_or_insert_with(Vec::new).push(other.to_owned())
@@ -97,6 +102,21 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Mode::Posture => {
+            let findings = timeoutd::posture::check_host();
+            if findings.is_empty() {
+                println!("no weaknesses found");
+                return ExitCode::SUCCESS;
+            }
+            for f in &findings {
+                println!(
+                    "{}: {}
+    remedy: {}",
+                    f.check, f.problem, f.remedy
+                );
+            }
+            ExitCode::FAILURE
+        }
         Mode::Explain(path, words) => {
             let cfg = match config::load(&path) {
                 Ok(c) => c,

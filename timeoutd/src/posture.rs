@@ -1,0 +1,157 @@
+//! Weaknesses of the host that let users fake activity or escape the kill,
+//! each with a remedy. Logged as `posture_warning` at start; printed by
+//! `timeoutd --posture`.
+
+use std::fs;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Short stable key, e.g. `legacy_tiocsti`.
+    pub check: &'static str,
+    pub problem: String,
+    pub remedy: String,
+}
+
+/// Runs every check against the live system.
+pub fn check_host() -> Vec<Finding> {
+    let mut out = Vec::new();
+    let tiocsti = fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").ok();
+    out.extend(check_tiocsti(tiocsti.as_deref()));
+    out.extend(check_audit(Path::new("/proc/self/sessionid").exists()));
+    out.extend(check_pam_dir(Path::new("/etc/pam.d")));
+    out
+}
+
+pub fn check_tiocsti(value: Option<&str>) -> Option<Finding> {
+    (value.map(str::trim) == Some("1")).then(|| Finding {
+        check: "legacy_tiocsti",
+        problem: "dev.tty.legacy_tiocsti=1: a background job can push bytes into its own terminal's input (TIOCSTI) and fake activity that no enforcer can tell from typing".into(),
+        remedy: "sysctl -w dev.tty.legacy_tiocsti=0 and persist it in /etc/sysctl.d/".into(),
+    })
+}
+
+pub fn check_audit(sessionid_available: bool) -> Option<Finding> {
+    (!sessionid_available).then(|| Finding {
+        check: "audit_sessionid",
+        problem: "audit session ids are unavailable (/proc/self/sessionid is missing): processes that escape with setsid, nohup or a double fork cannot be tied to their login".into(),
+        remedy: "use a kernel built with CONFIG_AUDIT and keep pam_loginuid in the login stacks".into(),
+    })
+}
+
+/// Finds PAM services that use the module without pam_loginuid before it.
+pub fn check_pam_dir(dir: &Path) -> Vec<Finding> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let lines = expand(dir, &name, 0);
+        if let Some(f) = check_stack(&name, &lines) {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// The session lines of a service file, with `@include` expanded.
+fn expand(dir: &Path, name: &str, depth: u32) -> Vec<String> {
+    if depth > 8 || name.contains('/') {
+        return Vec::new();
+    }
+    let Ok(text) = fs::read_to_string(dir.join(name)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if let Some(inc) = line.strip_prefix("@include") {
+            out.extend(expand(dir, inc.trim(), depth + 1));
+        } else if line.starts_with("session") || line.starts_with("-session") {
+            out.push(line.to_owned());
+        }
+    }
+    out
+}
+
+/// A stack that uses the module must run pam_loginuid first, or the session
+/// has no audit session id of its own.
+pub fn check_stack(service: &str, session_lines: &[String]) -> Option<Finding> {
+    let module_at = session_lines
+        .iter()
+        .position(|l| l.contains("pam_session_timeout.so"))?;
+    let loginuid_before = session_lines[..module_at]
+        .iter()
+        .any(|l| l.contains("pam_loginuid.so"));
+    (!loginuid_before).then(|| Finding {
+        check: "pam_loginuid",
+        problem: format!(
+            "PAM service {service:?} uses pam_session_timeout.so without pam_loginuid before it: its sessions get no audit session id, so only the process subtree can be ended and escaped processes survive"
+        ),
+        remedy: format!("add 'session required pam_loginuid.so' before the pam_session_timeout.so line in /etc/pam.d/{service}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn tiocsti_on_is_a_finding() {
+        assert!(check_tiocsti(Some("1\n")).is_some());
+        assert!(check_tiocsti(Some("0\n")).is_none());
+        assert!(check_tiocsti(None).is_none());
+    }
+
+    #[test]
+    fn missing_audit_is_a_finding() {
+        assert!(check_audit(false).is_some());
+        assert!(check_audit(true).is_none());
+    }
+
+    #[test]
+    fn stacks_need_loginuid_first() {
+        let good = lines(&[
+            "session required pam_loginuid.so",
+            "session required pam_session_timeout.so",
+        ]);
+        assert!(check_stack("sshd", &good).is_none());
+        let bad = lines(&[
+            "session required pam_session_timeout.so",
+            "session required pam_loginuid.so",
+        ]);
+        assert_eq!(check_stack("login", &bad).unwrap().check, "pam_loginuid");
+        let unused = lines(&["session required pam_unix.so"]);
+        assert!(check_stack("su", &unused).is_none());
+    }
+
+    #[test]
+    fn includes_are_followed() {
+        let dir = std::env::temp_dir().join(format!("st-posture-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("common-session"), "session required pam_unix.so\n").unwrap();
+        fs::write(
+            dir.join("good"),
+            "session required pam_loginuid.so\n@include common-session\nsession required /x/pam_session_timeout.so\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.join("bad"),
+            "@include common-session\nsession required pam_session_timeout.so # no loginuid\n",
+        )
+        .unwrap();
+        let found = check_pam_dir(&dir);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].problem.contains("\"bad\""));
+    }
+}
