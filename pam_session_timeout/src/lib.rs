@@ -13,7 +13,7 @@ mod sys;
 
 use std::ffi::{CStr, CString};
 
-use pam::constants::{PamFlag, PamResultCode, PAM_SILENT, PAM_TEXT_INFO};
+use pam::constants::{PamFlag, PamResultCode, PAM_ERROR_MSG, PAM_SILENT, PAM_TEXT_INFO};
 use pam::conv::Conv;
 use pam::items::{RHost, RUser, Service, Tty, User};
 use pam::module::{PamHandle, PamHooks};
@@ -43,6 +43,12 @@ impl PamHooks for SessionTimeout {
         to_code(logic::open_session(&mut env, &args))
     }
 
+    fn acct_mgmt(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        let mut env = Libpam::new(pamh, &args, flags);
+        let args = env.args.clone();
+        to_code(logic::account(&mut env, &args))
+    }
+
     fn sm_close_session(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         let mut env = Libpam::new(pamh, &args, flags);
         to_code(logic::close_session(&mut env))
@@ -53,6 +59,8 @@ fn to_code(outcome: Outcome) -> PamResultCode {
     match outcome {
         Outcome::Success => PamResultCode::PAM_SUCCESS,
         Outcome::SessionError => PamResultCode::PAM_SESSION_ERR,
+        Outcome::PermissionDenied => PamResultCode::PAM_PERM_DENIED,
+        Outcome::Ignore => PamResultCode::PAM_IGNORE,
     }
 }
 
@@ -119,6 +127,12 @@ impl Environment for Libpam<'_> {
         }
         if let Ok(Some(conv)) = self.pamh.get_item::<Conv>() {
             let _ = conv.send(PAM_TEXT_INFO, msg);
+        }
+    }
+
+    fn error(&self, msg: &str) {
+        if let Ok(Some(conv)) = self.pamh.get_item::<Conv>() {
+            let _ = conv.send(PAM_ERROR_MSG, msg);
         }
     }
 

@@ -40,6 +40,8 @@ pub trait Environment {
     fn log(&self, level: Level, msg: &str);
     /// Shows a PAM_TEXT_INFO message to the user.
     fn info(&self, msg: &str);
+    /// Shows a PAM_ERROR_MSG message to the user.
+    fn error(&self, msg: &str);
     fn uid_of(&self, user: &str) -> Option<u32>;
     fn caller(&self) -> Caller;
     fn exchange(&self, req: &Request) -> Result<Response, ClientError>;
@@ -53,6 +55,10 @@ pub trait Environment {
 pub enum Outcome {
     Success,
     SessionError,
+    /// The account may not log in now (a revocation).
+    PermissionDenied,
+    /// This module has no say (account phase, daemon unreachable, fail=open).
+    Ignore,
 }
 
 pub fn open_session(env: &mut dyn Environment, args: &ModuleArgs) -> Outcome {
@@ -91,6 +97,14 @@ pub fn open_session(env: &mut dyn Environment, args: &ModuleArgs) -> Outcome {
             }
             Outcome::Success
         }
+        Ok(Response::Refused { message }) => {
+            env.log(
+                Level::Warning,
+                &format!("login refused by timeoutd: {message}"),
+            );
+            env.error(&message);
+            Outcome::SessionError
+        }
         Ok(Response::Error { code, message }) => {
             let why = format!("timeoutd refused the registration ({code:?}): {message}");
             env.log(Level::Err, &why);
@@ -118,6 +132,54 @@ fn fail(env: &dyn Environment, args: &ModuleArgs, why: &str) -> Outcome {
         FailMode::Closed => {
             env.log(Level::Err, &format!("session refused (fail=closed): {why}"));
             Outcome::SessionError
+        }
+    }
+}
+
+/// The account phase: refuses a revoked user before a session is opened.
+pub fn account(env: &mut dyn Environment, args: &ModuleArgs) -> Outcome {
+    let Some(user) = env.item(Item::User).filter(|u| !u.is_empty()) else {
+        return Outcome::Ignore;
+    };
+    let req = Request::CheckAccess {
+        user,
+        service: env.item(Item::Service).unwrap_or_default(),
+        rhost: env.item(Item::RHost).unwrap_or_default(),
+    };
+    match env.exchange(&req) {
+        Ok(Response::Access { allowed: true, .. }) => Outcome::Success,
+        Ok(Response::Access {
+            allowed: false,
+            message,
+        }) => {
+            env.log(
+                Level::Warning,
+                &format!("account refused by timeoutd: {message}"),
+            );
+            env.error(&message);
+            Outcome::PermissionDenied
+        }
+        Ok(other) => account_unknown(
+            env,
+            args,
+            &format!("unexpected reply from timeoutd: {other:?}"),
+        ),
+        Err(e) => account_unknown(env, args, &e.to_string()),
+    }
+}
+
+fn account_unknown(env: &dyn Environment, args: &ModuleArgs, why: &str) -> Outcome {
+    match args.fail {
+        FailMode::Open => {
+            env.log(
+                Level::Warning,
+                &format!("revocations not checked (fail=open): {why}"),
+            );
+            Outcome::Ignore
+        }
+        FailMode::Closed => {
+            env.log(Level::Err, &format!("account refused (fail=closed): {why}"));
+            Outcome::PermissionDenied
         }
     }
 }
@@ -154,6 +216,7 @@ mod tests {
         sent: RefCell<Vec<Request>>,
         logs: RefCell<Vec<(Level, String)>>,
         infos: RefCell<Vec<String>>,
+        errors: RefCell<Vec<String>>,
         id: Option<u64>,
     }
 
@@ -165,6 +228,7 @@ mod tests {
                 sent: RefCell::default(),
                 logs: RefCell::default(),
                 infos: RefCell::default(),
+                errors: RefCell::default(),
                 id: None,
             }
         }
@@ -185,6 +249,9 @@ mod tests {
         }
         fn info(&self, msg: &str) {
             self.infos.borrow_mut().push(msg.to_owned());
+        }
+        fn error(&self, msg: &str) {
+            self.errors.borrow_mut().push(msg.to_owned());
         }
         fn uid_of(&self, user: &str) -> Option<u32> {
             (user == "alice").then_some(1000)
@@ -325,6 +392,53 @@ mod tests {
             Outcome::SessionError
         );
         assert!(env.sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_revoked_user_is_refused_whatever_the_fail_mode() {
+        let refused = Response::Refused {
+            message: "Logins for alice are suspended".into(),
+        };
+        let mut env = Fake::new(Some(refused));
+        assert_eq!(
+            open_session(&mut env, &args(FailMode::Open, false)),
+            Outcome::SessionError
+        );
+        assert_eq!(
+            env.errors.borrow().as_slice(),
+            ["Logins for alice are suspended"]
+        );
+    }
+
+    #[test]
+    fn account_phase_asks_the_daemon() {
+        let mut env = Fake::new(Some(Response::Access {
+            allowed: false,
+            message: "suspended".into(),
+        }));
+        assert_eq!(
+            account(&mut env, &args(FailMode::Open, false)),
+            Outcome::PermissionDenied
+        );
+        assert_eq!(env.errors.borrow().as_slice(), ["suspended"]);
+        let mut env = Fake::new(Some(Response::Access {
+            allowed: true,
+            message: String::new(),
+        }));
+        assert_eq!(
+            account(&mut env, &args(FailMode::Closed, false)),
+            Outcome::Success
+        );
+        let mut env = Fake::new(None);
+        assert_eq!(
+            account(&mut env, &args(FailMode::Open, false)),
+            Outcome::Ignore
+        );
+        let mut env = Fake::new(None);
+        assert_eq!(
+            account(&mut env, &args(FailMode::Closed, false)),
+            Outcome::PermissionDenied
+        );
     }
 
     #[test]

@@ -3,12 +3,15 @@
 //! Deliberately dependency-free: it is linked into a PAM module that runs
 //! inside sshd, so it must stay small and must never panic on input.
 
+mod control;
 mod message;
 mod wire;
 
+pub use control::{RevocationInfo, SessionInfo, TamperSeen, Target, WarningSent};
 pub use message::{ErrorCode, Registration, Request, Response, SessionKey};
 pub use wire::{
-    read_frame, write_frame, DecodeError, Decoder, Encoder, FrameError, MAX_FRAME, VERSION,
+    encode_frame, read_frame, read_frame_limited, take_frame, write_frame, DecodeError, Decoder,
+    Encoder, FrameError, MAX_FRAME, MAX_REPLY, VERSION,
 };
 
 /// Where the daemon listens unless configured otherwise.

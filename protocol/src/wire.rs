@@ -19,8 +19,11 @@ use std::io::{self, Read, Write};
 /// The only protocol version this build speaks.
 pub const VERSION: u8 = 1;
 
-/// Largest accepted frame body, in bytes (after the length prefix).
+/// Largest accepted request body, in bytes (after the length prefix).
 pub const MAX_FRAME: usize = 64 * 1024;
+
+/// Largest reply body a client accepts: a session list of a busy host.
+pub const MAX_REPLY: usize = 32 * 1024 * 1024;
 
 /// Why a frame or a body could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,11 +94,16 @@ impl From<io::Error> for FrameError {
     }
 }
 
-/// Reads one frame body (version byte onwards) from `r`.
+/// Reads one frame body (version byte onwards) from `r`, at most [`MAX_FRAME`].
+pub fn read_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
+    read_frame_limited(r, MAX_FRAME)
+}
+
+/// Reads one frame body of at most `max` bytes.
 ///
 /// The length prefix is checked before any allocation, so a hostile prefix
-/// cannot make the reader allocate more than [`MAX_FRAME`] bytes.
-pub fn read_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
+/// cannot make the reader allocate more than `max` bytes.
+pub fn read_frame_limited(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < len.len() {
@@ -108,7 +116,7 @@ pub fn read_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
         }
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len == 0 || len > MAX_FRAME {
+    if len == 0 || len > max {
         return Err(FrameError::Decode(DecodeError::BadLength(len as u64)));
     }
     let mut body = vec![0u8; len];
@@ -116,7 +124,34 @@ pub fn read_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
     Ok(body)
 }
 
-/// Writes `body` (version byte onwards) as one frame.
+/// Takes one complete frame body off the front of `buf`, for non-blocking
+/// readers: `Ok(None)` until the whole frame has arrived. A bad length is an
+/// error as soon as the four length bytes are there.
+pub fn take_frame(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, DecodeError> {
+    let Some(head) = buf.first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes(*head) as usize;
+    if len == 0 || len > max {
+        return Err(DecodeError::BadLength(len as u64));
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    let body = buf[4..4 + len].to_vec();
+    buf.drain(..4 + len);
+    Ok(Some(body))
+}
+
+/// The bytes of one frame: length prefix and body.
+pub fn encode_frame(body: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(body);
+    buf
+}
+
+/// Writes `body` (version byte onwards) as one request-sized frame.
 pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
     if body.is_empty() || body.len() > MAX_FRAME {
         return Err(io::Error::new(
@@ -127,10 +162,7 @@ pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
             ),
         ));
     }
-    let mut buf = Vec::with_capacity(4 + body.len());
-    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    buf.extend_from_slice(body);
-    w.write_all(&buf)?;
+    w.write_all(&encode_frame(body))?;
     w.flush()
 }
 
@@ -159,6 +191,11 @@ impl Encoder {
     }
 
     pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    pub fn u16(&mut self, v: u16) -> &mut Self {
         self.buf.extend_from_slice(&v.to_be_bytes());
         self
     }
@@ -224,6 +261,10 @@ impl<'a> Decoder<'a> {
         Ok(self.array::<1>(field)?[0])
     }
 
+    pub fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+        self.array(field).map(u16::from_be_bytes)
+    }
+
     pub fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         self.array(field).map(u32::from_be_bytes)
     }
@@ -274,6 +315,25 @@ mod tests {
             Err(FrameError::Decode(DecodeError::BadLength(n))) => assert_eq!(n, u32::MAX as u64),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn take_frame_waits_for_whole_frames() {
+        let mut buf = encode_frame(b"\x01\x02ab");
+        buf.extend_from_slice(&encode_frame(b"\x01\x03")[..3]);
+        assert_eq!(
+            take_frame(&mut buf, MAX_FRAME).unwrap().unwrap(),
+            b"\x01\x02ab"
+        );
+        assert_eq!(take_frame(&mut buf, MAX_FRAME).unwrap(), None);
+        buf.extend_from_slice(&[2, 1, 3]);
+        assert_eq!(
+            take_frame(&mut buf, MAX_FRAME).unwrap().unwrap(),
+            b"\x01\x03"
+        );
+        assert!(buf.is_empty());
+        let mut huge = vec![0xff, 0xff, 0xff, 0xff];
+        assert!(take_frame(&mut huge, MAX_FRAME).is_err());
     }
 
     #[test]

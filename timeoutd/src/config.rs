@@ -24,6 +24,8 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     pub syslog: PathBuf,
     pub state_dir: PathBuf,
+    /// Members may use the admin verbs of `timeoutctl` besides root.
+    pub admin_group: Option<String>,
 }
 
 impl Default for DaemonConfig {
@@ -32,6 +34,7 @@ impl Default for DaemonConfig {
             socket: PathBuf::from(session_timeout_proto::DEFAULT_SOCKET),
             syslog: PathBuf::from("/dev/log"),
             state_dir: PathBuf::from("/var/lib/session-timeout"),
+            admin_group: None,
         }
     }
 }
@@ -101,6 +104,7 @@ struct RawDaemon {
     socket: Option<Spanned<String>>,
     syslog: Option<Spanned<String>>,
     state_dir: Option<Spanned<String>>,
+    admin_group: Option<Spanned<String>>,
 }
 
 type Strings = Option<Spanned<Vec<Spanned<String>>>>;
@@ -247,6 +251,7 @@ fn daemon_section(raw: &RawDaemon, errs: &mut Errors) -> DaemonConfig {
         socket: absolute_path(&raw.socket, d.socket, "socket", errs),
         syslog: absolute_path(&raw.syslog, d.syslog, "syslog", errs),
         state_dir: absolute_path(&raw.state_dir, d.state_dir, "state_dir", errs),
+        admin_group: raw.admin_group.as_ref().map(|g| g.get_ref().clone()),
     }
 }
 

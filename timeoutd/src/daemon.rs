@@ -3,7 +3,6 @@
 use std::io::{self, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +12,10 @@ use crate::engine::Engine;
 use crate::event::{Event, Severity};
 use crate::host::Host;
 use crate::ids::IdAllocator;
-use crate::server::{self, Command};
+use crate::revocations::Revocations;
+use crate::server::{self, Incoming, Server};
 use crate::syslog::Syslog;
+use session_timeout_proto::{ErrorCode, Request, Response};
 
 /// Longest the loop sleeps with nothing due (it wakes for requests anyway).
 const MAX_IDLE_SLEEP: Duration = Duration::from_secs(3600);
@@ -38,9 +39,11 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
         }
     }
     let syslog = Arc::new(Syslog::new(&cfg.daemon.syslog).with_stderr(opts.foreground));
-    if let Err(e) = block_signals() {
-        return fail(&syslog, &format!("cannot block signals: {e}"));
-    }
+    let signals = match server::signal_fd() {
+        Ok(fd) => fd,
+        Err(e) => return fail(&syslog, &format!("cannot set up signal handling: {e}")),
+    };
+    server::raise_fd_limit();
     let listener = match server::bind(&cfg.daemon.socket) {
         Ok(l) => l,
         Err(e) => {
@@ -50,14 +53,8 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
             );
         }
     };
+    let mut server = Server::new(listener, signals);
     let ids = open_ids(&cfg.daemon.state_dir, &syslog);
-    let (tx, rx) = mpsc::channel();
-    if let Err(e) = server::spawn_acceptor(listener, tx.clone(), Arc::clone(&syslog)) {
-        return fail(&syslog, &format!("cannot start the accept thread: {e}"));
-    }
-    if let Err(e) = spawn_signal_thread(tx) {
-        return fail(&syslog, &format!("cannot start the signal thread: {e}"));
-    }
     if let Some(p) = &opts.pidfile {
         if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
             return fail(
@@ -66,13 +63,17 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
             );
         }
     }
-    let mut engine = Engine::new(Host::new(Arc::clone(&syslog), ids), cfg.policy.clone());
+    let host = Host::new(Arc::clone(&syslog), ids, cfg.daemon.state_dir.clone());
+    let mut engine = Engine::new(host, cfg.policy.clone());
+    engine.admin_group = cfg.daemon.admin_group.clone();
+    engine.revocations = load_revocations(&cfg.daemon.state_dir, &syslog);
     syslog.log(
         &Event::new("daemon_start")
             .field("pid", std::process::id())
             .field("socket", cfg.daemon.socket.display())
             .field("config", cfg.path.display())
-            .field("rules", engine_rules(&cfg)),
+            .field("rules", cfg.policy.rule_count())
+            .field("revocations", engine.revocations.all().len()),
     );
     for f in crate::posture::check_host() {
         syslog.log(
@@ -88,7 +89,7 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
         let _ = f.write_all(b"ok");
         detach_stderr();
     }
-    let code = event_loop(&mut engine, &rx, &opts.config_path, &syslog);
+    let code = event_loop(&mut engine, &mut server, &opts.config_path, &syslog);
     let _ = std::fs::remove_file(&cfg.daemon.socket);
     if let Some(p) = &opts.pidfile {
         let _ = std::fs::remove_file(p);
@@ -96,13 +97,9 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
     code
 }
 
-fn engine_rules(cfg: &Config) -> usize {
-    cfg.policy.rule_count()
-}
-
 fn event_loop(
     engine: &mut Engine<Host>,
-    rx: &mpsc::Receiver<Command>,
+    server: &mut Server,
     config_path: &Path,
     syslog: &Syslog,
 ) -> i32 {
@@ -114,51 +111,101 @@ fn event_loop(
             None => MAX_IDLE_SLEEP,
         }
         .min(MAX_IDLE_SLEEP);
-        match rx.recv_timeout(timeout) {
-            Ok(Command::Request { req, peer, reply }) => {
-                let resp = match req {
-                    session_timeout_proto::Request::Register(r) => engine.register(r, peer),
-                    session_timeout_proto::Request::Unregister(k) => engine.unregister(k, peer),
-                };
-                let _ = reply.send(resp);
+        for incoming in server.poll(timeout) {
+            match incoming {
+                Incoming::Request { conn, req, peer } => {
+                    let resp = match req {
+                        Request::Reload if engine.is_admin(peer) => {
+                            reload(engine, config_path, syslog)
+                        }
+                        other => engine.handle(other, peer),
+                    };
+                    server.reply(conn, &resp);
+                }
+                Incoming::Signal(libc::SIGHUP) => {
+                    reload(engine, config_path, syslog);
+                }
+                Incoming::Signal(sig) => {
+                    syslog.log(
+                        &Event::new("daemon_stop")
+                            .field("signal", crate::signals::signal_name(sig))
+                            .field("sessions", engine.len()),
+                    );
+                    return 0;
+                }
             }
-            Ok(Command::Signal(libc::SIGHUP)) => reload(engine, config_path, syslog),
-            Ok(Command::Signal(sig)) => {
-                syslog.log(
-                    &Event::new("daemon_stop")
-                        .field("signal", crate::signals::signal_name(sig))
-                        .field("sessions", engine.len()),
-                );
-                return 0;
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return 1,
+        }
+        for ev in server.notices.drain(..) {
+            syslog.log(&ev);
         }
         engine.run_due();
     }
 }
 
-/// SIGHUP: a valid file replaces the policy; an invalid one changes nothing.
-fn reload(engine: &mut Engine<Host>, path: &Path, syslog: &Syslog) {
+/// SIGHUP or `timeoutctl reload`: a valid file replaces the policy; an
+/// invalid one changes nothing.
+fn reload(engine: &mut Engine<Host>, path: &Path, syslog: &Syslog) -> Response {
     match config::load(path) {
         Ok(cfg) => {
             let rules = cfg.policy.rule_count();
             engine.set_policy(cfg.policy);
+            engine.admin_group = cfg.daemon.admin_group;
             syslog.log(
                 &Event::new("config_loaded")
                     .field("file", path.display())
                     .field("rules", rules)
                     .field("sessions", engine.len()),
             );
+            let mut message = format!(
+                "{} loaded: {rules} rules, {} live sessions re-matched",
+                path.display(),
+                engine.len()
+            );
+            for w in &cfg.warnings {
+                message.push_str(&format!("\n{w}"));
+            }
+            Response::Done { message }
         }
-        Err(errs) => syslog.log(
-            &Event::new("config_rejected")
+        Err(errs) => {
+            syslog.log(
+                &Event::new("config_rejected")
+                    .with_severity(Severity::Err)
+                    .field("file", path.display())
+                    .field("errors", errs.to_string().replace('\n', "; "))
+                    .field("action", "keeping the running policy"),
+            );
+            Response::Error {
+                code: ErrorCode::Malformed,
+                message: format!("{errs}\nthe running policy was kept"),
+            }
+        }
+    }
+}
+
+fn load_revocations(state_dir: &Path, syslog: &Syslog) -> Revocations {
+    let path = state_dir.join(crate::host::REVOCATIONS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Revocations::default(),
+        Err(e) => {
+            syslog.log(
+                &Event::new("state_read_failed")
+                    .with_severity(Severity::Err)
+                    .field("file", path.display())
+                    .field("error", e),
+            );
+            return Revocations::default();
+        }
+    };
+    Revocations::from_text(&text).unwrap_or_else(|e| {
+        syslog.log(
+            &Event::new("state_read_failed")
                 .with_severity(Severity::Err)
                 .field("file", path.display())
-                .field("errors", errs.to_string().replace('\n', "; "))
-                .field("action", "keeping the running policy"),
-        ),
-    }
+                .field("error", e),
+        );
+        Revocations::default()
+    })
 }
 
 fn open_ids(state_dir: &Path, syslog: &Syslog) -> IdAllocator {
@@ -188,52 +235,6 @@ fn fail(syslog: &Syslog, msg: &str) -> i32 {
             .field("error", msg),
     );
     1
-}
-
-/// Blocks the signals the signal thread waits for, in this thread and every
-/// thread spawned after it, so they are only ever taken by `sigwait`.
-fn block_signals() -> io::Result<()> {
-    let set = signal_set();
-    // SAFETY: `set` is an initialised sigset_t; a null old-set pointer is allowed.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(rc))
-    }
-}
-
-fn signal_set() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain old data, initialised by sigemptyset before use.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t; these calls only write into it.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-    }
-    set
-}
-
-fn spawn_signal_thread(tx: mpsc::Sender<Command>) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let set = signal_set();
-            loop {
-                let mut sig: libc::c_int = 0;
-                // SAFETY: `set` is a valid sigset_t and `sig` a live out-parameter.
-                let rc = unsafe { libc::sigwait(&set, &mut sig) };
-                if rc != 0 {
-                    continue;
-                }
-                if tx.send(Command::Signal(sig)).is_err() {
-                    return;
-                }
-            }
-        })
-        .map(|_| ())
 }
 
 /// Detaches from the terminal: fork, setsid, fork. The original process waits

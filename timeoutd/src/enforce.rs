@@ -40,6 +40,23 @@ impl<S: System> Engine<S> {
             Phase::Active => self.wake_active(&mut s, now),
             Phase::Terminating { reason, step } => self.continue_kill(&mut s, reason, step, now),
         };
+        self.apply(id, s, after, next);
+    }
+
+    /// Starts ending an active session now, without warnings (kill, revoke).
+    pub(crate) fn end_now(&mut self, id: SessionId, reason: EndReason) {
+        let Some(mut s) = self.session_mut(id).map(|s| s.clone()) else {
+            return;
+        };
+        if !s.is_active() {
+            return;
+        }
+        let now = self.sys.now();
+        let (after, next) = self.begin_kill(&mut s, reason, now);
+        self.apply(id, s, after, next);
+    }
+
+    fn apply(&mut self, id: SessionId, s: Session, after: After, next: Option<Timestamp>) {
         match after {
             After::Forget => self.forget(id),
             After::Keep => {
@@ -89,6 +106,7 @@ impl<S: System> Engine<S> {
                 Step::Warn { deadline, offset } => {
                     self.warn(s, deadline, now);
                     s.warned.record(deadline, offset);
+                    Session::remember(&mut s.warnings_sent, (deadline.reason, now, deadline.at));
                 }
                 Step::WaitUntil(at) => return (After::Keep, Some(self.cap_wake(s, at, now))),
                 Step::Nothing => {
@@ -175,7 +193,11 @@ impl<S: System> Engine<S> {
             match s.ttys[i].observe(times, now, s.limits.count_output) {
                 Observation::Input(at) => s.last_activity = s.last_activity.max(at),
                 Observation::Nothing => {}
-                Observation::Tampered => tampered.push(s.ttys[i].name.clone()),
+                Observation::Tampered => {
+                    let name = s.ttys[i].name.clone();
+                    Session::remember(&mut s.tampers_seen, (name.clone(), now));
+                    tampered.push(name);
+                }
             }
         }
         if tampered.is_empty() {

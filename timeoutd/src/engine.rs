@@ -14,6 +14,7 @@ use crate::deadline::WarnMemory;
 use crate::duration::{self, Human};
 use crate::event::{Event, Severity};
 use crate::policy::{Policy, TtyClass};
+use crate::revocations::Revocations;
 use crate::session::{Login, Phase, ProcRef, Scope, Session, SessionId, TtyTimes};
 
 /// A process as the kill logic needs to see it.
@@ -52,6 +53,10 @@ pub trait System {
     fn log(&mut self, ev: Event);
     /// A new session id, never handed out before, across restarts too.
     fn allocate_id(&mut self) -> u64;
+    /// Whether the user with this uid is a member of `group` (primary or supplementary).
+    fn in_group(&mut self, uid: u32, group: &str) -> bool;
+    /// Stores the revocation list durably (it must survive a restart).
+    fn save_revocations(&mut self, text: &str);
 }
 
 /// What a look for the login's terminals found.
@@ -95,6 +100,8 @@ const LIVENESS_INTERVAL: Duration = Duration::from_secs(300);
 pub struct Engine<S: System> {
     pub sys: S,
     policy: Policy,
+    pub(crate) admin_group: Option<String>,
+    pub(crate) revocations: Revocations,
     sessions: HashMap<SessionId, Session>,
     leaders: HashMap<ProcRef, SessionId>,
     timers: BinaryHeap<Reverse<(Timestamp, SessionId)>>,
@@ -107,6 +114,8 @@ impl<S: System> Engine<S> {
         Self {
             sys,
             policy,
+            admin_group: None,
+            revocations: Revocations::default(),
             sessions: HashMap::new(),
             leaders: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -128,6 +137,15 @@ impl<S: System> Engine<S> {
 
     /// When the engine next needs to run, if ever.
     pub fn next_wake(&mut self) -> Option<Timestamp> {
+        let revocation = self.revocations.next_expiry();
+        let timer = self.next_timer();
+        match (timer, revocation) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn next_timer(&mut self) -> Option<Timestamp> {
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
             if self.due.get(&id) == Some(&at) {
                 return Some(at);
@@ -156,8 +174,9 @@ impl<S: System> Engine<S> {
     /// Runs every wake-up that is due now.
     pub fn run_due(&mut self) {
         let now = self.sys.now();
+        self.expire_revocations(now);
         let mut batch_started = false;
-        while let Some(at) = self.next_wake() {
+        while let Some(at) = self.next_timer() {
             if at > now {
                 break;
             }
@@ -190,6 +209,10 @@ impl<S: System> Engine<S> {
                 message: "only root may register sessions".into(),
             };
         }
+        let groups = self.sys.groups_of(&reg.user);
+        if let Some(message) = self.refusal(&reg.user, &groups, &reg.service, &reg.rhost) {
+            return Response::Refused { message };
+        }
         let leader = ProcRef {
             pid: reg.pid,
             start_time: reg.start_time,
@@ -216,7 +239,7 @@ impl<S: System> Engine<S> {
         } else {
             Scope::Subtree
         };
-        let groups = self.sys.groups_of(&reg.user);
+
         let (tty_class, tty_settled) = initial_tty_class(&reg.tty);
         let login = Login {
             user: reg.user,
@@ -246,6 +269,8 @@ impl<S: System> Engine<S> {
             tty_settled,
             io_seen: None,
             last_tamper_log: None,
+            warnings_sent: Vec::new(),
+            tampers_seen: Vec::new(),
             discovery_backoff: DISCOVERY_FIRST,
         };
         let decision = self.policy.decide(&session.facts());
@@ -357,6 +382,10 @@ impl<S: System> Engine<S> {
             s.limits = d.limits;
             self.schedule(id, now);
         }
+    }
+
+    pub(crate) fn sessions_all(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values()
     }
 
     pub(crate) fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {

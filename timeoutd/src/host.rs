@@ -1,12 +1,13 @@
 //! The real [`System`]: /proc, /dev/pts, signals, syslog, the id file.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::engine::{ProcFacts, System, TtyProbe};
 use crate::event::{Event, Severity};
-use crate::ids::IdAllocator;
+use crate::ids::{self, IdAllocator};
 use crate::login_probe;
 use crate::nss;
 use crate::procfs::{self, ProcInfo};
@@ -15,37 +16,50 @@ use crate::session::{ProcRef, Scope, TtyTimes};
 use crate::signals;
 use crate::syslog::Syslog;
 
-/// A /proc scan is reused for this long within one batch of wake-ups.
-const SNAPSHOT_TTL: Duration = Duration::from_millis(50);
+/// The revocation list in the state directory.
+pub const REVOCATIONS_FILE: &str = "revocations";
 /// `state_write_failed` is logged at most this often.
 const STATE_ERROR_INTERVAL: Duration = Duration::from_secs(60);
 
 pub struct Host {
     syslog: Arc<Syslog>,
     ids: IdAllocator,
-    snapshot: Option<(Instant, Vec<ProcInfo>)>,
+    state_dir: PathBuf,
+    /// One /proc scan, shared by everything done in one batch (see `begin_batch`).
+    snapshot: Option<Vec<ProcInfo>>,
     last_state_error: Option<Instant>,
 }
 
 impl Host {
-    pub fn new(syslog: Arc<Syslog>, ids: IdAllocator) -> Self {
+    pub fn new(syslog: Arc<Syslog>, ids: IdAllocator, state_dir: PathBuf) -> Self {
         Self {
             syslog,
             ids,
+            state_dir,
             snapshot: None,
             last_state_error: None,
         }
     }
 
     fn processes(&mut self) -> &[ProcInfo] {
-        let fresh = self
-            .snapshot
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < SNAPSHOT_TTL);
-        if !fresh {
-            self.snapshot = Some((Instant::now(), procfs::snapshot()));
+        self.snapshot.get_or_insert_with(procfs::snapshot)
+    }
+
+    /// Logs `state_write_failed` at most once a minute.
+    fn state_error(&mut self, what: &str, e: &std::io::Error) {
+        let due = self
+            .last_state_error
+            .is_none_or(|t| t.elapsed() >= STATE_ERROR_INTERVAL);
+        if due {
+            self.last_state_error = Some(Instant::now());
+            self.syslog.log(
+                &Event::new("state_write_failed")
+                    .with_severity(Severity::Err)
+                    .field("what", what)
+                    .field("dir", self.state_dir.display())
+                    .field("error", e),
+            );
         }
-        self.snapshot.as_ref().map_or(&[], |(_, s)| s.as_slice())
     }
 }
 
@@ -139,10 +153,7 @@ impl System for Host {
                 start_time: p.start_time,
             })
             .collect();
-        let n = signals::signal_all(&refs, sig);
-        // What we just signalled has changed: do not reuse the scan.
-        self.snapshot = None;
-        n
+        signals::signal_all(&refs, sig)
     }
 
     fn log(&mut self, ev: Event) {
@@ -152,19 +163,22 @@ impl System for Host {
     fn allocate_id(&mut self) -> u64 {
         let (id, err) = self.ids.allocate();
         if let Some(e) = err {
-            let due = self
-                .last_state_error
-                .is_none_or(|t| t.elapsed() >= STATE_ERROR_INTERVAL);
-            if due {
-                self.last_state_error = Some(Instant::now());
-                self.syslog.log(
-                    &Event::new("state_write_failed")
-                        .with_severity(Severity::Err)
-                        .field("what", "session id counter")
-                        .field("error", e),
-                );
-            }
+            self.state_error("session id counter", &e);
         }
         id
+    }
+
+    fn in_group(&mut self, uid: u32, group: &str) -> bool {
+        let Some(user) = nss::user_by_uid(uid) else {
+            return false;
+        };
+        nss::groups_of(&user.name).iter().any(|g| g == group)
+    }
+
+    fn save_revocations(&mut self, text: &str) {
+        let path = self.state_dir.join(REVOCATIONS_FILE);
+        if let Err(e) = ids::write_atomic(&path, text.as_bytes()) {
+            self.state_error("revocations", &e);
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! clock and probes. Imperative shell: `procfs`, `pty`, `signals`, `syslog`,
 //! `server` and `host` touch the system.
 
+pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod daemon;
@@ -24,6 +25,7 @@ pub mod policy;
 pub mod posture;
 pub mod procfs;
 pub mod pty;
+pub mod revocations;
 pub mod server;
 pub mod session;
 pub mod signals;
@@ -31,4 +33,8 @@ pub mod syslog;
 pub mod template;
 
 #[cfg(test)]
+mod admin_tests;
+#[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod testkit;

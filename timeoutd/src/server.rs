@@ -1,46 +1,60 @@
-//! The Unix socket: creating it safely, checking callers with SO_PEERCRED,
-//! and passing decoded requests to the event loop.
+//! The Unix socket, served by one poll(2) loop in the daemon's only thread.
 //!
-//! Each connection gets a short-lived thread with a read timeout, so a client
-//! that stalls mid-frame cannot hold up anyone else. The event loop is the
-//! only owner of the session table; connection threads talk to it by channel.
+//! Every connection is non-blocking with its own buffers and deadline, so a
+//! client that stalls mid-frame, or a thousand idle ones, cost an fd each and
+//! never hold up a registration. Callers are identified by SO_PEERCRED; what
+//! each may ask is decided by the caller of [`Server::poll`].
 
+use std::collections::HashMap;
 use std::fs;
-use std::io::{self, ErrorKind};
-use std::os::fd::AsRawFd;
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Sender, SyncSender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use session_timeout_proto::{read_frame, write_frame, ErrorCode, FrameError, Request, Response};
+use session_timeout_proto::{encode_frame, take_frame, ErrorCode, Request, Response, MAX_FRAME};
 
 use crate::engine::Peer;
 use crate::event::{Event, Severity};
-use crate::syslog::Syslog;
 
-/// What connection threads and the signal thread send to the event loop.
-pub enum Command {
-    Request {
-        req: Request,
-        peer: Peer,
-        reply: SyncSender<Response>,
-    },
+/// A connection with no complete request for this long is dropped.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections open at once, in all.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Connections open at once per non-root uid, so one user cannot crowd out logins.
+pub const MAX_PER_USER: usize = 16;
+
+/// What one poll produced.
+pub enum Incoming {
+    Request { conn: u64, req: Request, peer: Peer },
     Signal(i32),
 }
 
-/// A client that sends part of a frame and stalls is dropped after this.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a connection waits for the event loop to answer.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more are refused with a log line.
-pub const MAX_CONNECTIONS: usize = 256;
+struct Conn {
+    stream: UnixStream,
+    peer: Peer,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    deadline: Instant,
+    close_after_write: bool,
+}
 
-/// Creates the socket: parent directory 0755, socket 0600, a stale socket
-/// from a crash replaced, a live one (another daemon) refused.
+pub struct Server {
+    listener: UnixListener,
+    signals: OwnedFd,
+    conns: HashMap<u64, Conn>,
+    next_token: u64,
+    last_limit_log: Option<Instant>,
+    /// Events about clients (malformed requests, limits) for the caller to log.
+    pub notices: Vec<Event>,
+}
+
+/// Creates the socket: parent directory 0755, socket 0666 (every request is
+/// authorised by SO_PEERCRED: admin verbs need root or the admin group, and
+/// `status` answers only about the caller), a stale socket from a crash
+/// replaced, a live one (another daemon) refused.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         if !dir.exists() {
@@ -70,14 +84,9 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    // SAFETY: umask(2) cannot fail; the socket is created with no access for
-    // group and others, so nobody can connect before the chmod below.
-    let old = unsafe { libc::umask(0o177) };
-    let bound = UnixListener::bind(path);
-    // SAFETY: as above; restores the previous mask.
-    unsafe { libc::umask(old) };
-    let listener = bound?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    let listener = UnixListener::bind(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o666))?;
+    listener.set_nonblocking(true)?;
     Ok(listener)
 }
 
@@ -107,161 +116,293 @@ pub fn peer_cred(stream: &UnixStream) -> io::Result<Peer> {
     })
 }
 
-/// Accepts connections forever on a thread of its own.
-pub fn spawn_acceptor(
-    listener: UnixListener,
-    tx: Sender<Command>,
-    syslog: Arc<Syslog>,
-) -> io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
-    std::thread::Builder::new()
-        .name("accept".into())
-        .spawn(move || {
-            let mut last_limit_log: Option<Instant> = None;
-            for conn in listener.incoming() {
-                let stream = match conn {
-                    Ok(s) => s,
-                    Err(e) => {
-                        syslog.log(
-                            &Event::new("accept_failed")
-                                .with_severity(Severity::Err)
-                                .field("error", e),
-                        );
-                        std::thread::sleep(Duration::from_millis(50)); // EMFILE and friends: do not spin
-                        continue;
-                    }
-                };
-                if active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
-                    if last_limit_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                        last_limit_log = Some(Instant::now());
-                        syslog.log(
-                            &Event::new("connection_limit")
-                                .with_severity(Severity::Warning)
-                                .field("limit", MAX_CONNECTIONS)
-                                .field("action", "refusing new connections until others finish"),
-                        );
-                    }
-                    continue; // dropping the stream closes it
-                }
-                active.fetch_add(1, Ordering::AcqRel);
-                let (tx, active2, syslog2) = (tx.clone(), Arc::clone(&active), Arc::clone(&syslog));
-                let spawned = std::thread::Builder::new()
-                    .name("conn".into())
-                    .spawn(move || {
-                        serve(stream, &tx, &syslog2);
-                        active2.fetch_sub(1, Ordering::AcqRel);
-                    });
-                if spawned.is_err() {
-                    active.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
-        })
-        .map(|_| ())
+/// Blocks SIGHUP, SIGTERM and SIGINT and returns a signalfd that reports them.
+pub fn signal_fd() -> io::Result<OwnedFd> {
+    // SAFETY: sigset_t is plain old data, initialised by sigemptyset before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t; these calls only write into it.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+    }
+    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: -1 asks for a new fd; `set` is initialised.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: signalfd returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Serves one connection: frames in, replies out, until the client closes.
-fn serve(mut stream: UnixStream, tx: &Sender<Command>, syslog: &Syslog) {
-    let peer = match peer_cred(&stream) {
-        Ok(p) => p,
-        Err(_) => return,
-    };
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
-    loop {
-        let body = match read_frame(&mut stream) {
-            Ok(b) => b,
-            Err(FrameError::Closed) => return,
-            Err(FrameError::Io(_)) => return, // stalled or broken client: drop it
-            Err(FrameError::Decode(e)) => {
-                reject(&mut stream, syslog, peer, &e.to_string());
-                return;
-            }
-        };
-        let req = match Request::decode(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                reject(&mut stream, syslog, peer, &e.to_string());
-                return;
-            }
-        };
-        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        if tx
-            .send(Command::Request {
-                req,
-                peer,
-                reply: reply_tx,
-            })
-            .is_err()
-        {
-            return; // shutting down
-        }
-        let resp = reply_rx
-            .recv_timeout(REPLY_TIMEOUT)
-            .unwrap_or(Response::Error {
-                code: ErrorCode::Internal,
-                message: "the daemon is busy; try again".into(),
-            });
-        if write_frame(&mut stream, &resp.encode()).is_err() {
-            return;
-        }
+/// Raises the soft open-file limit to the hard one, for many clients at once.
+pub fn raise_fd_limit() {
+    // SAFETY: rlimit is plain old data.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `lim` is a live out-parameter of the right type.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max
+    {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: `lim` is initialised; raising the soft limit up to the hard one is always allowed.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     }
 }
 
-/// Answers a malformed request with an error and logs it; the caller closes.
-fn reject(stream: &mut UnixStream, syslog: &Syslog, peer: Peer, why: &str) {
-    syslog.log(
-        &Event::new("request_malformed")
-            .with_severity(Severity::Warning)
-            .field("peer_uid", peer.uid)
-            .field("peer_pid", peer.pid)
-            .field("error", why),
-    );
-    let resp = Response::Error {
-        code: ErrorCode::Malformed,
-        message: why.to_owned(),
-    };
-    let _ = write_frame(stream, &resp.encode());
+impl Server {
+    pub fn new(listener: UnixListener, signals: OwnedFd) -> Self {
+        Self {
+            listener,
+            signals,
+            conns: HashMap::new(),
+            next_token: 1,
+            last_limit_log: None,
+            notices: Vec::new(),
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Waits up to `timeout` for anything to happen, does the I/O, and returns
+    /// complete requests and signals.
+    pub fn poll(&mut self, timeout: Duration) -> Vec<Incoming> {
+        let now = Instant::now();
+        let nearest = self.conns.values().map(|c| c.deadline).min();
+        let timeout = nearest.map_or(timeout, |d| timeout.min(d.saturating_duration_since(now)));
+        let tokens: Vec<u64> = self.conns.keys().copied().collect();
+        let mut fds = Vec::with_capacity(2 + tokens.len());
+        fds.push(pollfd(self.listener.as_raw_fd(), libc::POLLIN));
+        fds.push(pollfd(self.signals.as_raw_fd(), libc::POLLIN));
+        for t in &tokens {
+            let c = &self.conns[t];
+            let mut ev = 0;
+            if !c.close_after_write {
+                ev |= libc::POLLIN;
+            }
+            if !c.outbuf.is_empty() {
+                ev |= libc::POLLOUT;
+            }
+            fds.push(pollfd(c.stream.as_raw_fd(), ev));
+        }
+        let ms = libc::c_int::try_from(timeout.as_millis().div_ceil(1)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: fds is a live, initialised array of fds.len() pollfd entries.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        let mut out = Vec::new();
+        if n > 0 {
+            if fds[1].revents != 0 {
+                self.read_signals(&mut out);
+            }
+            for (i, t) in tokens.iter().enumerate() {
+                let re = fds[2 + i].revents;
+                if re & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                    self.read_conn(*t, &mut out);
+                }
+                if re & libc::POLLOUT != 0 {
+                    self.flush(*t);
+                }
+            }
+            if fds[0].revents != 0 {
+                self.accept_all();
+            }
+        }
+        self.reap(Instant::now());
+        out
+    }
+
+    /// Queues a reply on a connection and tries to send it at once.
+    pub fn reply(&mut self, conn: u64, resp: &Response) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.outbuf.extend_from_slice(&encode_frame(&resp.encode()));
+            c.deadline = Instant::now() + READ_TIMEOUT;
+        }
+        self.flush(conn);
+    }
+
+    fn read_signals(&mut self, out: &mut Vec<Incoming>) {
+        loop {
+            // SAFETY: signalfd_siginfo is plain old data.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            // SAFETY: `info` is a live buffer of exactly `size` bytes.
+            let n = unsafe { libc::read(self.signals.as_raw_fd(), (&raw mut info).cast(), size) };
+            if n != size as isize {
+                return;
+            }
+            out.push(Incoming::Signal(info.ssi_signo as i32));
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    self.limit_notice(&format!("accept failed: {e}"));
+                    return;
+                }
+            };
+            let Ok(peer) = peer_cred(&stream) else {
+                continue;
+            };
+            let same_user = self
+                .conns
+                .values()
+                .filter(|c| c.peer.uid == peer.uid)
+                .count();
+            if self.conns.len() >= MAX_CONNECTIONS || (peer.uid != 0 && same_user >= MAX_PER_USER) {
+                let why = format!(
+                    "refusing a connection from uid {}: {} open in all (limit {MAX_CONNECTIONS}), {same_user} from that uid (limit {MAX_PER_USER} for non-root)",
+                    peer.uid,
+                    self.conns.len()
+                );
+                self.limit_notice(&why);
+                continue; // dropping the stream closes it
+            }
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let token = self.next_token;
+            self.next_token += 1;
+            self.conns.insert(
+                token,
+                Conn {
+                    stream,
+                    peer,
+                    inbuf: Vec::new(),
+                    outbuf: Vec::new(),
+                    deadline: Instant::now() + READ_TIMEOUT,
+                    close_after_write: false,
+                },
+            );
+        }
+    }
+
+    fn limit_notice(&mut self, why: &str) {
+        if self
+            .last_limit_log
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        self.last_limit_log = Some(Instant::now());
+        self.notices.push(
+            Event::new("connection_limit")
+                .with_severity(Severity::Warning)
+                .field("detail", why),
+        );
+    }
+
+    fn read_conn(&mut self, token: u64, out: &mut Vec<Incoming>) {
+        let Some(c) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match c.stream.read(&mut buf) {
+                Ok(0) => {
+                    c.close_after_write = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.inbuf.extend_from_slice(&buf[..n]);
+                    if c.inbuf.len() > 4 + MAX_FRAME {
+                        break; // take_frame below rejects it
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    c.close_after_write = true;
+                    c.outbuf.clear();
+                    break;
+                }
+            }
+        }
+        loop {
+            match take_frame(&mut c.inbuf, MAX_FRAME) {
+                Ok(Some(body)) => match Request::decode(&body) {
+                    Ok(req) => {
+                        c.deadline = Instant::now() + READ_TIMEOUT;
+                        out.push(Incoming::Request {
+                            conn: token,
+                            req,
+                            peer: c.peer,
+                        });
+                    }
+                    Err(e) => return self.reject(token, &e.to_string()),
+                },
+                Ok(None) => return,
+                Err(e) => return self.reject(token, &e.to_string()),
+            }
+        }
+    }
+
+    /// Answers a malformed request with an error, logs it, and closes.
+    fn reject(&mut self, token: u64, why: &str) {
+        let Some(c) = self.conns.get_mut(&token) else {
+            return;
+        };
+        self.notices.push(
+            Event::new("request_malformed")
+                .with_severity(Severity::Warning)
+                .field("peer_uid", c.peer.uid)
+                .field("peer_pid", c.peer.pid)
+                .field("error", why),
+        );
+        let resp = Response::Error {
+            code: ErrorCode::Malformed,
+            message: why.to_owned(),
+        };
+        c.inbuf.clear();
+        c.outbuf.extend_from_slice(&encode_frame(&resp.encode()));
+        c.close_after_write = true;
+        self.flush(token);
+    }
+
+    fn flush(&mut self, token: u64) {
+        let Some(c) = self.conns.get_mut(&token) else {
+            return;
+        };
+        while !c.outbuf.is_empty() {
+            match c.stream.write(&c.outbuf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    c.outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    c.outbuf.clear();
+                    c.close_after_write = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Drops connections that are finished, broken, or past their deadline.
+    fn reap(&mut self, now: Instant) {
+        self.conns
+            .retain(|_, c| !(c.close_after_write && c.outbuf.is_empty()) && c.deadline > now);
+    }
+}
+
+fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn temp(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("st-server-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        d.join("sub").join("t.sock")
-    }
-
-    #[test]
-    fn socket_is_0600_in_a_0755_dir_and_stale_sockets_are_replaced() {
-        let path = temp("modes");
-        let l = bind(&path).unwrap();
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(path.parent().unwrap()), 0o755);
-        // A live listener is not replaced.
-        assert_eq!(bind(&path).unwrap_err().kind(), ErrorKind::AddrInUse);
-        drop(l); // the file stays behind, as after a crash
-        assert!(path.exists());
-        bind(&path).unwrap();
-    }
-
-    #[test]
-    fn a_regular_file_is_never_replaced() {
-        let path = temp("file");
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, "keep me").unwrap();
-        assert_eq!(bind(&path).unwrap_err().kind(), ErrorKind::AlreadyExists);
-        assert_eq!(fs::read_to_string(&path).unwrap(), "keep me");
-    }
-
-    #[test]
-    fn peer_cred_reports_this_process() {
-        let (a, _b) = UnixStream::pair().unwrap();
-        let p = peer_cred(&a).unwrap();
-        assert_eq!(p.pid, std::process::id());
-        // SAFETY: getuid(2) cannot fail.
-        assert_eq!(p.uid, unsafe { libc::getuid() });
-    }
-}
+#[path = "server_tests.rs"]
+mod tests;

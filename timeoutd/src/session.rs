@@ -136,15 +136,28 @@ pub enum KillStep {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     Expired(Reason),
+    /// `timeoutctl kill` by this uid.
+    Killed {
+        by_uid: u32,
+    },
+    /// `timeoutctl revoke` by this uid.
+    Revoked {
+        by_uid: u32,
+    },
 }
 
 impl EndReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Expired(r) => r.as_str(),
+            Self::Killed { .. } => "killed",
+            Self::Revoked { .. } => "revoked",
         }
     }
 }
+
+/// How many warnings and tamper observations a session remembers for `show`.
+pub const HISTORY_LIMIT: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -175,6 +188,10 @@ pub struct Session {
     /// Sum of the session's process I/O at the last look (sessions without a terminal).
     pub io_seen: Option<u64>,
     pub last_tamper_log: Option<Timestamp>,
+    /// Warnings written: (limit, when, the deadline announced), newest last.
+    pub warnings_sent: Vec<(Reason, Timestamp, Timestamp)>,
+    /// Looks that found hand-set timestamps: (tty, when), newest last.
+    pub tampers_seen: Vec<(String, Timestamp)>,
     /// Time between looks for a terminal that has not appeared yet.
     pub discovery_backoff: Duration,
 }
@@ -191,6 +208,14 @@ impl Session {
                 .collect::<Vec<_>>()
                 .join(",")
         }
+    }
+
+    /// Appends to a bounded history list.
+    pub fn remember<T>(list: &mut Vec<T>, item: T) {
+        if list.len() >= HISTORY_LIMIT {
+            list.remove(0);
+        }
+        list.push(item);
     }
 
     pub fn is_active(&self) -> bool {
@@ -326,6 +351,8 @@ mod tests {
             tty_settled: false,
             io_seen: None,
             last_tamper_log: None,
+            warnings_sent: Vec::new(),
+            tampers_seen: Vec::new(),
             discovery_backoff: Duration::from_millis(200),
         };
         assert_eq!(s.tty_label(), "ssh");

@@ -1,0 +1,365 @@
+//! The control verbs behind `timeoutctl`: who may ask, and what each does.
+//! Admin verbs need uid 0 or the `[daemon] admin_group`; `status` answers
+//! anyone, about their own sessions only.
+
+use session_timeout_proto::{
+    ErrorCode, Request, Response, RevocationInfo, SessionInfo, TamperSeen, Target, WarningSent,
+};
+
+use crate::clock::Timestamp;
+use crate::duration::Human;
+use crate::engine::{session_event, Engine, Peer, System};
+use crate::event::{Event, Severity};
+use crate::revocations::{target_label, Revocation};
+use crate::session::{EndReason, Phase, Session, SessionId};
+
+fn denied(message: &str) -> Response {
+    Response::Error {
+        code: ErrorCode::PermissionDenied,
+        message: message.to_owned(),
+    }
+}
+
+fn not_found(message: String) -> Response {
+    Response::Error {
+        code: ErrorCode::NotFound,
+        message,
+    }
+}
+
+fn verb(req: &Request) -> &'static str {
+    match req {
+        Request::Register(_) => "register",
+        Request::Unregister(_) => "unregister",
+        Request::CheckAccess { .. } => "check_access",
+        Request::List => "list",
+        Request::Show { .. } => "show",
+        Request::Kill { .. } => "kill",
+        Request::Revoke { .. } => "revoke",
+        Request::Unrevoke { .. } => "unrevoke",
+        Request::Revocations => "revocations",
+        Request::Reload => "reload",
+        Request::Status => "status",
+    }
+}
+
+impl<S: System> Engine<S> {
+    /// Whether `peer` may use admin verbs.
+    pub fn is_admin(&mut self, peer: Peer) -> bool {
+        if peer.uid == 0 {
+            return true;
+        }
+        match self.admin_group.clone() {
+            Some(g) => self.sys.in_group(peer.uid, &g),
+            None => false,
+        }
+    }
+
+    /// Refuses and logs a request the caller may not make.
+    pub fn deny(&mut self, req: &Request, peer: Peer, why: &str) -> Response {
+        self.sys.log(
+            Event::new("request_denied")
+                .with_severity(Severity::Warning)
+                .field("request", verb(req))
+                .field("peer_uid", peer.uid)
+                .field("peer_pid", peer.pid)
+                .field("reason", why),
+        );
+        denied(why)
+    }
+
+    /// Answers every request except `Reload`, which the daemon handles (it reads files).
+    pub fn handle(&mut self, req: Request, peer: Peer) -> Response {
+        match req {
+            Request::Register(r) => self.register(r, peer),
+            Request::Unregister(k) => self.unregister(k, peer),
+            Request::Status => self.status(peer),
+            other if matches!(other, Request::CheckAccess { .. }) && peer.uid != 0 => {
+                self.deny(&other, peer, "only root may check access")
+            }
+            Request::CheckAccess {
+                user,
+                service,
+                rhost,
+            } => {
+                let groups = self.sys.groups_of(&user);
+                match self.refusal(&user, &groups, &service, &rhost) {
+                    Some(message) => Response::Access {
+                        allowed: false,
+                        message,
+                    },
+                    None => Response::Access {
+                        allowed: true,
+                        message: String::new(),
+                    },
+                }
+            }
+            other if !self.is_admin(peer) => {
+                self.deny(&other, peer, "admin verbs need root or the admin group")
+            }
+            Request::List => {
+                let mut list: Vec<SessionInfo> = self
+                    .sessions_sorted()
+                    .iter()
+                    .map(|s| self.info(s, false))
+                    .collect();
+                list.sort_by_key(|i| i.id);
+                Response::Sessions(list)
+            }
+            Request::Show { id } => match self.session(SessionId(id)).cloned() {
+                Some(s) => {
+                    self.sys.begin_batch();
+                    Response::Sessions(vec![self.detailed_info(&s)])
+                }
+                None => not_found(format!("no session {id}")),
+            },
+            Request::Kill { id, reason } => self.kill(SessionId(id), &reason, peer),
+            Request::Revoke {
+                target,
+                ttl_secs,
+                reason,
+            } => self.revoke(target, ttl_secs, reason, peer),
+            Request::Unrevoke { target } => self.unrevoke(&target, peer),
+            Request::Revocations => {
+                let list = self
+                    .revocations
+                    .all()
+                    .iter()
+                    .map(|r| RevocationInfo {
+                        target: r.target.clone(),
+                        since: r.since.secs(),
+                        until: r.until.map_or(0, Timestamp::secs),
+                        reason: r.reason.clone(),
+                        by_uid: r.by_uid,
+                    })
+                    .collect();
+                Response::Revocations(list)
+            }
+            Request::Reload => Response::Error {
+                code: ErrorCode::Internal,
+                message: "reload is handled by the daemon loop".into(),
+            },
+        }
+    }
+
+    fn sessions_sorted(&self) -> Vec<Session> {
+        self.sessions_all().cloned().collect()
+    }
+
+    /// The caller's own sessions, for any user.
+    fn status(&mut self, peer: Peer) -> Response {
+        let mut list: Vec<SessionInfo> = self
+            .sessions_all()
+            .filter(|s| s.login.uid == peer.uid)
+            .map(|s| self.info(s, false))
+            .collect();
+        list.sort_by_key(|i| i.id);
+        Response::Sessions(list)
+    }
+
+    fn info(&self, s: &Session, _detailed: bool) -> SessionInfo {
+        let ds = crate::deadline::deadlines(
+            &s.limits,
+            s.registered_at,
+            s.last_activity,
+            s.idle_measured(),
+            s.not_before,
+        );
+        let at = |r: crate::deadline::Reason| {
+            ds.iter().find(|d| d.reason == r).map_or(0, |d| d.at.secs())
+        };
+        SessionInfo {
+            id: s.id.0,
+            user: s.login.user.clone(),
+            uid: s.login.uid,
+            service: s.login.service.clone(),
+            tty: s.tty_label(),
+            rhost: s.login.rhost.clone(),
+            rule: s.rule.clone(),
+            state: match s.phase {
+                Phase::Active => "active".into(),
+                Phase::Terminating { .. } => "terminating".into(),
+            },
+            started: s.registered_at.secs(),
+            last_activity: s.last_activity.secs(),
+            idle_deadline: at(crate::deadline::Reason::Idle),
+            max_deadline: at(crate::deadline::Reason::Max),
+            now: self.sys.now().secs(),
+            leader_pid: s.leader.pid,
+            audit_session: match s.scope {
+                crate::session::Scope::AuditSession(id) => id,
+                crate::session::Scope::Subtree => u32::MAX,
+            },
+            pids: Vec::new(),
+            warnings: s
+                .warnings_sent
+                .iter()
+                .map(|(r, at, d)| WarningSent {
+                    reason: r.as_str().into(),
+                    at: at.secs(),
+                    deadline: d.secs(),
+                })
+                .collect(),
+            tampers: s
+                .tampers_seen
+                .iter()
+                .map(|(tty, at)| TamperSeen {
+                    tty: tty.clone(),
+                    at: at.secs(),
+                })
+                .collect(),
+        }
+    }
+
+    fn detailed_info(&mut self, s: &Session) -> SessionInfo {
+        let mut info = self.info(s, true);
+        info.pids = self
+            .sys
+            .scope_processes(s.leader, s.scope)
+            .iter()
+            .map(|p| p.proc.pid)
+            .collect();
+        info.pids.sort_unstable();
+        info
+    }
+
+    fn kill(&mut self, id: SessionId, reason: &str, peer: Peer) -> Response {
+        let Some(s) = self.session(id) else {
+            return not_found(format!("no session {id}"));
+        };
+        if !s.is_active() {
+            return Response::Done {
+                message: format!("session {id} is already ending"),
+            };
+        }
+        let ev = session_event("session_killed", s)
+            .with_severity(Severity::Notice)
+            .field("by_uid", peer.uid)
+            .field("reason", reason);
+        self.sys.log(ev);
+        self.sys.begin_batch();
+        self.end_now(id, EndReason::Killed { by_uid: peer.uid });
+        Response::Done {
+            message: format!("session {id} is being ended"),
+        }
+    }
+
+    fn revoke(&mut self, target: Target, ttl_secs: u64, reason: String, peer: Peer) -> Response {
+        let now = self.sys.now();
+        let until = (ttl_secs > 0).then(|| now + std::time::Duration::from_secs(ttl_secs));
+        let rev = Revocation {
+            target: target.clone(),
+            since: now,
+            until,
+            reason: reason.clone(),
+            by_uid: peer.uid,
+        };
+        self.sys.log(
+            Event::new("revoke_added")
+                .with_severity(Severity::Notice)
+                .field("target", target_label(&target))
+                .field("by_uid", peer.uid)
+                .field("reason", &reason)
+                .field("until", until.map_or(0, Timestamp::secs)),
+        );
+        let victims: Vec<SessionId> = self
+            .sessions_all()
+            .filter(|s| s.is_active() && rev.covers(&s.login.user, &s.login.groups))
+            .map(|s| s.id)
+            .collect();
+        self.revocations.add(rev);
+        self.save_revocations();
+        self.sys.begin_batch();
+        for id in &victims {
+            if let Some(s) = self.session(*id) {
+                let ev = session_event("session_revoked", s)
+                    .with_severity(Severity::Notice)
+                    .field("by_uid", peer.uid)
+                    .field("reason", &reason);
+                self.sys.log(ev);
+            }
+            self.end_now(*id, EndReason::Revoked { by_uid: peer.uid });
+        }
+        let ttl = match until {
+            Some(u) => format!("until {u} UTC ({})", Human(u.since(now))),
+            None => "until unrevoke".to_owned(),
+        };
+        Response::Done {
+            message: format!(
+                "revoked {} {ttl}: {} live session(s) ended",
+                target_label(&target),
+                victims.len()
+            ),
+        }
+    }
+
+    fn unrevoke(&mut self, target: &Target, peer: Peer) -> Response {
+        match self.revocations.remove(target) {
+            Some(r) => {
+                self.save_revocations();
+                self.sys.log(
+                    Event::new("revoke_removed")
+                        .with_severity(Severity::Notice)
+                        .field("target", target_label(&r.target))
+                        .field("by_uid", peer.uid)
+                        .field("reason", "unrevoke"),
+                );
+                Response::Done {
+                    message: format!("lifted the revocation of {}", target_label(target)),
+                }
+            }
+            None => not_found(format!("{} is not revoked", target_label(target))),
+        }
+    }
+
+    pub(crate) fn save_revocations(&mut self) {
+        let text = self.revocations.to_text();
+        self.sys.save_revocations(&text);
+    }
+
+    pub(crate) fn expire_revocations(&mut self, now: Timestamp) {
+        let gone = self.revocations.expire(now);
+        if gone.is_empty() {
+            return;
+        }
+        for r in &gone {
+            self.sys.log(
+                Event::new("revoke_removed")
+                    .with_severity(Severity::Notice)
+                    .field("target", target_label(&r.target))
+                    .field("by_uid", r.by_uid)
+                    .field("reason", "expired"),
+            );
+        }
+        self.save_revocations();
+    }
+
+    /// The message for a login that must be refused, after logging it.
+    pub(crate) fn refusal(
+        &mut self,
+        user: &str,
+        groups: &[String],
+        service: &str,
+        rhost: &str,
+    ) -> Option<String> {
+        let now = self.sys.now();
+        let r = self.revocations.find(user, groups, now)?.clone();
+        self.sys.log(
+            Event::new("login_refused")
+                .with_severity(Severity::Notice)
+                .field("user", user)
+                .field("service", service)
+                .field("rhost", rhost)
+                .field("target", target_label(&r.target))
+                .field("by_uid", r.by_uid)
+                .field("reason", &r.reason),
+        );
+        let until = r.until.map_or_else(
+            || "until an administrator lifts it".to_owned(),
+            |u| format!("until {u} UTC"),
+        );
+        Some(format!(
+            "Logins for {user} are suspended by the administrator {until}."
+        ))
+    }
+}

@@ -1,0 +1,263 @@
+//! The control verbs, driven through the engine with a fake system.
+
+use session_timeout_proto::{ErrorCode, Request, Response, Target};
+
+use crate::engine::Peer;
+use crate::revocations::Revocations;
+use crate::testkit::*;
+
+const USER: Peer = Peer {
+    pid: 9,
+    uid: USER_UID,
+    gid: USER_UID,
+};
+const OTHER: Peer = Peer {
+    pid: 10,
+    uid: 2000,
+    gid: 2000,
+};
+
+fn sessions(r: Response) -> Vec<session_timeout_proto::SessionInfo> {
+    match r {
+        Response::Sessions(l) => l,
+        other => panic!("expected sessions, got {other:?}"),
+    }
+}
+
+fn is_denied(r: &Response) -> bool {
+    matches!(
+        r,
+        Response::Error {
+            code: ErrorCode::PermissionDenied,
+            ..
+        }
+    )
+}
+
+#[test]
+fn list_shows_limits_and_status_only_the_callers_own() {
+    let mut e = engine(limits(Some(900), Some(3600), &[60]));
+    let id = registered_id(e.register(registration(), ROOT));
+    run_until(&mut e, 1010);
+    let all = sessions(e.handle(Request::List, ROOT));
+    assert_eq!(all.len(), 1);
+    let s = &all[0];
+    assert_eq!(
+        (s.id, s.user.as_str(), s.tty.as_str(), s.rule.as_str()),
+        (id.0, "alice", "pts/4", "defaults")
+    );
+    assert_eq!(
+        (s.started, s.idle_deadline, s.max_deadline),
+        (1000, 1900, 4600)
+    );
+    assert_eq!(sessions(e.handle(Request::Status, USER)).len(), 1);
+    assert!(sessions(e.handle(Request::Status, OTHER)).is_empty());
+}
+
+#[test]
+fn admin_verbs_are_refused_to_users_and_logged() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    let id = registered_id(e.register(registration(), ROOT));
+    for req in [
+        Request::List,
+        Request::Show { id: id.0 },
+        Request::Kill {
+            id: id.0,
+            reason: String::new(),
+        },
+        Request::Revoke {
+            target: Target::User("alice".into()),
+            ttl_secs: 0,
+            reason: String::new(),
+        },
+        Request::Revocations,
+    ] {
+        assert!(is_denied(&e.handle(req, USER)));
+    }
+    let denials = e
+        .sys
+        .events
+        .iter()
+        .filter(|ev| ev.name() == "request_denied")
+        .count();
+    assert_eq!(denials, 5);
+    assert_eq!(find(&e, "request_denied").get("peer_uid"), Some("1001"));
+    assert!(
+        e.session(id).unwrap().is_active(),
+        "nothing happened to the session"
+    );
+}
+
+#[test]
+fn the_admin_group_may_use_admin_verbs() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    e.admin_group = Some("timeout-admins".into());
+    e.sys.admins.push((2000, "timeout-admins".into()));
+    assert!(matches!(
+        e.handle(Request::List, OTHER),
+        Response::Sessions(_)
+    ));
+    assert!(is_denied(&e.handle(Request::List, USER)));
+}
+
+#[test]
+fn kill_ends_exactly_that_session_and_logs_who() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    let id = registered_id(e.register(registration(), ROOT));
+    run_until(&mut e, 1005);
+    let r = e.handle(
+        Request::Kill {
+            id: id.0,
+            reason: "incident 42".into(),
+        },
+        ROOT,
+    );
+    assert!(matches!(r, Response::Done { .. }), "{r:?}");
+    assert_eq!(find(&e, "session_killed").get("by_uid"), Some("0"));
+    assert_eq!(
+        find(&e, "session_killed").get("reason"),
+        Some("incident 42")
+    );
+    assert_eq!(
+        e.sys.signals[0].0,
+        libc::SIGHUP,
+        "signalled at once, no warning first"
+    );
+    assert!(!e.sys.events.iter().any(|ev| ev.name() == "session_warn"));
+    run_until(&mut e, 1010);
+    assert_eq!(find(&e, "session_terminated").get("reason"), Some("killed"));
+    assert!(matches!(
+        e.handle(
+            Request::Kill {
+                id: 999,
+                reason: String::new()
+            },
+            ROOT
+        ),
+        Response::Error {
+            code: ErrorCode::NotFound,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn revoke_cuts_live_sessions_refuses_new_ones_and_expires() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    e.register(registration(), ROOT);
+    let r = e.handle(
+        Request::Revoke {
+            target: Target::User("alice".into()),
+            ttl_secs: 60,
+            reason: "compromised".into(),
+        },
+        ROOT,
+    );
+    assert!(
+        matches!(&r, Response::Done { message } if message.contains("1 live session")),
+        "{r:?}"
+    );
+    assert_eq!(find(&e, "revoke_added").get("by_uid"), Some("0"));
+    assert_eq!(
+        find(&e, "session_revoked").get("reason"),
+        Some("compromised")
+    );
+    assert_eq!(e.sys.signals[0].0, libc::SIGHUP);
+    // The list is saved for restarts.
+    let saved = Revocations::from_text(e.sys.saved_revocations.as_deref().unwrap()).unwrap();
+    assert_eq!(saved.all().len(), 1);
+    // A new login is refused, in both the account and the session phase.
+    let mut reg = registration();
+    reg.pid = LEADER.pid;
+    assert!(matches!(e.register(reg, ROOT), Response::Refused { .. }));
+    let access = e.handle(
+        Request::CheckAccess {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: "127.0.0.1".into(),
+        },
+        ROOT,
+    );
+    assert!(matches!(access, Response::Access { allowed: false, .. }));
+    assert_eq!(find(&e, "login_refused").get("user"), Some("alice"));
+    // After the TTL the revocation lapses by itself.
+    run_until(&mut e, 1061);
+    assert_eq!(find(&e, "revoke_removed").get("reason"), Some("expired"));
+    let access = e.handle(
+        Request::CheckAccess {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: String::new(),
+        },
+        ROOT,
+    );
+    assert!(matches!(access, Response::Access { allowed: true, .. }));
+}
+
+#[test]
+fn group_revocations_and_unrevoke() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    let t = Target::Group("wheel".into()); // the fake puts alice in wheel
+    e.handle(
+        Request::Revoke {
+            target: t.clone(),
+            ttl_secs: 0,
+            reason: String::new(),
+        },
+        ROOT,
+    );
+    assert!(matches!(
+        e.register(registration(), ROOT),
+        Response::Refused { .. }
+    ));
+    match e.handle(Request::Revocations, ROOT) {
+        Response::Revocations(l) => assert_eq!((l.len(), l[0].until), (1, 0)),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        e.handle(Request::Unrevoke { target: t.clone() }, ROOT),
+        Response::Done { .. }
+    ));
+    assert_eq!(find(&e, "revoke_removed").get("reason"), Some("unrevoke"));
+    assert!(matches!(
+        e.register(registration(), ROOT),
+        Response::Registered { .. }
+    ));
+    assert!(matches!(
+        e.handle(Request::Unrevoke { target: t }, ROOT),
+        Response::Error {
+            code: ErrorCode::NotFound,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn check_access_is_for_root_only() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    let r = e.handle(
+        Request::CheckAccess {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: String::new(),
+        },
+        USER,
+    );
+    assert!(is_denied(&r));
+}
+
+#[test]
+fn show_lists_pids_warnings_and_tampering() {
+    let mut e = engine(limits(Some(15), None, &[10]));
+    let id = registered_id(e.register(registration(), ROOT));
+    run_until(&mut e, 1003);
+    e.sys.ttys.insert("pts/4".into(), times(1003, 1003)); // touch
+    run_until(&mut e, 1006);
+    let s = sessions(e.handle(Request::Show { id: id.0 }, ROOT)).remove(0);
+    assert_eq!(s.pids, [500, 501, 502, 900, 901]);
+    assert_eq!(s.audit_session, 42);
+    assert_eq!(s.warnings.len(), 1);
+    assert_eq!(s.warnings[0].reason, "idle");
+    assert_eq!(s.tampers.len(), 1);
+    assert_eq!(s.tampers[0].tty, "pts/4");
+}

@@ -1,0 +1,327 @@
+//! Tables for a terminal and JSON for scripts.
+
+use session_timeout_proto::{RevocationInfo, SessionInfo, Target};
+use timeoutd::clock::Timestamp;
+use timeoutd::duration::Human;
+use timeoutd::escape;
+
+/// A duration in seconds as `1h2m`, or `-` for none.
+fn left(deadline: i64, now: i64) -> String {
+    if deadline == 0 {
+        return "-".into();
+    }
+    Human(std::time::Duration::from_secs(
+        u64::try_from(deadline - now).unwrap_or(0),
+    ))
+    .to_string()
+}
+
+fn clock(t: i64) -> String {
+    if t == 0 {
+        "-".into()
+    } else {
+        Timestamp::from_secs(t).to_string()
+    }
+}
+
+/// Aligns columns; every cell is escaped (user names and hosts are untrusted).
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| escape::for_terminal(c).replace(['\n', '\t', '\u{7}'], " "))
+                .collect()
+        })
+        .collect();
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = width[i]))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in &rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+pub fn sessions_table(list: &[SessionInfo]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.to_string(),
+                s.user.clone(),
+                s.service.clone(),
+                s.tty.clone(),
+                if s.rhost.is_empty() {
+                    "-".into()
+                } else {
+                    s.rhost.clone()
+                },
+                clock(s.started),
+                left(s.now, s.last_activity),
+                left(s.idle_deadline, s.now),
+                left(s.max_deadline, s.now),
+                s.rule.clone(),
+                s.state.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "USER",
+            "SERVICE",
+            "TTY",
+            "RHOST",
+            "STARTED(UTC)",
+            "IDLE",
+            "IDLE-LEFT",
+            "MAX-LEFT",
+            "RULE",
+            "STATE",
+        ],
+        &rows,
+    )
+}
+
+pub fn session_detail(s: &SessionInfo) -> String {
+    let mut out = String::new();
+    let mut kv =
+        |k: &str, v: String| out.push_str(&format!("{k:<16}{}\n", escape::for_terminal(&v)));
+    kv("id", s.id.to_string());
+    kv("user", format!("{} (uid {})", s.user, s.uid));
+    kv("service", s.service.clone());
+    kv("tty", s.tty.clone());
+    kv("rhost", s.rhost.clone());
+    kv("rule", s.rule.clone());
+    kv("state", s.state.clone());
+    kv("started", format!("{} UTC", clock(s.started)));
+    kv("idle for", left(s.now, s.last_activity));
+    kv(
+        "idle deadline",
+        format!(
+            "{} (in {})",
+            clock(s.idle_deadline),
+            left(s.idle_deadline, s.now)
+        ),
+    );
+    kv(
+        "max deadline",
+        format!(
+            "{} (in {})",
+            clock(s.max_deadline),
+            left(s.max_deadline, s.now)
+        ),
+    );
+    kv("leader pid", s.leader_pid.to_string());
+    kv(
+        "audit session",
+        if s.audit_session == u32::MAX {
+            "none (process subtree)".into()
+        } else {
+            s.audit_session.to_string()
+        },
+    );
+    let pids: Vec<String> = s.pids.iter().map(u32::to_string).collect();
+    kv("pids", pids.join(" "));
+    for w in &s.warnings {
+        kv(
+            "warning",
+            format!(
+                "{} at {} for deadline {}",
+                w.reason,
+                clock(w.at),
+                clock(w.deadline)
+            ),
+        );
+    }
+    for t in &s.tampers {
+        kv("tamper", format!("{} at {}", t.tty, clock(t.at)));
+    }
+    out
+}
+
+/// What a user sees from `timeoutctl status`.
+pub fn status_text(list: &[SessionInfo]) -> String {
+    if list.is_empty() {
+        return "You have no sessions under timeout policy.\n".into();
+    }
+    let mut out = String::new();
+    for s in list {
+        let idle = if s.idle_deadline == 0 {
+            "no idle limit".to_owned()
+        } else {
+            format!(
+                "idle {}, closes after {} more idle",
+                left(s.now, s.last_activity),
+                left(s.idle_deadline, s.now)
+            )
+        };
+        let max = if s.max_deadline == 0 {
+            "no absolute limit".to_owned()
+        } else {
+            format!(
+                "closes at {} UTC at the latest (in {})",
+                clock(s.max_deadline),
+                left(s.max_deadline, s.now)
+            )
+        };
+        out.push_str(&escape::for_terminal(&format!(
+            "session {} ({} on {}): {idle}; {max}.\n",
+            s.id, s.service, s.tty
+        )));
+    }
+    out
+}
+
+pub fn target_text(t: &Target) -> String {
+    match t {
+        Target::User(u) => format!("user {u}"),
+        Target::Group(g) => format!("group {g}"),
+    }
+}
+
+pub fn revocations_table(list: &[RevocationInfo]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|r| {
+            vec![
+                target_text(&r.target),
+                clock(r.since),
+                if r.until == 0 {
+                    "until unrevoke".into()
+                } else {
+                    clock(r.until)
+                },
+                r.by_uid.to_string(),
+                r.reason.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["TARGET", "SINCE(UTC)", "UNTIL(UTC)", "BY-UID", "REASON"],
+        &rows,
+    )
+}
+
+/// A JSON string literal.
+pub fn js(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn opt_time(t: i64) -> String {
+    if t == 0 {
+        "null".into()
+    } else {
+        t.to_string()
+    }
+}
+
+pub fn session_json(s: &SessionInfo) -> String {
+    let pids: Vec<String> = s.pids.iter().map(u32::to_string).collect();
+    let warnings: Vec<String> = s
+        .warnings
+        .iter()
+        .map(|w| {
+            format!(
+                "{{\"reason\":{},\"at\":{},\"deadline\":{}}}",
+                js(&w.reason),
+                w.at,
+                w.deadline
+            )
+        })
+        .collect();
+    let tampers: Vec<String> = s
+        .tampers
+        .iter()
+        .map(|t| format!("{{\"tty\":{},\"at\":{}}}", js(&t.tty), t.at))
+        .collect();
+    let idle_for = (s.now - s.last_activity).max(0);
+    let remaining = |d: i64| {
+        if d == 0 {
+            "null".to_owned()
+        } else {
+            (d - s.now).max(0).to_string()
+        }
+    };
+    format!(
+        "{{\"id\":{},\"user\":{},\"uid\":{},\"service\":{},\"tty\":{},\"rhost\":{},\"rule\":{},\"state\":{},\
+\"started\":{},\"last_activity\":{},\"idle_seconds\":{idle_for},\"idle_deadline\":{},\"idle_remaining\":{},\
+\"max_deadline\":{},\"max_remaining\":{},\"leader_pid\":{},\"audit_session\":{},\"pids\":[{}],\"warnings\":[{}],\"tampers\":[{}]}}",
+        s.id,
+        js(&s.user),
+        s.uid,
+        js(&s.service),
+        js(&s.tty),
+        js(&s.rhost),
+        js(&s.rule),
+        js(&s.state),
+        s.started,
+        s.last_activity,
+        opt_time(s.idle_deadline),
+        remaining(s.idle_deadline),
+        opt_time(s.max_deadline),
+        remaining(s.max_deadline),
+        s.leader_pid,
+        if s.audit_session == u32::MAX { "null".into() } else { s.audit_session.to_string() },
+        pids.join(","),
+        warnings.join(","),
+        tampers.join(","),
+    )
+}
+
+pub fn sessions_json(list: &[SessionInfo]) -> String {
+    let items: Vec<String> = list.iter().map(session_json).collect();
+    format!("[{}]\n", items.join(","))
+}
+
+pub fn revocations_json(list: &[RevocationInfo]) -> String {
+    let items: Vec<String> = list
+        .iter()
+        .map(|r| {
+            let (kind, name) = match &r.target {
+                Target::User(n) => ("user", n),
+                Target::Group(n) => ("group", n),
+            };
+            format!(
+                "{{\"{kind}\":{},\"since\":{},\"until\":{},\"by_uid\":{},\"reason\":{}}}",
+                js(name),
+                r.since,
+                opt_time(r.until),
+                r.by_uid,
+                js(&r.reason)
+            )
+        })
+        .collect();
+    format!("[{}]\n", items.join(","))
+}

@@ -1,0 +1,207 @@
+//! A fake [`System`] and helpers for driving the engine second by second.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use session_timeout_proto::{Registration, Response};
+
+use crate::clock::Timestamp;
+use crate::engine::{Engine, Peer, ProcFacts, System, TtyProbe};
+use crate::event::Event;
+use crate::policy::{Limits, Policy};
+use crate::session::{ProcRef, Scope, SessionId, TtyTimes};
+
+pub(crate) const USER_UID: u32 = 1001;
+pub(crate) const LEADER: ProcRef = ProcRef {
+    pid: 500,
+    start_time: 77,
+};
+
+#[derive(Default)]
+pub(crate) struct Fake {
+    pub(crate) now: Timestamp,
+    pub(crate) ttys: HashMap<String, TtyTimes>,
+    /// The terminal appears this long after registration.
+    pub(crate) tty_appears_at: Option<Timestamp>,
+    pub(crate) procs: Vec<ProcFacts>,
+    pub(crate) leader_alive: bool,
+    pub(crate) parent_sessionid: Option<u32>,
+    pub(crate) events: Vec<Event>,
+    pub(crate) writes: Vec<(String, String)>,
+    pub(crate) signals: Vec<(i32, Vec<u32>)>,
+    /// Processes that ignore these signals.
+    pub(crate) immune: Vec<(u32, i32)>,
+    pub(crate) next_id: u64,
+    pub(crate) notty: bool,
+    pub(crate) io: u64,
+    pub(crate) admins: Vec<(u32, String)>,
+    pub(crate) saved_revocations: Option<String>,
+}
+
+impl System for Fake {
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+    fn find_ttys(&mut self, _leader: ProcRef, _pam_tty: &str) -> TtyProbe {
+        match self.tty_appears_at {
+            Some(t) if t <= self.now => TtyProbe {
+                ttys: self.ttys.keys().cloned().collect(),
+                notty: false,
+            },
+            _ => TtyProbe {
+                ttys: Vec::new(),
+                notty: self.notty,
+            },
+        }
+    }
+    fn groups_of(&mut self, _user: &str) -> Vec<String> {
+        vec!["alice".into(), "wheel".into()]
+    }
+    fn io_total(&mut self, _leader: ProcRef, _scope: Scope) -> Option<u64> {
+        Some(self.io)
+    }
+    fn tty_times(&mut self, name: &str) -> Option<TtyTimes> {
+        self.ttys.get(name).copied()
+    }
+    fn write_tty(&mut self, name: &str, text: &str) -> bool {
+        self.writes.push((name.to_owned(), text.to_owned()));
+        true
+    }
+    fn alive(&mut self, p: ProcRef) -> bool {
+        p == LEADER && self.leader_alive
+    }
+    fn parent_sessionid(&mut self, _p: ProcRef) -> Option<u32> {
+        self.parent_sessionid
+    }
+    fn scope_processes(&mut self, _leader: ProcRef, _scope: Scope) -> Vec<ProcFacts> {
+        self.procs.clone()
+    }
+    fn signal(&mut self, procs: &[ProcRef], sig: i32) -> usize {
+        self.signals
+            .push((sig, procs.iter().map(|p| p.pid).collect()));
+        let immune = self.immune.clone();
+        self.procs.retain(|p| {
+            !procs.contains(&p.proc) || sig == libc::SIGCONT || immune.contains(&(p.proc.pid, sig))
+        });
+        procs.len()
+    }
+    fn log(&mut self, ev: Event) {
+        self.events.push(ev);
+    }
+    fn allocate_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+    fn in_group(&mut self, uid: u32, group: &str) -> bool {
+        self.admins.contains(&(uid, group.to_owned()))
+    }
+    fn save_revocations(&mut self, text: &str) {
+        self.saved_revocations = Some(text.to_owned());
+    }
+}
+
+pub(crate) fn proc(pid: u32, uid: u32) -> ProcFacts {
+    ProcFacts {
+        proc: ProcRef {
+            pid,
+            start_time: pid as u64,
+        },
+        ppid: if pid == 501 { LEADER.pid } else { 501 },
+        ruid: uid,
+        euid: uid,
+        same_program_as_parent: pid == 501,
+    }
+}
+
+pub(crate) fn limits(idle: Option<u64>, max: Option<u64>, warn: &[u64]) -> Limits {
+    Limits {
+        idle: idle.map(Duration::from_secs),
+        max: max.map(Duration::from_secs),
+        warn: warn.iter().map(|s| Duration::from_secs(*s)).collect(),
+        grace: Duration::from_secs(2),
+        ..Limits::builtin()
+    }
+}
+
+pub(crate) fn times(atime: i64, ctime: i64) -> TtyTimes {
+    TtyTimes {
+        atime: Timestamp::from_secs(atime),
+        mtime: Timestamp::from_secs(atime),
+        ctime: Timestamp::from_secs(ctime),
+    }
+}
+
+pub(crate) fn engine(l: Limits) -> Engine<Fake> {
+    let mut fake = Fake {
+        now: Timestamp::from_secs(1000),
+        leader_alive: true,
+        parent_sessionid: Some(u32::MAX),
+        tty_appears_at: Some(Timestamp::from_secs(1000)),
+        ..Fake::default()
+    };
+    fake.ttys.insert("pts/4".into(), times(990, 995));
+    let leader = ProcFacts {
+        proc: LEADER,
+        ppid: 1,
+        ruid: 0,
+        euid: 0,
+        same_program_as_parent: false,
+    };
+    fake.procs = vec![
+        leader,
+        proc(501, USER_UID),
+        proc(502, USER_UID),
+        proc(900, 0),
+        proc(901, 2000),
+    ];
+    Engine::new(fake, Policy::new(l))
+}
+
+pub(crate) fn registration() -> Registration {
+    Registration {
+        user: "alice".into(),
+        uid: USER_UID,
+        service: "sshd".into(),
+        tty: "ssh".into(),
+        rhost: "127.0.0.1".into(),
+        pid: LEADER.pid,
+        start_time: LEADER.start_time,
+        loginuid: USER_UID,
+        sessionid: 42,
+        ..Registration::default()
+    }
+}
+
+pub(crate) const ROOT: Peer = Peer {
+    pid: 1,
+    uid: 0,
+    gid: 0,
+};
+
+/// Advances the fake clock in 100 ms steps, running whatever is due.
+pub(crate) fn run_until(e: &mut Engine<Fake>, until_s: i64) {
+    let until = Timestamp::from_secs(until_s);
+    while e.sys.now < until {
+        e.sys.now = e.sys.now + Duration::from_millis(100);
+        e.run_due();
+    }
+}
+
+pub(crate) fn names(e: &Engine<Fake>) -> Vec<&'static str> {
+    e.sys.events.iter().map(|ev| ev.name()).collect()
+}
+
+pub(crate) fn find<'a>(e: &'a Engine<Fake>, name: &str) -> &'a Event {
+    e.sys
+        .events
+        .iter()
+        .find(|ev| ev.name() == name)
+        .unwrap_or_else(|| panic!("no {name} in {:?}", names(e)))
+}
+
+pub(crate) fn registered_id(r: Response) -> SessionId {
+    match r {
+        Response::Registered { session_id, .. } => SessionId(session_id),
+        other => panic!("not registered: {other:?}"),
+    }
+}
