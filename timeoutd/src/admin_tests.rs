@@ -248,11 +248,11 @@ fn check_access_is_for_root_only() {
 
 #[test]
 fn show_lists_pids_warnings_and_tampering() {
-    let mut e = engine(limits(Some(15), None, &[10]));
+    let mut e = engine(limits(Some(30), None, &[10]));
     let id = registered_id(e.register(registration(), ROOT));
-    run_until(&mut e, 1003);
-    e.sys.ttys.insert("pts/4".into(), times(1003, 1003)); // touch
-    run_until(&mut e, 1006);
+    run_until(&mut e, 1012);
+    e.sys.ttys.insert("pts/4".into(), times(1012, 1012)); // touch, after sshd's set-up time
+    run_until(&mut e, 1021);
     let s = sessions(e.handle(Request::Show { id: id.0 }, ROOT)).remove(0);
     assert_eq!(s.pids, [500, 501, 502, 900, 901]);
     assert_eq!(s.audit_session, 42);

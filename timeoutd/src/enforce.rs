@@ -146,7 +146,7 @@ impl<S: System> Engine<S> {
         let probe = self.sys.find_ttys(s.leader, &s.login.pam_tty);
         for name in probe.ttys {
             if s.ttys.iter().all(|t| t.name != name) {
-                s.ttys.push(TtyWatch::new(name.clone()));
+                s.ttys.push(TtyWatch::new(name.clone(), now));
                 if s.tty_class == TtyClass::None {
                     s.tty_class = TtyClass::Pty;
                 }
@@ -196,7 +196,15 @@ impl<S: System> Engine<S> {
                 Observation::Tampered => {
                     let name = s.ttys[i].name.clone();
                     Session::remember(&mut s.tampers_seen, (name.clone(), now));
-                    tampered.push(name);
+                    let why = if times.atime > now {
+                        "atime in the future"
+                    } else {
+                        "ctime changed"
+                    };
+                    tampered.push(format!(
+                        "{name}:{why}:atime={}:ctime={}",
+                        times.atime.0, times.ctime.0
+                    ));
                 }
             }
         }

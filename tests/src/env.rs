@@ -1,0 +1,285 @@
+//! One test's world: temp dir, syslog socket, user, daemon, PAM file, sshd.
+//!
+//! Field order is drop order: sshd (and its session processes) first, then the
+//! daemon, the PAM file, the user (its processes are killed, then userdel),
+//! the syslog socket and finally the temp dir.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::daemon::{Daemon, Limits};
+use crate::pam::{module_line, FailMode, PamService};
+use crate::ssh_client::{Exit, Ready, Seen, SshSession};
+use crate::sshd::Sshd;
+use crate::syslog::{LogLine, SyslogSink};
+use crate::users::TestUser;
+use crate::util::file_tail;
+use crate::{binaries, new_prefix, require_environment, sweep};
+
+/// `/tmp/<prefix>`, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn create(prefix: &str) -> TempDir {
+        let p = std::env::temp_dir().join(prefix);
+        fs::create_dir(&p).unwrap_or_else(|e| panic!("creating {}: {e}", p.display()));
+        // 0755: a process running as the test user must reach the daemon socket.
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.0) {
+            eprintln!("e2e cleanup: removing {}: {e}", self.0.display());
+        }
+    }
+}
+
+/// What a test wants running.
+#[derive(Debug, Clone)]
+pub struct EnvBuilder {
+    limits: Limits,
+    daemon: bool,
+    module: Option<FailMode>,
+    sshd: bool,
+    extra_pam: Vec<String>,
+}
+
+impl Default for EnvBuilder {
+    fn default() -> Self {
+        EnvBuilder {
+            limits: Limits::default(),
+            daemon: true,
+            module: Some(FailMode::Open),
+            sshd: true,
+            extra_pam: Vec::new(),
+        }
+    }
+}
+
+impl EnvBuilder {
+    pub fn idle(mut self, v: &str) -> Self {
+        self.limits.idle = v.into();
+        self
+    }
+    pub fn max(mut self, v: &str) -> Self {
+        self.limits.max = v.into();
+        self
+    }
+    pub fn warn(mut self, v: &[&str]) -> Self {
+        self.limits.warn = v.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    pub fn grace(mut self, v: &str) -> Self {
+        self.limits.grace = v.into();
+        self
+    }
+    /// Start the daemon (default) or leave its socket path pointing nowhere.
+    pub fn daemon(mut self, on: bool) -> Self {
+        self.daemon = on;
+        self
+    }
+    /// Our module's line in the PAM stack, with this fail mode; `None` for a
+    /// plain copy of Debian's sshd stack.
+    pub fn module(mut self, fail: Option<FailMode>) -> Self {
+        self.module = fail;
+        self
+    }
+    /// Run sshd (default) or not (tests that only talk to the daemon).
+    pub fn sshd(mut self, on: bool) -> Self {
+        self.sshd = on;
+        self
+    }
+    /// More lines for the end of the PAM stack.
+    pub fn pam_line(mut self, line: &str) -> Self {
+        self.extra_pam.push(line.to_string());
+        self
+    }
+
+    pub fn start(self) -> Env {
+        require_environment();
+        sweep::sweep_once();
+        let bins = (self.daemon || self.module.is_some()).then(binaries);
+        let prefix = new_prefix();
+        let dir = TempDir::create(&prefix);
+        let syslog = SyslogSink::bind(&dir.0.join("syslog.sock"));
+        let user = TestUser::create(&prefix, &dir.0);
+        let socket = if self.daemon {
+            dir.0.join("timeoutd.sock")
+        } else {
+            // Nothing will ever listen here.
+            dir.0.join("no-daemon-here.sock")
+        };
+        let daemon = self.daemon.then(|| {
+            let b = bins.as_ref().expect("binaries");
+            Daemon::start(&b.timeoutd, &dir.0, &socket, &syslog, &self.limits)
+        });
+        let service = format!("sshd-{prefix}");
+        let pam = self.sshd.then(|| {
+            let mut lines = Vec::new();
+            if let Some(fail) = self.module {
+                lines.push(module_line(
+                    &bins.as_ref().expect("binaries").module,
+                    &socket,
+                    fail,
+                ));
+            }
+            lines.extend(self.extra_pam.iter().cloned());
+            PamService::write(&service, &lines)
+        });
+        let sshd = self
+            .sshd
+            .then(|| Sshd::start(&dir.0, &service, user.name()));
+        Env {
+            prefix,
+            limits: self.limits,
+            socket,
+            sshd,
+            daemon,
+            pam,
+            user,
+            syslog,
+            dir,
+        }
+    }
+}
+
+/// A running test world. Declared field order is drop order.
+#[derive(Debug)]
+pub struct Env {
+    pub prefix: String,
+    pub limits: Limits,
+    /// The daemon socket path given to the daemon and the module.
+    pub socket: PathBuf,
+    pub sshd: Option<Sshd>,
+    pub daemon: Option<Daemon>,
+    pub pam: Option<PamService>,
+    pub user: TestUser,
+    pub syslog: SyslogSink,
+    pub dir: TempDir,
+}
+
+impl Env {
+    pub fn builder() -> EnvBuilder {
+        EnvBuilder::default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
+    }
+
+    /// Starts `ssh -tt user@127.0.0.1` to this test's sshd.
+    pub fn ssh(&self) -> SshSession {
+        let sshd = self.sshd.as_ref().expect("this Env has no sshd");
+        SshSession::spawn(sshd.port, self.user.name(), &self.user.key)
+    }
+
+    /// Everything useful for a failure message.
+    pub fn report(&self, ssh: Option<&SshSession>) -> String {
+        let mut r = String::new();
+        if let Some(s) = ssh {
+            r.push_str(&s.describe());
+            r.push('\n');
+        }
+        r.push_str(&format!(
+            "--- syslog ({}) ---\n{}",
+            self.syslog.path.display(),
+            self.syslog.dump()
+        ));
+        if let Some(d) = &self.daemon {
+            r.push_str(&format!("--- timeoutd output ---\n{}\n", d.output()));
+        }
+        if let Some(s) = &self.sshd {
+            r.push_str(&format!("--- sshd log ---\n{}\n", file_tail(&s.log, 6000)));
+        }
+        if let Some(p) = &self.pam {
+            let ours: Vec<String> = p
+                .contents()
+                .lines()
+                .rev()
+                .take(3)
+                .map(str::to_string)
+                .collect();
+            r.push_str(&format!(
+                "--- end of {} ---\n{}\n",
+                p.path.display(),
+                ours.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        r
+    }
+
+    /// Probes the shell; panics with the full report if it is not ready.
+    pub fn expect_ready(&self, ssh: &SshSession, timeout: Duration) -> Ready {
+        ssh.shell_ready(timeout)
+            .unwrap_or_else(|e| panic!("shell not ready: {e}\n{}", self.report(Some(ssh))))
+    }
+
+    pub fn expect_output(
+        &self,
+        ssh: &SshSession,
+        needle: &str,
+        from: usize,
+        timeout: Duration,
+    ) -> Seen {
+        ssh.wait_output_from(needle, from, timeout)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{needle:?} did not appear on the terminal within {timeout:?}\n{}",
+                    self.report(Some(ssh))
+                )
+            })
+    }
+
+    pub fn expect_exit(&self, ssh: &SshSession, timeout: Duration) -> Exit {
+        ssh.wait_for_exit(timeout).unwrap_or_else(|| {
+            panic!(
+                "ssh did not exit within {timeout:?}\n{}",
+                self.report(Some(ssh))
+            )
+        })
+    }
+
+    pub fn expect_event(
+        &self,
+        event: &str,
+        filters: &[(&str, &str)],
+        timeout: Duration,
+        ssh: Option<&SshSession>,
+    ) -> LogLine {
+        self.syslog
+            .wait_event(event, filters, timeout)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no syslog line event={event} {filters:?} within {timeout:?}\n{}",
+                    self.report(ssh)
+                )
+            })
+    }
+
+    /// Waits for this user's `session_open` and returns the session id.
+    pub fn expect_session_open(&self, timeout: Duration, ssh: Option<&SshSession>) -> LogLine {
+        let l = self.expect_event("session_open", &[("user", self.user.name())], timeout, ssh);
+        assert!(l.get("id").is_some(), "session_open without id=: {}", l.raw);
+        l
+    }
+}
+
+impl Drop for Env {
+    /// With `E2E_REPORT=1`, every test prints its syslog, daemon output and
+    /// sshd log when it ends (pass or fail); use with `-- --nocapture`.
+    fn drop(&mut self) {
+        if std::env::var_os("E2E_REPORT").is_some_and(|v| !v.is_empty() && v != "0") {
+            eprintln!(
+                "===== e2e report for {} =====\n{}",
+                self.prefix,
+                self.report(None)
+            );
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Finding and signalling processes through /proc.
+//!
+//! Only ever used on processes the tests caused: descendants of a sshd or
+//! daemon the test started, or processes of a user the test created.
+
+use std::collections::HashMap;
+use std::fs;
+use std::time::Duration;
+
+use crate::util::poll_until;
+
+/// What the harness needs from `/proc/PID/stat` and `/proc/PID/status`.
+#[derive(Debug, Clone)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub state: char,
+    pub start_time: u64,
+}
+
+/// Parses `/proc/PID/stat`. `None` if the process is gone.
+pub fn stat(pid: u32) -> Option<ProcInfo> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may contain spaces and parentheses: fields resume after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state), so field N is f[N - 3].
+    Some(ProcInfo {
+        pid,
+        ppid: f.get(1)?.parse().ok()?,
+        state: f.first()?.chars().next()?,
+        start_time: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// Real and effective uid of a process, from `/proc/PID/status`.
+pub fn uids(pid: u32) -> Option<(u32, u32)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("Uid:"))?;
+    let mut it = line[4..].split_whitespace();
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// argv of a process (empty for kernel threads or if it is gone).
+pub fn cmdline(pid: u32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every pid in /proc.
+pub fn all_pids() -> Vec<u32> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Live (non-zombie) processes whose real or effective uid is `uid`.
+pub fn pids_of_uid(uid: u32) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|&p| matches!(uids(p), Some((r, e)) if r == uid || e == uid))
+        .filter(|&p| stat(p).is_some_and(|s| s.state != 'Z'))
+        .collect()
+}
+
+/// All live descendants of `root` (not `root` itself).
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for p in all_pids() {
+        if let Some(s) = stat(p) {
+            if s.state != 'Z' {
+                children.entry(s.ppid).or_default().push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(p) = todo.pop() {
+        for &c in children.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
+            out.push(c);
+            todo.push(c);
+        }
+    }
+    out
+}
+
+/// Sends `sig` to `pid` if it still is the process that started at `start_time`.
+pub fn signal_checked(info: &ProcInfo, sig: i32) {
+    if stat(info.pid).is_some_and(|s| s.start_time == info.start_time) {
+        // SAFETY: plain kill(2) on a pid we just verified by start time.
+        unsafe { libc::kill(info.pid as libc::pid_t, sig) };
+    }
+}
+
+/// SIGKILLs every process `find` reports until none is left (bounded).
+/// Returns the pids still alive when the bound ran out.
+pub fn kill_all_until_gone(find: impl Fn() -> Vec<u32>, bound: Duration) -> Vec<u32> {
+    let gone = poll_until(bound, Duration::from_millis(50), || {
+        let pids = find();
+        if pids.is_empty() {
+            return Some(());
+        }
+        for p in pids {
+            if let Some(info) = stat(p) {
+                signal_checked(&info, libc::SIGKILL);
+            }
+        }
+        None
+    });
+    if gone.is_some() {
+        Vec::new()
+    } else {
+        find()
+    }
+}
+
+/// `kill -0`: is there a process with this pid (zombies included)?
+pub fn alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
