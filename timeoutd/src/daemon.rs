@@ -9,11 +9,13 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config};
 use crate::engine::Engine;
+use crate::engine::System;
 use crate::event::{Event, Severity};
 use crate::host::Host;
 use crate::ids::IdAllocator;
 use crate::revocations::Revocations;
 use crate::server::{self, Incoming, Server};
+use crate::state::{Loaded, StateStore};
 use crate::syslog::Syslog;
 use session_timeout_proto::{ErrorCode, Request, Response};
 
@@ -63,7 +65,34 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
             );
         }
     }
-    let host = Host::new(Arc::clone(&syslog), ids, cfg.daemon.state_dir.clone());
+    let (store, loaded) = StateStore::open(&cfg.daemon.state_dir);
+    let loaded = loaded.unwrap_or_else(|e| {
+        syslog.log(
+            &Event::new("state_read_failed")
+                .with_severity(Severity::Err)
+                .field("dir", cfg.daemon.state_dir.display())
+                .field("error", e)
+                .field(
+                    "action",
+                    "starting with an empty session table; live logins are adopted",
+                ),
+        );
+        Loaded::default()
+    });
+    if loaded.unreadable > 0 {
+        syslog.log(
+            &Event::new("state_read_failed")
+                .with_severity(Severity::Warning)
+                .field("dir", cfg.daemon.state_dir.display())
+                .field("unreadable_lines", loaded.unreadable),
+        );
+    }
+    let host = Host::new(
+        Arc::clone(&syslog),
+        ids,
+        store,
+        cfg.daemon.state_dir.clone(),
+    );
     let mut engine = Engine::new(host, cfg.policy.clone());
     engine.admin_group = cfg.daemon.admin_group.clone();
     engine.revocations = load_revocations(&cfg.daemon.state_dir, &syslog);
@@ -75,6 +104,23 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
             .field("rules", cfg.policy.rule_count())
             .field("revocations", engine.revocations.all().len()),
     );
+    engine.sys.begin_batch();
+    let restored = loaded
+        .sessions
+        .into_iter()
+        .filter(|r| engine.restore(r.clone()))
+        .count();
+    let found = engine.sys.find_logins();
+    let before = engine.len();
+    engine.adopt(found);
+    let adopted = engine.len() - before;
+    if restored + adopted > 0 {
+        syslog.log(
+            &Event::new("state_restored")
+                .field("restored", restored)
+                .field("adopted", adopted),
+        );
+    }
     for f in crate::posture::check_host() {
         syslog.log(
             &Event::new("posture_warning")

@@ -6,10 +6,11 @@ use std::time::Duration;
 use crate::clock::Timestamp;
 use crate::deadline::{self, Deadline, Step};
 use crate::duration::Human;
-use crate::engine::{session_event, Engine, ProcFacts, System};
+use crate::engine::{record_of, session_event, Engine, ProcFacts, System};
 use crate::escape;
 use crate::event::Severity;
 use crate::policy::{KillScope, TtyClass};
+use crate::record::JournalEntry;
 use crate::session::{
     EndReason, KillStep, Observation, Phase, ProcRef, Session, SessionId, TtyWatch,
 };
@@ -36,10 +37,16 @@ impl<S: System> Engine<S> {
         let Some(mut s) = self.session_mut(id).map(|s| s.clone()) else {
             return;
         };
+        let before = record_of(&s);
         let (after, next) = match s.phase {
             Phase::Active => self.wake_active(&mut s, now),
             Phase::Terminating { reason, step } => self.continue_kill(&mut s, reason, step, now),
         };
+        let changed = record_of(&s);
+        if matches!(after, After::Keep) && changed != before {
+            self.sys.persist(JournalEntry::Upsert(Box::new(changed)));
+            self.maybe_compact();
+        }
         self.apply(id, s, after, next);
     }
 

@@ -14,6 +14,7 @@ use crate::deadline::WarnMemory;
 use crate::duration::{self, Human};
 use crate::event::{Event, Severity};
 use crate::policy::{Policy, TtyClass};
+use crate::record::{JournalEntry, SessionRecord};
 use crate::revocations::Revocations;
 use crate::session::{Login, Phase, ProcRef, Scope, Session, SessionId, TtyTimes};
 
@@ -57,6 +58,11 @@ pub trait System {
     fn in_group(&mut self, uid: u32, group: &str) -> bool;
     /// Stores the revocation list durably (it must survive a restart).
     fn save_revocations(&mut self, text: &str);
+    /// Appends a change of the session table to durable state.
+    fn persist(&mut self, entry: JournalEntry);
+    /// Whether durable state should be rewritten from the live table.
+    fn wants_compaction(&self, live: usize) -> bool;
+    fn compact(&mut self, live: Vec<SessionRecord>);
 }
 
 /// What a look for the login's terminals found.
@@ -272,6 +278,7 @@ impl<S: System> Engine<S> {
             warnings_sent: Vec::new(),
             tampers_seen: Vec::new(),
             discovery_backoff: DISCOVERY_FIRST,
+            adopted: false,
         };
         let decision = self.policy.decide(&session.facts());
         session.rule = decision.rule;
@@ -283,8 +290,11 @@ impl<S: System> Engine<S> {
             .field("max_limit", duration::limit(session.limits.max))
             .field("loginuid", reg.loginuid);
         self.sys.log(ev);
+        self.sys
+            .persist(JournalEntry::Upsert(Box::new(record_of(&session))));
         self.sessions.insert(id, session);
         self.leaders.insert(leader, id);
+        self.maybe_compact();
         // The terminal does not exist yet (sshd opens the session first): look soon.
         self.schedule(id, now + DISCOVERY_FIRST);
         Response::Registered {
@@ -361,8 +371,21 @@ impl<S: System> Engine<S> {
     pub(crate) fn forget(&mut self, id: SessionId) {
         if let Some(s) = self.sessions.remove(&id) {
             self.leaders.remove(&s.leader);
+            self.sys.persist(JournalEntry::Gone(id));
         }
         self.due.remove(&id);
+    }
+
+    pub(crate) fn insert_session(&mut self, s: Session) {
+        self.leaders.insert(s.leader, s.id);
+        self.sessions.insert(s.id, s);
+    }
+
+    pub(crate) fn maybe_compact(&mut self) {
+        if self.sys.wants_compaction(self.sessions.len()) {
+            let live = self.sessions.values().map(record_of).collect();
+            self.sys.compact(live);
+        }
     }
 
     /// Installs a new policy: live sessions are matched again and re-examined now.
@@ -405,6 +428,22 @@ fn scope_label(scope: Scope) -> String {
     match scope {
         Scope::AuditSession(id) => format!("audit:{id}"),
         Scope::Subtree => "subtree".to_owned(),
+    }
+}
+
+/// The durable form of a session.
+pub(crate) fn record_of(s: &Session) -> SessionRecord {
+    SessionRecord {
+        id: s.id,
+        login: s.login.clone(),
+        leader: s.leader,
+        scope: s.scope,
+        registered_at: s.registered_at,
+        last_activity: s.last_activity,
+        tty_class: s.tty_class,
+        tty_settled: s.tty_settled,
+        ttys: s.ttys.iter().map(|t| t.name.clone()).collect(),
+        adopted: s.adopted,
     }
 }
 

@@ -12,8 +12,11 @@ use crate::login_probe;
 use crate::nss;
 use crate::procfs::{self, ProcInfo};
 use crate::pty;
+use crate::record::{JournalEntry, SessionRecord};
+use crate::recovery::FoundLogin;
 use crate::session::{ProcRef, Scope, TtyTimes};
 use crate::signals;
+use crate::state::StateStore;
 use crate::syslog::Syslog;
 
 /// The revocation list in the state directory.
@@ -24,6 +27,7 @@ const STATE_ERROR_INTERVAL: Duration = Duration::from_secs(60);
 pub struct Host {
     syslog: Arc<Syslog>,
     ids: IdAllocator,
+    store: StateStore,
     state_dir: PathBuf,
     /// One /proc scan, shared by everything done in one batch (see `begin_batch`).
     snapshot: Option<Vec<ProcInfo>>,
@@ -31,10 +35,16 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn new(syslog: Arc<Syslog>, ids: IdAllocator, state_dir: PathBuf) -> Self {
+    pub fn new(
+        syslog: Arc<Syslog>,
+        ids: IdAllocator,
+        store: StateStore,
+        state_dir: PathBuf,
+    ) -> Self {
         Self {
             syslog,
             ids,
+            store,
             state_dir,
             snapshot: None,
             last_state_error: None,
@@ -61,6 +71,67 @@ impl Host {
             );
         }
     }
+}
+
+impl Host {
+    /// Logins running now that opened an audit session of their own under
+    /// sshd or login (the leader's audit session id differs from its
+    /// parent's), for adoption after a restart.
+    pub fn find_logins(&mut self) -> Vec<FoundLogin> {
+        let snap = procfs::snapshot();
+        let boot = boot_time_ms();
+        let tick = clock_ticks_per_second();
+        let me = std::process::id();
+        let mut out = Vec::new();
+        for p in &snap {
+            let is_login_program = p.comm.starts_with("sshd") || p.comm == "login";
+            if !is_login_program || p.sessionid == procfs::AUDIT_UNSET || p.pid == me || p.ruid != 0
+            {
+                continue;
+            }
+            let parent_sid = snap.iter().find(|q| q.pid == p.ppid).map(|q| q.sessionid);
+            if parent_sid == Some(p.sessionid) {
+                continue;
+            }
+            let Some(uid) = procfs::loginuid(p.pid) else {
+                continue;
+            };
+            let Some(user) = nss::user_by_uid(uid) else {
+                continue;
+            };
+            let started_ms =
+                boot + i64::try_from(p.start_time.saturating_mul(1000) / tick.max(1)).unwrap_or(0);
+            out.push(FoundLogin {
+                leader: ProcRef {
+                    pid: p.pid,
+                    start_time: p.start_time,
+                },
+                sessionid: p.sessionid,
+                uid,
+                user: user.name,
+                service: p.comm.clone(),
+                started_at: Timestamp(started_ms),
+            });
+        }
+        out
+    }
+}
+
+/// The wall-clock time the system booted (`btime` in /proc/stat), in ms.
+fn boot_time_ms() -> i64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<i64>().ok())
+        })
+        .map_or(0, |s| s * 1000)
+}
+
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(n).unwrap_or(100)
 }
 
 impl System for Host {
@@ -173,6 +244,22 @@ impl System for Host {
             return false;
         };
         nss::groups_of(&user.name).iter().any(|g| g == group)
+    }
+
+    fn persist(&mut self, entry: JournalEntry) {
+        if let Err(e) = self.store.append(&entry) {
+            self.state_error("session table", &e);
+        }
+    }
+
+    fn wants_compaction(&self, live: usize) -> bool {
+        self.store.wants_compaction(live)
+    }
+
+    fn compact(&mut self, live: Vec<SessionRecord>) {
+        if let Err(e) = self.store.compact(&live) {
+            self.state_error("session table snapshot", &e);
+        }
     }
 
     fn save_revocations(&mut self, text: &str) {

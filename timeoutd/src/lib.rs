@@ -25,10 +25,13 @@ pub mod policy;
 pub mod posture;
 pub mod procfs;
 pub mod pty;
+pub mod record;
+pub mod recovery;
 pub mod revocations;
 pub mod server;
 pub mod session;
 pub mod signals;
+pub mod state;
 pub mod syslog;
 pub mod template;
 
@@ -36,5 +39,7 @@ pub mod template;
 mod admin_tests;
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 mod testkit;

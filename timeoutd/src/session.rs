@@ -223,6 +223,8 @@ pub struct Session {
     pub tampers_seen: Vec<(String, Timestamp)>,
     /// Time between looks for a terminal that has not appeared yet.
     pub discovery_backoff: Duration,
+    /// Taken over from a login opened while the daemon was down.
+    pub adopted: bool,
 }
 
 impl Session {
@@ -440,6 +442,7 @@ mod tests {
             warnings_sent: Vec::new(),
             tampers_seen: Vec::new(),
             discovery_backoff: Duration::from_millis(200),
+            adopted: false,
         };
         assert_eq!(s.tty_label(), "ssh");
         s.ttys = vec![

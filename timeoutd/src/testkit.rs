@@ -9,6 +9,7 @@ use crate::clock::Timestamp;
 use crate::engine::{Engine, Peer, ProcFacts, System, TtyProbe};
 use crate::event::Event;
 use crate::policy::{Limits, Policy};
+use crate::record::{JournalEntry, SessionRecord};
 use crate::session::{ProcRef, Scope, SessionId, TtyTimes};
 
 pub(crate) const USER_UID: u32 = 1001;
@@ -36,6 +37,7 @@ pub(crate) struct Fake {
     pub(crate) io: u64,
     pub(crate) admins: Vec<(u32, String)>,
     pub(crate) saved_revocations: Option<String>,
+    pub(crate) journal: Vec<JournalEntry>,
 }
 
 impl System for Fake {
@@ -98,6 +100,13 @@ impl System for Fake {
     fn save_revocations(&mut self, text: &str) {
         self.saved_revocations = Some(text.to_owned());
     }
+    fn persist(&mut self, entry: JournalEntry) {
+        self.journal.push(entry);
+    }
+    fn wants_compaction(&self, _live: usize) -> bool {
+        false
+    }
+    fn compact(&mut self, _live: Vec<SessionRecord>) {}
 }
 
 pub(crate) fn proc(pid: u32, uid: u32) -> ProcFacts {

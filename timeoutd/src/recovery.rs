@@ -1,0 +1,165 @@
+//! After a restart: sessions from durable state are put back under policy
+//! (or closed as lost), and logins opened while the daemon was down are
+//! adopted, so that stopping the daemon is no way around the policy.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::deadline::{self, WarnMemory};
+use crate::duration::Human;
+use crate::engine::{initial_tty_class, record_of, session_event, Engine, System};
+use crate::event::Severity;
+use crate::policy::Limits;
+use crate::record::{JournalEntry, SessionRecord};
+use crate::session::{Login, Phase, ProcRef, Scope, Session, SessionId, TtyWatch};
+
+/// A deadline found already past after a restart is enforced this long after
+/// the warning that announces it.
+pub const RESTORE_WARNING: Duration = Duration::from_secs(5);
+
+/// A login found running that no session covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundLogin {
+    /// The process that opened the login (sshd's `[priv]` monitor, `login`).
+    pub leader: ProcRef,
+    pub sessionid: u32,
+    pub uid: u32,
+    pub user: String,
+    /// The leader's command name, standing in for the PAM service.
+    pub service: String,
+    pub started_at: Timestamp,
+}
+
+impl<S: System> Engine<S> {
+    fn session_from(&self, rec: SessionRecord, now: Timestamp) -> Session {
+        let mut s = Session {
+            id: rec.id,
+            login: rec.login,
+            leader: rec.leader,
+            scope: rec.scope,
+            registered_at: rec.registered_at,
+            rule: String::new(),
+            limits: Limits::builtin(),
+            ttys: rec
+                .ttys
+                .into_iter()
+                .map(|n| TtyWatch::new(n, now))
+                .collect(),
+            last_activity: rec.last_activity,
+            warned: WarnMemory::default(),
+            not_before: None,
+            phase: Phase::Active,
+            tty_class: rec.tty_class,
+            tty_settled: rec.tty_settled,
+            io_seen: None,
+            last_tamper_log: None,
+            warnings_sent: Vec::new(),
+            tampers_seen: Vec::new(),
+            discovery_backoff: Duration::from_millis(200),
+            adopted: rec.adopted,
+        };
+        let d = self.policy().decide(&s.facts());
+        s.rule = d.rule;
+        s.limits = d.limits;
+        let ds = deadline::deadlines(
+            &s.limits,
+            s.registered_at,
+            s.last_activity,
+            s.idle_measured(),
+            None,
+        );
+        if ds.iter().any(|d| d.at <= now) {
+            s.not_before = Some(now + RESTORE_WARNING);
+        }
+        s
+    }
+
+    /// Puts a session from durable state back under policy with its original
+    /// deadlines and idle history, or closes it as lost if it ended while the
+    /// daemon was down. Returns whether it is live.
+    pub fn restore(&mut self, rec: SessionRecord) -> bool {
+        let now = self.sys.now();
+        let alive = self.sys.alive(rec.leader)
+            || !self.sys.scope_processes(rec.leader, rec.scope).is_empty();
+        let s = self.session_from(rec, now);
+        if !alive {
+            let ev = session_event("session_close", &s)
+                .field("reason", "lost_while_down")
+                .field("duration", Human(now.since(s.registered_at)));
+            self.sys.log(ev);
+            self.sys.persist(JournalEntry::Gone(s.id));
+            return false;
+        }
+        let ev = session_event("session_restored", &s)
+            .field("registered", s.registered_at.secs())
+            .field("last_activity", s.last_activity.secs());
+        self.sys.log(ev);
+        self.insert_restored(s, now);
+        true
+    }
+
+    fn insert_restored(&mut self, s: Session, now: Timestamp) {
+        let id = s.id;
+        self.sys
+            .persist(JournalEntry::Upsert(Box::new(record_of(&s))));
+        self.insert_session(s);
+        self.schedule(id, now);
+    }
+
+    /// Audit session ids already covered by a session.
+    pub fn covered_sessionids(&self) -> HashSet<u32> {
+        self.sessions_all()
+            .filter_map(|s| match s.scope {
+                Scope::AuditSession(id) => Some(id),
+                Scope::Subtree => None,
+            })
+            .collect()
+    }
+
+    /// Puts logins opened while the daemon was down under policy.
+    pub fn adopt(&mut self, found: Vec<FoundLogin>) {
+        let now = self.sys.now();
+        let covered = self.covered_sessionids();
+        for f in found {
+            if covered.contains(&f.sessionid) {
+                continue;
+            }
+            let groups = self.sys.groups_of(&f.user);
+            let pam_tty = if f.service.starts_with("sshd") {
+                "ssh"
+            } else {
+                ""
+            };
+            let (tty_class, tty_settled) = initial_tty_class(pam_tty);
+            let rec = SessionRecord {
+                id: SessionId(self.sys.allocate_id()),
+                login: Login {
+                    user: f.user.clone(),
+                    uid: f.uid,
+                    service: f.service.clone(),
+                    pam_tty: pam_tty.to_owned(),
+                    rhost: String::new(),
+                    ruser: String::new(),
+                    groups,
+                },
+                leader: f.leader,
+                scope: Scope::AuditSession(f.sessionid),
+                registered_at: f.started_at.min(now),
+                last_activity: f.started_at.min(now),
+                tty_class,
+                tty_settled,
+                ttys: Vec::new(),
+                adopted: true,
+            };
+            let s = self.session_from(rec, now);
+            let ev = session_event("session_adopted", &s)
+                .with_severity(Severity::Notice)
+                .field("scope", format!("audit:{}", f.sessionid))
+                .field("started", f.started_at.secs())
+                .field("detail", "login opened while timeoutd was not running");
+            self.sys.log(ev);
+            self.insert_restored(s, now);
+        }
+    }
+}
