@@ -101,7 +101,7 @@ pub struct Peer {
 const DISCOVERY_MAX_BACKOFF: Duration = Duration::from_secs(30);
 const DISCOVERY_FIRST: Duration = Duration::from_millis(200);
 /// Sessions are looked at at least this often, to notice a leader that died silently.
-const LIVENESS_INTERVAL: Duration = Duration::from_secs(300);
+const LIVENESS_INTERVAL: Duration = Duration::from_secs(600);
 
 pub struct Engine<S: System> {
     pub sys: S,

@@ -186,7 +186,7 @@ fn wakes_are_event_driven_not_a_scan() {
     e.register(registration(), ROOT);
     run_until(&mut e, 1010);
     // Terminal found. The first warning is due at 1000+900-300 = 1600; before
-    // that the session is only looked at by the 5-minute liveness check.
+    // that the session is only looked at by the 10-minute liveness check.
     let next = e.next_wake().unwrap();
     assert!(next >= Timestamp::from_secs(1300), "{next:?}");
     run_until(&mut e, 1599);
