@@ -53,14 +53,14 @@ impl IdAllocator {
     pub fn allocate(&mut self) -> (u64, Option<io::Error>) {
         let mut err = None;
         if self.next >= self.reserved_until {
-            let until = self.next + BLOCK;
+            let until = self.next.saturating_add(BLOCK);
             match write_atomic(&self.path, format!("{until}\n").as_bytes()) {
                 Ok(()) => self.reserved_until = until,
                 Err(e) => err = Some(e),
             }
         }
         let id = self.next;
-        self.next += 1;
+        self.next = self.next.saturating_add(1);
         (id, err)
     }
 }
