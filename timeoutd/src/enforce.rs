@@ -139,7 +139,8 @@ impl<S: System> Engine<S> {
     fn cap_wake(&self, s: &mut Session, at: Timestamp, now: Timestamp) -> Timestamp {
         let (max_backoff, liveness) = Engine::<S>::discovery_limits();
         let mut next = at.min(now + liveness);
-        let searching = s.ttys.is_empty() && now.since(s.registered_at) < DISCOVERY_WINDOW;
+        let searching =
+            s.ttys.is_empty() && !s.tty_settled && now.since(s.registered_at) < DISCOVERY_WINDOW;
         if searching {
             next = next.min(now + s.discovery_backoff);
             s.discovery_backoff = (s.discovery_backoff * 2).min(max_backoff);
@@ -150,7 +151,9 @@ impl<S: System> Engine<S> {
     /// Adds terminals of the login that appeared since the last look, and
     /// matches the policy again once the kind of terminal is known.
     fn refresh_ttys(&mut self, s: &mut Session, now: Timestamp) {
-        let probe = self.sys.find_ttys(s.leader, &s.login.pam_tty);
+        let probe = self
+            .sys
+            .find_ttys(s.leader, &s.login.pam_tty, !s.tty_settled);
         for name in probe.ttys {
             if s.ttys.iter().all(|t| t.name != name) {
                 s.ttys.push(TtyWatch::new(name.clone(), now));

@@ -35,7 +35,8 @@ pub trait System {
     /// Called before a batch of wake-ups, so probes may cache one /proc scan.
     fn begin_batch(&mut self) {}
     /// The terminals of the login itself (not ones opened inside it).
-    fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str) -> TtyProbe;
+    /// With `check_notty`, also tell whether the login will never have one.
+    fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe;
     /// Primary and supplementary group names of a user, through NSS.
     fn groups_of(&mut self, user: &str) -> Vec<String>;
     /// Total bytes read and written by the session's processes, for idle

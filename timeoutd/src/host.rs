@@ -143,9 +143,8 @@ impl System for Host {
         self.snapshot = None;
     }
 
-    fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str) -> TtyProbe {
-        let snap = self.processes().to_vec();
-        let probe = login_probe::find(leader.pid, pam_tty, &snap);
+    fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe {
+        let probe = login_probe::find(leader.pid, pam_tty, check_notty);
         if !self.alive(leader) {
             return TtyProbe::default(); // the pid was reused while we looked
         }

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use crate::engine::TtyProbe;
-use crate::procfs::{self, ProcInfo};
+use crate::procfs;
 use crate::pty;
 
 /// The terminal named by PAM_TTY, when it names a device ("/dev/pts/3",
@@ -31,9 +31,10 @@ pub fn device(name: &str) -> PathBuf {
     PathBuf::from("/dev").join(name)
 }
 
-/// The login's terminals. `snap` is a recent process table, used to read the
-/// titles of the leader's children (`sshd: user@notty` says there is none).
-pub fn find(leader_pid: u32, pam_tty: &str, snap: &[ProcInfo]) -> TtyProbe {
+/// The login's terminals. With `check_notty`, when none is found, the titles
+/// of the leader's children are read too (`sshd: user@notty` says there will
+/// be none); that needs a pass over /proc, so it is only done until settled.
+pub fn find(leader_pid: u32, pam_tty: &str, check_notty: bool) -> TtyProbe {
     if let Some(name) = tty_from_pam(pam_tty) {
         return TtyProbe {
             ttys: vec![name],
@@ -44,12 +45,24 @@ pub fn find(leader_pid: u32, pam_tty: &str, snap: &[ProcInfo]) -> TtyProbe {
         .into_iter()
         .map(|n| format!("pts/{n}"))
         .collect();
-    let notty = ttys.is_empty()
-        && snap
-            .iter()
-            .filter(|p| p.ppid == leader_pid)
-            .any(|child| title_says_notty(&cmdline(child.pid)));
+    let notty = check_notty
+        && ttys.is_empty()
+        && children_of(leader_pid)
+            .into_iter()
+            .any(|child| title_says_notty(&cmdline(child)));
     TtyProbe { ttys, notty }
+}
+
+/// Pids whose parent is `pid`, from one read of each /proc/PID/stat (the
+/// kernel here has no /proc/PID/task/TID/children). Vanished entries are skipped.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| procfs::read_stat(*p).is_ok_and(|st| st.ppid == pid))
+        .collect()
 }
 
 /// sshd's session child retitles itself `sshd: USER@notty` when the login has
@@ -117,8 +130,20 @@ mod tests {
 
     #[test]
     fn a_process_without_ptys_has_none() {
-        let probe = find(std::process::id(), "ssh", &[]);
+        let probe = find(std::process::id(), "ssh", true);
         assert!(probe.ttys.is_empty());
         assert!(!probe.notty);
+    }
+
+    #[test]
+    fn children_are_found() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let kids = children_of(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(kids.contains(&child.id()), "{kids:?}");
     }
 }

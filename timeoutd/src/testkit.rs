@@ -44,7 +44,7 @@ impl System for Fake {
     fn now(&self) -> Timestamp {
         self.now
     }
-    fn find_ttys(&mut self, _leader: ProcRef, _pam_tty: &str) -> TtyProbe {
+    fn find_ttys(&mut self, _leader: ProcRef, _pam_tty: &str, _check_notty: bool) -> TtyProbe {
         match self.tty_appears_at {
             Some(t) if t <= self.now => TtyProbe {
                 ttys: self.ttys.keys().cloned().collect(),
