@@ -33,7 +33,8 @@ impl Default for Limits {
     }
 }
 
-fn toml_str(s: &str) -> String {
+/// A TOML basic string literal for `s`.
+pub fn toml_str(s: &str) -> String {
     let mut o = String::from("\"");
     for c in s.chars() {
         match c {
@@ -46,15 +47,37 @@ fn toml_str(s: &str) -> String {
     o
 }
 
+/// Config text beyond [`Limits`]: more `key = value` lines for `[defaults]`
+/// (e.g. `notty = "max-only"`, `kill_scope = "leader"`), and whole
+/// `[[rule]]` tables, written verbatim after it.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigExtra {
+    pub defaults: Vec<String>,
+    pub rules: Vec<String>,
+}
+
 /// The config file text.
 pub fn config_text(socket: &Path, syslog: &Path, state_dir: &Path, limits: &Limits) -> String {
+    config_text_with(socket, syslog, state_dir, limits, &ConfigExtra::default())
+}
+
+/// The config file text, with `extra` appended to `[defaults]` and after it.
+pub fn config_text_with(
+    socket: &Path,
+    syslog: &Path,
+    state_dir: &Path,
+    limits: &Limits,
+    extra: &ConfigExtra,
+) -> String {
     let warn: Vec<String> = limits.warn.iter().map(|w| toml_str(w)).collect();
-    format!(
+    let mut text = format!(
         "# Written by the session-timeout e2e tests.\n\
          [daemon]\n\
          socket = {}\n\
          syslog = {}\n\
          state_dir = {}\n\
+         # Tests run side by side: never take over another test's logins.\n\
+         adopt = []\n\
          \n\
          [defaults]\n\
          idle = {}\n\
@@ -68,7 +91,17 @@ pub fn config_text(socket: &Path, syslog: &Path, state_dir: &Path, limits: &Limi
         toml_str(&limits.max),
         warn.join(", "),
         toml_str(&limits.grace),
-    )
+    );
+    for line in &extra.defaults {
+        text.push_str(line);
+        text.push('\n');
+    }
+    for rule in &extra.rules {
+        text.push('\n');
+        text.push_str(rule.trim_end());
+        text.push('\n');
+    }
+    text
 }
 
 /// A running daemon. Dropping it stops it (SIGTERM, then SIGKILL).
@@ -92,6 +125,18 @@ impl Daemon {
         syslog: &SyslogSink,
         limits: &Limits,
     ) -> Daemon {
+        Daemon::start_with(binary, dir, socket, syslog, limits, &ConfigExtra::default())
+    }
+
+    /// [`start`](Self::start) with more config (see [`ConfigExtra`]).
+    pub fn start_with(
+        binary: &Path,
+        dir: &Path,
+        socket: &Path,
+        syslog: &SyslogSink,
+        limits: &Limits,
+        extra: &ConfigExtra,
+    ) -> Daemon {
         let state_dir = dir.join("state");
         fs::create_dir_all(&state_dir).expect("creating state dir");
         // The daemon wants its state dir owned by root and private.
@@ -100,7 +145,7 @@ impl Daemon {
         let config = dir.join("timeoutd.toml");
         fs::write(
             &config,
-            config_text(socket, &syslog.path, &state_dir, limits),
+            config_text_with(socket, &syslog.path, &state_dir, limits, extra),
         )
         .expect("writing daemon config");
         let log = dir.join("timeoutd.log");

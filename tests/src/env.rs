@@ -9,9 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::daemon::{Daemon, Limits};
-use crate::pam::{module_line, FailMode, PamService};
-use crate::ssh_client::{Exit, Ready, Seen, SshSession};
+use crate::daemon::{ConfigExtra, Daemon, Limits};
+use crate::pam::{module_line, overlay_text, FailMode, PamService};
+use crate::ssh_client::{Exit, Ready, Seen, SshOpts, SshSession};
 use crate::sshd::Sshd;
 use crate::syslog::{LogLine, SyslogSink};
 use crate::users::TestUser;
@@ -48,6 +48,8 @@ pub struct EnvBuilder {
     module: Option<FailMode>,
     sshd: bool,
     extra_pam: Vec<String>,
+    config: ConfigExtra,
+    overlays: Vec<String>,
 }
 
 impl Default for EnvBuilder {
@@ -58,6 +60,8 @@ impl Default for EnvBuilder {
             module: Some(FailMode::Open),
             sshd: true,
             extra_pam: Vec::new(),
+            config: ConfigExtra::default(),
+            overlays: Vec::new(),
         }
     }
 }
@@ -101,6 +105,24 @@ impl EnvBuilder {
         self
     }
 
+    /// One more `key = value` line for the daemon's `[defaults]`.
+    pub fn defaults_toml(mut self, line: &str) -> Self {
+        self.config.defaults.push(line.to_string());
+        self
+    }
+    /// A whole `[[rule]]` table, verbatim, after `[defaults]`.
+    pub fn rule_toml(mut self, table: &str) -> Self {
+        self.config.rules.push(table.to_string());
+        self
+    }
+    /// Inside the logins of this test's sshd (only there: a private mount
+    /// namespace), `/etc/pam.d/<service>` is the host's stack plus our
+    /// module's line. For `su` and the like, whose service name is fixed.
+    pub fn pam_overlay(mut self, service: &str) -> Self {
+        self.overlays.push(service.to_string());
+        self
+    }
+
     pub fn start(self) -> Env {
         require_environment();
         sweep::sweep_once();
@@ -117,7 +139,14 @@ impl EnvBuilder {
         };
         let daemon = self.daemon.then(|| {
             let b = bins.as_ref().expect("binaries");
-            Daemon::start(&b.timeoutd, &dir.0, &socket, &syslog, &self.limits)
+            Daemon::start_with(
+                &b.timeoutd,
+                &dir.0,
+                &socket,
+                &syslog,
+                &self.limits,
+                &self.config,
+            )
         });
         let service = format!("sshd-{prefix}");
         let pam = self.sshd.then(|| {
@@ -132,9 +161,21 @@ impl EnvBuilder {
             lines.extend(self.extra_pam.iter().cloned());
             PamService::write(&service, &lines)
         });
+        let binds: Vec<(PathBuf, PathBuf)> = self
+            .overlays
+            .iter()
+            .map(|svc| {
+                let b = bins.as_ref().expect("an overlay needs the module");
+                let line = module_line(&b.module, &socket, self.module.unwrap_or(FailMode::Open));
+                let src = dir.0.join(format!("pam-overlay-{svc}"));
+                fs::write(&src, overlay_text(svc, &[line]))
+                    .unwrap_or_else(|e| panic!("writing {}: {e}", src.display()));
+                (src, PathBuf::from("/etc/pam.d").join(svc))
+            })
+            .collect();
         let sshd = self
             .sshd
-            .then(|| Sshd::start(&dir.0, &service, user.name()));
+            .then(|| Sshd::start_with(&dir.0, &service, user.name(), &binds));
         Env {
             prefix,
             limits: self.limits,
@@ -177,6 +218,21 @@ impl Env {
     pub fn ssh(&self) -> SshSession {
         let sshd = self.sshd.as_ref().expect("this Env has no sshd");
         SshSession::spawn(sshd.port, self.user.name(), &self.user.key)
+    }
+
+    /// `ssh` to this test's sshd as the test user, as `opts` says.
+    pub fn ssh_with(&self, opts: &SshOpts) -> SshSession {
+        let sshd = self.sshd.as_ref().expect("this Env has no sshd");
+        SshSession::spawn_opts(sshd.port, self.user.name(), &self.user.key, opts)
+    }
+
+    /// Another user, `useradd`ed like the first (its key in this test's dir).
+    /// The caller keeps the guard; dropping it kills the user's processes
+    /// and deletes it. Declare it after the `Env` so it drops first.
+    pub fn second_user(&self) -> TestUser {
+        let name = new_prefix();
+        let key = self.dir().join(format!("{name}_ed25519"));
+        TestUser::create_keyed(&name, &key)
     }
 
     /// Everything useful for a failure message.

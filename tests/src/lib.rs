@@ -10,12 +10,18 @@
 //! - [`users`], [`pam`], [`sshd`], [`daemon`], [`syslog`], [`ssh_client`]: its parts,
 //!   each an RAII guard that cleans up on drop, also when a test panics;
 //! - [`sweep`]: removes leftovers of crashed earlier runs;
-//! - [`procs`], [`util`]: /proc scanning, bounded waits.
+//! - [`procs`], [`util`]: /proc scanning, bounded waits;
+//! - [`audit`]: processes by audit session id, state, ignored signals;
+//! - [`spawn`]: processes the harness starts as a user, outside any login;
+//! - [`login`]: one interactive login driven by a test (type, wait, check the end).
 
+pub mod audit;
 pub mod daemon;
 pub mod env;
+pub mod login;
 pub mod pam;
 pub mod procs;
+pub mod spawn;
 pub mod ssh_client;
 pub mod sshd;
 pub mod sweep;
@@ -23,10 +29,11 @@ pub mod syslog;
 pub mod users;
 pub mod util;
 
-pub use daemon::Limits;
+pub use daemon::{ConfigExtra, Limits};
 pub use env::{Env, EnvBuilder};
+pub use login::Login;
 pub use pam::FailMode;
-pub use ssh_client::{Exit, Ready, Seen, SshSession};
+pub use ssh_client::{Exit, Ready, Seen, SshOpts, SshSession};
 pub use syslog::LogLine;
 
 use std::path::{Path, PathBuf};

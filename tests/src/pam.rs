@@ -63,9 +63,43 @@ impl PamService {
         guard
     }
 
+    /// `/etc/pam.d/<service>` with exactly `text` (no copy of sshd's stack).
+    /// Name it `<prefix>-<suffix>` so a crashed run's file is swept.
+    pub fn write_text(service: &str, text: &str) -> PamService {
+        let path = PathBuf::from("/etc/pam.d").join(service);
+        assert!(!path.exists(), "{} already exists", path.display());
+        let guard = PamService {
+            service: service.to_string(),
+            path,
+        };
+        fs::write(&guard.path, text)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", guard.path.display()));
+        guard
+    }
+
     pub fn contents(&self) -> String {
         fs::read_to_string(&self.path).unwrap_or_default()
     }
+}
+
+/// The text of the host's `/etc/pam.d/<service>` plus `extra` lines at the
+/// end: a stack to bind-mount over the original in a private mount namespace
+/// (see [`crate::sshd::Sshd::start_with`]), never written to /etc.
+pub fn overlay_text(service: &str, extra: &[String]) -> String {
+    let path = Path::new("/etc/pam.d").join(service);
+    let mut text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(
+        "\n# Added by the session-timeout e2e tests, in a private mount namespace only.\n",
+    );
+    for l in extra {
+        text.push_str(l);
+        text.push('\n');
+    }
+    text
 }
 
 impl Drop for PamService {

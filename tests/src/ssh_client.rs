@@ -115,12 +115,41 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .map(|p| p + from)
 }
 
+/// How to run the client beyond the defaults of [`SshSession::spawn`].
+#[derive(Debug, Clone)]
+pub struct SshOpts {
+    /// `-tt` (a pty on the server) or `-T` (none).
+    pub tty: bool,
+    /// More `-o KEY=VALUE` options (e.g. `ControlMaster=yes`).
+    pub options: Vec<String>,
+    /// A remote command instead of a login shell.
+    pub command: Vec<String>,
+}
+
+impl Default for SshOpts {
+    fn default() -> Self {
+        SshOpts {
+            tty: true,
+            options: Vec::new(),
+            command: Vec::new(),
+        }
+    }
+}
+
 impl SshSession {
     /// `ssh -tt` to `user@127.0.0.1:port` with `key`; nothing is sent yet.
     pub fn spawn(port: u16, user: &str, key: &Path) -> SshSession {
+        SshSession::spawn_opts(port, user, key, &SshOpts::default())
+    }
+
+    /// `ssh` to `user@127.0.0.1:port` with `key`, as `opts` says.
+    pub fn spawn_opts(port: u16, user: &str, key: &Path, opts: &SshOpts) -> SshSession {
         let mut cmd = Command::new("ssh");
-        cmd.arg("-tt")
-            .arg("-F")
+        cmd.arg(if opts.tty { "-tt" } else { "-T" });
+        for o in &opts.options {
+            cmd.arg("-o").arg(o);
+        }
+        cmd.arg("-F")
             .arg("/dev/null")
             .arg("-i")
             .arg(key)
@@ -141,6 +170,7 @@ impl SshSession {
                 "ConnectTimeout=10",
             ])
             .arg(format!("{user}@127.0.0.1"))
+            .args(&opts.command)
             // A plain terminal type keeps the remote prompt free of escape sequences.
             .env("TERM", "dumb")
             .env_remove("SSH_AUTH_SOCK")

@@ -1,9 +1,12 @@
 //! A real OpenSSH sshd on 127.0.0.1, with its own host key, config and PAM
 //! service name (through a `sshd-<prefix>` symlink).
 
+use std::ffi::CString;
 use std::fs::{self, File};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -46,6 +49,21 @@ impl Sshd {
     /// Starts sshd as `DIR/sshd-<prefix>` so that PAM uses `/etc/pam.d/<service>`,
     /// letting only `allow_user` in. Waits until it accepts connections.
     pub fn start(dir: &Path, service: &str, allow_user: &str) -> Sshd {
+        Sshd::start_with(dir, service, allow_user, &[])
+    }
+
+    /// Like [`start`](Self::start), but sshd (and so every login through it)
+    /// runs in a private mount namespace where each `(source, target)` file
+    /// of `binds` is bind-mounted over `target`. The host's files are not
+    /// touched; the namespace ends with the last process in it. Lets a test
+    /// give programs run inside a login (e.g. `su`, whose PAM service name
+    /// is fixed) a PAM stack of its own.
+    pub fn start_with(
+        dir: &Path,
+        service: &str,
+        allow_user: &str,
+        binds: &[(PathBuf, PathBuf)],
+    ) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server"
@@ -71,15 +89,19 @@ impl Sshd {
             fs::write(&config, sshd_config(dir, port, &host_key, allow_user))
                 .expect("writing sshd_config");
             let log_file = File::create(&log).expect("creating sshd log");
-            let child = Command::new(&link)
-                .arg("-D")
+            let mut cmd = Command::new(&link);
+            cmd.arg("-D")
                 .arg("-E")
                 .arg(&log)
                 .arg("-f")
                 .arg(&config)
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone().expect("dup log"))
-                .stderr(log_file)
+                .stderr(log_file);
+            if !binds.is_empty() {
+                private_mounts(&mut cmd, binds);
+            }
+            let child = cmd
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", link.display()));
             let mut sshd = Sshd {
@@ -132,6 +154,46 @@ impl Sshd {
     /// The sshd log so far.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Makes `cmd` start in a new mount namespace (propagation private, so
+/// nothing leaks back to the host) with `binds` mounted.
+fn private_mounts(cmd: &mut Command, binds: &[(PathBuf, PathBuf)]) {
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("path without NUL");
+    let pairs: Vec<(CString, CString)> = binds
+        .iter()
+        .map(|(src, dst)| {
+            assert!(
+                src.exists() && dst.exists(),
+                "bind {} over {}: both must exist",
+                src.display(),
+                dst.display()
+            );
+            (c(src), c(dst))
+        })
+        .collect();
+    let root = c(Path::new("/"));
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // raw syscalls (unshare, mount) on CStrings prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let none: *const libc::c_char = std::ptr::null();
+            let no_data: *const libc::c_void = std::ptr::null();
+            let flags = libc::MS_REC | libc::MS_PRIVATE;
+            if libc::mount(none, root.as_ptr(), none, flags, no_data) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for (src, dst) in &pairs {
+                if libc::mount(src.as_ptr(), dst.as_ptr(), none, libc::MS_BIND, no_data) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
 }
 

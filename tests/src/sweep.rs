@@ -5,7 +5,7 @@
 //! shape whose test process is gone are removed, so a concurrent test run in
 //! another process is never disturbed:
 //! - users `stt<hex14>` (their processes first),
-//! - PAM files `/etc/pam.d/sshd-stt<hex14>`,
+//! - PAM files `/etc/pam.d/sshd-stt<hex14>` and `/etc/pam.d/stt<hex14>-*`,
 //! - processes started from a temp dir `/tmp/stt<hex14>/` (sshd, timeoutd),
 //! - those temp dirs.
 
@@ -92,7 +92,13 @@ fn sweep() {
     if let Ok(rd) = fs::read_dir("/etc/pam.d") {
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
-            if n.strip_prefix("sshd-").is_some_and(is_leftover) {
+            // sshd-<prefix>, or <prefix>-<suffix> (extra services of a test).
+            let of_prefix = n
+                .get(..3 + HEX_LEN)
+                .filter(|_| n[3 + HEX_LEN..].starts_with('-'));
+            if n.strip_prefix("sshd-").is_some_and(is_leftover)
+                || of_prefix.is_some_and(is_leftover)
+            {
                 eprintln!("e2e sweep: removing leftover /etc/pam.d/{n}");
                 let _ = fs::remove_file(e.path());
             }

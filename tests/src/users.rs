@@ -1,9 +1,10 @@
 //! Test users: created with `useradd -m`, given an ed25519 key, removed on drop.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -106,6 +107,12 @@ pub struct TestUser {
 impl TestUser {
     /// `useradd -m -s /bin/bash NAME`, and an ed25519 key in `key_dir`.
     pub fn create(name: &str, key_dir: &Path) -> TestUser {
+        TestUser::create_keyed(name, &key_dir.join("id_ed25519"))
+    }
+
+    /// Like [`create`](Self::create), with the private key at `key` (so that
+    /// several users can keep their keys in one directory).
+    pub fn create_keyed(name: &str, key: &Path) -> TestUser {
         assert!(name.len() <= 32, "user name {name:?} is too long");
         let out = account_command("useradd", &["-m", "-s", "/bin/bash", name]);
         if !out.status.success() {
@@ -120,7 +127,7 @@ impl TestUser {
         // From here on the guard owns the account, so a panic below removes it.
         let mut user = TestUser {
             account,
-            key: key_dir.join("id_ed25519"),
+            key: key.to_path_buf(),
         };
         user.install_key();
         user
@@ -167,6 +174,32 @@ impl TestUser {
 
     pub fn gid(&self) -> u32 {
         self.account.gid
+    }
+
+    /// Sets a password (`chpasswd`), for tests that authenticate as this
+    /// user interactively (su). Accounts made by useradd have none.
+    pub fn set_password(&self, password: &str) {
+        let _guard = ACCOUNTS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let mut child = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting chpasswd");
+        child
+            .stdin
+            .take()
+            .expect("chpasswd stdin")
+            .write_all(format!("{}:{password}\n", self.name()).as_bytes())
+            .expect("writing to chpasswd");
+        let out = child.wait_with_output().expect("waiting for chpasswd");
+        assert!(
+            out.status.success(),
+            "chpasswd for {} failed ({}): {}",
+            self.name(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Live processes of this user right now.

@@ -26,6 +26,9 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     /// Members may use the admin verbs of `timeoutctl` besides root.
     pub admin_group: Option<String>,
+    /// Process names (globs) of login programs whose sessions, found running
+    /// without a registration at start, are adopted. Empty: adopt nothing.
+    pub adopt: Vec<String>,
 }
 
 impl Default for DaemonConfig {
@@ -35,6 +38,7 @@ impl Default for DaemonConfig {
             syslog: PathBuf::from("/dev/log"),
             state_dir: PathBuf::from("/var/lib/session-timeout"),
             admin_group: None,
+            adopt: vec!["sshd".to_owned(), "login".to_owned()],
         }
     }
 }
@@ -105,6 +109,7 @@ struct RawDaemon {
     syslog: Option<Spanned<String>>,
     state_dir: Option<Spanned<String>>,
     admin_group: Option<Spanned<String>>,
+    adopt: Option<Vec<Spanned<String>>>,
 }
 
 type Strings = Option<Spanned<Vec<Spanned<String>>>>;
@@ -252,6 +257,10 @@ fn daemon_section(raw: &RawDaemon, errs: &mut Errors) -> DaemonConfig {
         syslog: absolute_path(&raw.syslog, d.syslog, "syslog", errs),
         state_dir: absolute_path(&raw.state_dir, d.state_dir, "state_dir", errs),
         admin_group: raw.admin_group.as_ref().map(|g| g.get_ref().clone()),
+        adopt: raw
+            .adopt
+            .as_ref()
+            .map_or(d.adopt, |l| l.iter().map(|g| g.get_ref().clone()).collect()),
     }
 }
 

@@ -96,21 +96,13 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
     let mut engine = Engine::new(host, cfg.policy.clone());
     engine.admin_group = cfg.daemon.admin_group.clone();
     engine.revocations = load_revocations(&cfg.daemon.state_dir, &syslog);
-    syslog.log(
-        &Event::new("daemon_start")
-            .field("pid", std::process::id())
-            .field("socket", cfg.daemon.socket.display())
-            .field("config", cfg.path.display())
-            .field("rules", cfg.policy.rule_count())
-            .field("revocations", engine.revocations.all().len()),
-    );
     engine.sys.begin_batch();
     let restored = loaded
         .sessions
         .into_iter()
         .filter(|r| engine.restore(r.clone()))
         .count();
-    let found = engine.sys.find_logins();
+    let found = engine.sys.find_logins(&cfg.daemon.adopt);
     let before = engine.len();
     engine.adopt(found);
     let adopted = engine.len() - before;
@@ -121,6 +113,14 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
                 .field("adopted", adopted),
         );
     }
+    syslog.log(
+        &Event::new("daemon_start")
+            .field("pid", std::process::id())
+            .field("socket", cfg.daemon.socket.display())
+            .field("config", cfg.path.display())
+            .field("rules", cfg.policy.rule_count())
+            .field("revocations", engine.revocations.all().len()),
+    );
     for f in crate::posture::check_host() {
         syslog.log(
             &Event::new("posture_warning")

@@ -1,5 +1,6 @@
 //! The real [`System`]: /proc, /dev/pts, signals, syslog, the id file.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,8 @@ pub struct Host {
     state_dir: PathBuf,
     /// One /proc scan, shared by everything done in one batch (see `begin_batch`).
     snapshot: Option<Vec<ProcInfo>>,
+    /// Audit session id → pids, from one read of each /proc/PID/sessionid.
+    by_sessionid: Option<HashMap<u32, Vec<u32>>>,
     last_state_error: Option<Instant>,
 }
 
@@ -47,12 +50,61 @@ impl Host {
             store,
             state_dir,
             snapshot: None,
+            by_sessionid: None,
             last_state_error: None,
         }
     }
 
     fn processes(&mut self) -> &[ProcInfo] {
         self.snapshot.get_or_insert_with(procfs::snapshot)
+    }
+
+    /// The pids of each audit session, one small read per process, reused
+    /// for the whole batch (a revocation of hundreds of sessions scans once).
+    fn audit_index(&mut self) -> &HashMap<u32, Vec<u32>> {
+        self.by_sessionid.get_or_insert_with(|| {
+            let mut index: HashMap<u32, Vec<u32>> = HashMap::new();
+            let Ok(rd) = std::fs::read_dir("/proc") else {
+                return index;
+            };
+            for pid in rd
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            {
+                let sid = std::fs::read_to_string(format!("/proc/{pid}/sessionid"))
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u32>().ok());
+                if let Some(sid) = sid.filter(|s| *s != procfs::AUDIT_UNSET) {
+                    index.entry(sid).or_default().push(pid);
+                }
+            }
+            index
+        })
+    }
+
+    /// The processes of an audit session, read afresh (zombies, pid 1 and
+    /// this daemon left out).
+    fn audit_session_processes(&mut self, sid: u32) -> Vec<ProcFacts> {
+        let me = std::process::id();
+        let pids = self.audit_index().get(&sid).cloned().unwrap_or_default();
+        pids.into_iter()
+            .filter(|pid| *pid > 1 && *pid != me)
+            .filter_map(|pid| procfs::proc_info(pid).ok())
+            .filter(|p| p.state != 'Z' && p.sessionid == sid)
+            .map(|p| {
+                let parent_comm = procfs::read_stat(p.ppid).ok().map(|st| st.comm);
+                ProcFacts {
+                    proc: ProcRef {
+                        pid: p.pid,
+                        start_time: p.start_time,
+                    },
+                    ppid: p.ppid,
+                    ruid: p.ruid,
+                    euid: p.euid,
+                    same_program_as_parent: parent_comm.as_deref() == Some(p.comm.as_str()),
+                }
+            })
+            .collect()
     }
 
     /// Logs `state_write_failed` at most once a minute.
@@ -77,14 +129,18 @@ impl Host {
     /// Logins running now that opened an audit session of their own under
     /// sshd or login (the leader's audit session id differs from its
     /// parent's), for adoption after a restart.
-    pub fn find_logins(&mut self) -> Vec<FoundLogin> {
+    /// `programs` are globs over the leader's process name (`sshd`, `login`).
+    pub fn find_logins(&mut self, programs: &[String]) -> Vec<FoundLogin> {
+        if programs.is_empty() {
+            return Vec::new();
+        }
         let snap = procfs::snapshot();
         let boot = boot_time_ms();
         let tick = clock_ticks_per_second();
         let me = std::process::id();
         let mut out = Vec::new();
         for p in &snap {
-            let is_login_program = p.comm.starts_with("sshd") || p.comm == "login";
+            let is_login_program = programs.iter().any(|g| crate::matching::glob(g, &p.comm));
             if !is_login_program || p.sessionid == procfs::AUDIT_UNSET || p.pid == me || p.ruid != 0
             {
                 continue;
@@ -92,6 +148,9 @@ impl Host {
             let parent_sid = snap.iter().find(|q| q.pid == p.ppid).map(|q| q.sessionid);
             if parent_sid == Some(p.sessionid) {
                 continue;
+            }
+            if !loads_the_module(p.pid) {
+                continue; // not a login through a stack with pam_session_timeout.so
             }
             let Some(uid) = procfs::loginuid(p.pid) else {
                 continue;
@@ -115,6 +174,13 @@ impl Host {
         }
         out
     }
+}
+
+/// Whether the process has pam_session_timeout.so mapped: the login went
+/// through a PAM stack that uses the module (and was let in by `fail=open`).
+fn loads_the_module(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .is_ok_and(|m| m.contains("pam_session_timeout"))
 }
 
 /// The wall-clock time the system booted (`btime` in /proc/stat), in ms.
@@ -141,6 +207,7 @@ impl System for Host {
 
     fn begin_batch(&mut self) {
         self.snapshot = None;
+        self.by_sessionid = None;
     }
 
     fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe {
@@ -194,13 +261,12 @@ impl System for Host {
     }
 
     fn scope_processes(&mut self, leader: ProcRef, scope: Scope) -> Vec<ProcFacts> {
-        let sessionid = match scope {
-            Scope::AuditSession(id) => Some(id),
-            Scope::Subtree => None,
-        };
+        if let Scope::AuditSession(sid) = scope {
+            return self.audit_session_processes(sid);
+        }
         let snap = self.processes();
         let comm_of = |pid: u32| snap.iter().find(|q| q.pid == pid).map(|q| q.comm.as_str());
-        procfs::session_processes(snap, leader.pid, leader.start_time, sessionid)
+        procfs::session_processes(snap, leader.pid, leader.start_time, None)
             .into_iter()
             .map(|p| ProcFacts {
                 proc: ProcRef {

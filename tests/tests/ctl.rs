@@ -1,0 +1,574 @@
+//! Issue 5, `timeoutctl`: revoke, unrevoke and TTL, persistence across a
+//! daemon restart, a user's own `status`, refused admin verbs, `kill`,
+//! `list --json`, and the login banner. Real sshd, real PAM, real daemon
+//! (see `support`).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use support::json::{self, Json};
+use support::{secs, toml_list, World, EVENT, HANDS_OFF};
+
+/// Limits far from the tests' few seconds, for this test's users only (see
+/// HANDS_OFF): only timeoutctl ends sessions here.
+fn calm(n: &[String]) -> String {
+    format!(
+        "{HANDS_OFF}[[rule]]\nname = \"tests\"\nusers = {}\nidle = \"10m\"\nmax = \"1h\"\nwarn = [\"1m\"]\n",
+        toml_list(n)
+    )
+}
+
+fn parse_json(text: &str, w: &World) -> Json {
+    json::parse(text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text:?}\n{}", w.report(&[])))
+}
+
+/// No line for session `id` with one of `events` has arrived. Callers check
+/// after something that the daemon does after such a line would be sent.
+fn assert_untouched(w: &World, id: &str, events: &[&str]) {
+    let hit = w
+        .env
+        .syslog
+        .lines()
+        .into_iter()
+        .find(|l| l.get("id") == Some(id) && l.event().is_some_and(|e| events.contains(&e)));
+    assert!(
+        hit.is_none(),
+        "session {id} was acted on: {hit:?}\n{}",
+        w.report(&[])
+    );
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// `revoke --user` ends both live sessions of that user at once, and not the
+/// session of another user.
+#[test]
+fn k1_revoke_user_cuts_both_sessions_and_spares_another_user() {
+    let w = World::builder().users(2).policy_for(calm).start();
+    let user = w.name(0).to_string();
+    let s1 = w.login(0);
+    let s2 = w.login(0);
+    let other = w.login(1);
+    let asked = Instant::now();
+    let out = w.ctl_ok(&["revoke", "--user", &user, "--reason", "incident-42"]);
+    let answered = Instant::now();
+    assert!(
+        out.contains(&format!("user:{user}")) && out.contains("2 live session(s) ended"),
+        "{out}"
+    );
+    let added = w.expect_event("revoke_added", &[("target", &format!("user:{user}"))]);
+    assert_eq!(
+        (added.get("by_uid"), added.get("reason"), added.get("until")),
+        (Some("0"), Some("incident-42"), Some("0")),
+        "{}",
+        added.raw
+    );
+    for s in [&s1, &s2] {
+        let exit = w.expect_exit(&s.ssh, EVENT);
+        let (took, answer) = (secs(exit.at - asked), secs(answered - asked));
+        eprintln!(
+            "k1: session {} ended {took} after the revoke ({answer} to answer)",
+            s.id
+        );
+        // Signals go out within ms; sshd and ssh then need a moment to wind down.
+        assert!(
+            exit.at - asked < Duration::from_secs(3),
+            "session {} ended {} after the revoke\n{}",
+            s.id,
+            secs(exit.at - asked),
+            w.report(&[&s.ssh])
+        );
+        let revoked = w.expect_event("session_revoked", &[("id", &s.id)]);
+        assert_eq!(
+            (revoked.get("by_uid"), revoked.get("reason")),
+            (Some("0"), Some("incident-42")),
+            "{}",
+            revoked.raw
+        );
+        w.expect_event(
+            "session_terminated",
+            &[("id", &s.id), ("reason", "revoked")],
+        );
+    }
+    assert!(
+        other.ssh.exit().is_none(),
+        "the other user's session ended\n{}",
+        w.report(&[&other.ssh])
+    );
+    w.expect_ready(&other.ssh);
+    assert_untouched(
+        &w,
+        &other.id,
+        &["session_revoked", "session_terminated", "session_signal"],
+    );
+}
+
+/// The account phase refuses a revoked user with a message the client sees;
+/// `unrevoke` lets the user in again, and so does the end of a 5 s TTL.
+#[test]
+fn k2_revoked_login_is_refused_until_unrevoke_or_ttl() {
+    let w = World::builder().account_line().policy_for(calm).start();
+    let user = w.name(0).to_string();
+    let target = format!("user:{user}");
+    let refused = |when: &str, told: &str| {
+        let since = Instant::now();
+        w.expect_login_refused(0, when, told);
+        let filters = [("user", user.as_str()), ("target", target.as_str())];
+        w.expect_event_since(since, "login_refused", &filters);
+    };
+    w.expect_login_works(0, "before any revocation");
+
+    w.ctl_ok(&["revoke", "--user", &user]);
+    refused(
+        "revoked",
+        &format!(
+            "Logins for {user} are suspended by the administrator until an administrator lifts it."
+        ),
+    );
+    // The refusal came from the account phase (sshd names it)...
+    let log = w.sshd.log_text();
+    assert!(
+        log.contains(&format!(
+            "Access denied for user {user} by PAM account configuration"
+        )),
+        "{}",
+        w.report(&[])
+    );
+    let list = parse_json(&w.ctl_ok(&["revocations", "--json"]), &w);
+    let entries = list.array().expect("an array");
+    assert!(
+        entries.len() == 1
+            && entries[0].str("user") == Some(user.as_str())
+            && entries[0].get("until") == Some(&Json::Null),
+        "{list:?}"
+    );
+
+    w.ctl_ok(&["unrevoke", "--user", &user]);
+    w.expect_event(
+        "revoke_removed",
+        &[("target", &target), ("reason", "unrevoke"), ("by_uid", "0")],
+    );
+    w.expect_login_works(0, "after unrevoke");
+
+    let since = Instant::now();
+    let out = w.ctl_ok(&["revoke", "--user", &user, "--ttl", "5s"]);
+    assert!(out.contains("UTC (5s)"), "{out}");
+    let added = w.expect_event_since(since, "revoke_added", &[("target", &target)]);
+    let until: i64 = added.get("until").and_then(|u| u.parse().ok()).unwrap_or(0);
+    assert!((until - now_secs() - 5).abs() <= 2, "{}", added.raw);
+    refused(
+        "revoked for 5 s",
+        &format!("Logins for {user} are suspended by the administrator until "),
+    );
+    let expired = w
+        .env
+        .syslog
+        .wait_event(
+            "revoke_removed",
+            &[("target", &target), ("reason", "expired")],
+            Duration::from_secs(5 + 5),
+        )
+        .unwrap_or_else(|| panic!("the TTL did not expire\n{}", w.report(&[])));
+    let after = expired.at - added.at;
+    eprintln!("k2: the 5 s revocation expired after {}", secs(after));
+    assert!(
+        after >= Duration::from_millis(4500) && after <= Duration::from_secs(5 + 2),
+        "expired {} after it was added\n{}",
+        secs(after),
+        w.report(&[])
+    );
+    w.expect_login_works(0, "after the TTL");
+    let list = parse_json(&w.ctl_ok(&["revocations", "--json"]), &w);
+    assert_eq!(list.array().map(<[Json]>::len), Some(0), "{list:?}");
+}
+
+/// A stack without the `account` line: the session phase refuses the revoked
+/// user instead, and no session is registered.
+#[test]
+fn k3_session_phase_refuses_revoked_user() {
+    let w = World::builder().policy_for(calm).start();
+    let user = w.name(0).to_string();
+    w.ctl_ok(&["revoke", "--user", &user, "--reason", "stolen key"]);
+    // sshd shows no message from the session phase of a non-interactive login.
+    w.expect_login_refused(0, "revoked", "");
+    let refusal = w.expect_event("login_refused", &[("user", &user)]);
+    assert_eq!(refusal.get("reason"), Some("stolen key"), "{}", refusal.raw);
+    assert!(
+        w.sshd.log_text().contains("pam_open_session"),
+        "sshd did not log the refused session\n{}",
+        w.report(&[])
+    );
+    assert!(
+        w.env
+            .syslog
+            .find("session_open", &[("user", &user)])
+            .is_none(),
+        "{}",
+        w.report(&[])
+    );
+}
+
+/// A revocation is kept in state_dir: after SIGTERM and a new start of the
+/// daemon it is still listed and still refuses the user.
+#[test]
+fn k4_revocation_survives_daemon_restart() {
+    let mut w = World::builder().account_line().policy_for(calm).start();
+    let user = w.name(0).to_string();
+    w.ctl_ok(&["revoke", "--user", &user, "--reason", "persist-me"]);
+    let first = w.daemon().pid();
+    w.stop_daemon();
+    w.start_daemon();
+    let restarted = Instant::now();
+    assert_ne!(w.daemon().pid(), first);
+
+    let table = w.ctl_ok(&["revocations"]);
+    assert!(
+        table.contains(&format!("user {user}")) && table.contains("persist-me"),
+        "{table}"
+    );
+    let list = parse_json(&w.ctl_ok(&["revocations", "--json"]), &w);
+    let entries = list.array().expect("an array");
+    assert!(
+        entries.len() == 1
+            && entries[0].str("user") == Some(user.as_str())
+            && entries[0].str("reason") == Some("persist-me")
+            && entries[0].num("by_uid") == Some(0.0),
+        "{list:?}"
+    );
+    let told = format!("Logins for {user} are suspended");
+    w.expect_login_refused(0, "after the restart", &told);
+    w.expect_event_since(restarted, "login_refused", &[("user", &user)]);
+}
+
+/// Text between two markers that only the shell's evaluation prints.
+fn between(out: &str, start: &str, end: &str) -> Option<String> {
+    let a = out.find(start)? + start.len();
+    let b = a + out[a..].find(end)?;
+    Some(out[a..b].trim().to_string())
+}
+
+/// A user types `timeoutctl status --json` in their own session: it shows
+/// that session only (another user is logged in too), and the time it says
+/// is left predicts the actual close within 2 s. Their `list` and `kill`
+/// are refused and logged with their uid.
+#[test]
+fn k5_user_status_shows_own_session_and_admin_verbs_are_refused() {
+    let idle = 20;
+    let max = 90;
+    let w = World::builder()
+        .users(2)
+        .policy_for(move |n| {
+            format!(
+                "{HANDS_OFF}[[rule]]\nname = \"tests\"\nusers = {}\nidle = \"{idle}s\"\nmax = \"{max}s\"\nwarn = [\"5s\"]\n",
+                toml_list(n)
+            )
+        })
+        .start();
+    let (uid, other_uid) = (w.user(0).uid(), w.user(1).uid());
+    let mine = w.login(0);
+    let other = w.login(1);
+
+    // Admin verbs, as the user (SO_PEERCRED says who asks).
+    for (verb, args) in [
+        ("list", vec!["list"]),
+        ("kill", vec!["kill", other.id.as_str()]),
+    ] {
+        let r = w.ctl_as(0, &args);
+        assert!(
+            r.code() == Some(1)
+                && r.stderr
+                    .starts_with("timeoutctl: refused (PermissionDenied): "),
+            "{}",
+            r.describe()
+        );
+        w.expect_event(
+            "request_denied",
+            &[("request", verb), ("peer_uid", &uid.to_string())],
+        );
+    }
+    assert_untouched(&w, &other.id, &["session_killed", "session_terminated"]);
+    assert!(other.ssh.exit().is_none(), "{}", w.report(&[&other.ssh]));
+
+    // The plain-text status, from outside the session.
+    let text = w.ctl_as(0, &["status"]);
+    assert!(text.ok(), "{}", text.describe());
+    assert!(
+        text.stdout.contains(&format!("session {} (", mine.id))
+            && !text.stdout.contains(&format!("session {} (", other.id))
+            && text.stdout.contains("more idle")
+            && text.stdout.lines().count() == 1,
+        "{}",
+        text.describe()
+    );
+
+    // Typed in the session, as a user would. Only the shell's evaluation
+    // prints the markers, never the echo of the typed line.
+    let from = mine.ssh.output_len();
+    let typed = mine
+        .ssh
+        .send(&format!(
+            "echo ST$((1+1))B; {} --socket {} status --json; echo ST$((1+1))E\n",
+            w.ctl.display(),
+            w.socket.display()
+        ))
+        .expect("typing");
+    let end = mine
+        .ssh
+        .wait_output_from("ST2E", from, EVENT)
+        .unwrap_or_else(|| panic!("no status output\n{}", w.report(&[&mine.ssh])));
+    let out = String::from_utf8_lossy(&mine.ssh.output()[from..end.end]).into_owned();
+    let body = between(&out, "ST2B", "ST2E").unwrap_or_default();
+    let list = parse_json(&body, &w);
+    let sessions = list.array().expect("an array");
+    assert_eq!(sessions.len(), 1, "{body}");
+    let s = &sessions[0];
+    assert_eq!(
+        (s.num("id"), s.str("user"), s.num("uid")),
+        (mine.id.parse().ok(), Some(w.name(0)), Some(f64::from(uid))),
+        "{body}"
+    );
+    assert_ne!(s.num("uid"), Some(f64::from(other_uid)));
+    for key in [
+        "id",
+        "user",
+        "uid",
+        "service",
+        "tty",
+        "rhost",
+        "rule",
+        "state",
+        "started",
+        "last_activity",
+        "idle_seconds",
+        "idle_deadline",
+        "idle_remaining",
+        "max_deadline",
+        "max_remaining",
+        "leader_pid",
+        "audit_session",
+        "pids",
+        "warnings",
+        "tampers",
+    ] {
+        assert!(s.get(key).is_some(), "no {key:?} in {body}");
+    }
+    let idle_left = s.num("idle_remaining").expect("idle_remaining") as u64;
+    let max_left = s.num("max_remaining").expect("max_remaining") as u64;
+    // The absolute deadline counts from registration.
+    let since_open = end.at - mine.open.at;
+    let expected_max = Duration::from_secs(max)
+        .saturating_sub(since_open)
+        .as_secs();
+    assert!(
+        max_left.abs_diff(expected_max) <= 2,
+        "max_remaining {max_left}, expected {expected_max}: {body}"
+    );
+    // The idle time left must predict when the session really closes.
+    let predicted = end.at + Duration::from_secs(idle_left);
+    let exit = w.expect_exit(&mine.ssh, Duration::from_secs(idle + 8 + 2 + 10));
+    let off = if exit.at > predicted {
+        exit.at - predicted
+    } else {
+        predicted - exit.at
+    };
+    eprintln!(
+        "k5: status said {idle_left}s of idle left; the session closed {} after the status was typed ({} off)",
+        secs(exit.at - typed),
+        secs(off)
+    );
+    assert!(
+        off <= Duration::from_secs(2),
+        "status said {idle_left}s of idle time left {} before the close: {} off\n{}",
+        secs(exit.at - end.at),
+        secs(off),
+        w.report(&[&mine.ssh])
+    );
+    let ex = w.expect_event("session_expired", &[("id", &mine.id)]);
+    assert_eq!(ex.get("reason"), Some("idle"), "{}", ex.raw);
+}
+
+/// `kill ID` ends that session and not the user's other one.
+#[test]
+fn k6_kill_ends_exactly_that_session() {
+    let w = World::builder().policy_for(calm).start();
+    let s1 = w.login(0);
+    let s2 = w.login(0);
+    let out = w.ctl_ok(&["kill", &s1.id, "--reason", "test kill"]);
+    assert!(
+        out.contains(&format!("session {} is being ended", s1.id)),
+        "{out}"
+    );
+    let killed = w.expect_event("session_killed", &[("id", &s1.id)]);
+    assert_eq!(
+        (killed.get("by_uid"), killed.get("reason")),
+        (Some("0"), Some("test kill")),
+        "{}",
+        killed.raw
+    );
+    w.expect_exit(&s1.ssh, EVENT);
+    w.expect_event(
+        "session_terminated",
+        &[("id", &s1.id), ("reason", "killed")],
+    );
+    assert!(s2.ssh.exit().is_none(), "{}", w.report(&[&s2.ssh]));
+    w.expect_ready(&s2.ssh);
+    assert_untouched(
+        &w,
+        &s2.id,
+        &["session_killed", "session_signal", "session_terminated"],
+    );
+    let r = w.ctl(&["kill", "999999"]);
+    assert!(
+        r.code() == Some(1) && r.stderr.contains("refused (NotFound)"),
+        "{}",
+        r.describe()
+    );
+}
+
+/// `list --json` parses and lists exactly the sessions that are logged in,
+/// with the ids, users, ttys and pids the daemon logged; the table agrees.
+/// (The daemon also lists the other logins on the host that it adopted at
+/// its start, e.g. other tests' sessions: only this test's users count.)
+#[test]
+fn k7_list_json_matches_the_logins() {
+    let w = World::builder().users(2).policy_for(calm).start();
+    let logins = [w.login(0), w.login(0), w.login(1)];
+    // Until the daemon finds a login's pty (a moment after the shell runs),
+    // it lists PAM's tty ("ssh"); wait for it to be found.
+    let ttys: Vec<e2e::LogLine> = logins
+        .iter()
+        .map(|l| w.expect_event("session_tty", &[("id", &l.id)]))
+        .collect();
+    let text = w.ctl_ok(&["list", "--json"]);
+    let list = parse_json(&text, &w);
+    let ours = [w.name(0), w.name(1)];
+    let rows: Vec<&Json> = list
+        .array()
+        .expect("an array")
+        .iter()
+        .filter(|r| r.str("user").is_some_and(|u| ours.contains(&u)))
+        .collect();
+    let listed: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.num("id").map(|n| n.to_string()).unwrap_or_default(),
+                r.str("user").unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let logged: BTreeSet<(String, String)> = logins
+        .iter()
+        .map(|l| {
+            (
+                l.id.clone(),
+                l.open.get("user").unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, logged, "{text}");
+    let started_after = now_secs() - 120;
+    for (l, tty) in logins.iter().zip(&ttys) {
+        let r = rows
+            .iter()
+            .find(|r| r.num("id").map(|n| n.to_string()) == Some(l.id.clone()))
+            .expect("listed");
+        let i = if l.open.get("user") == Some(w.name(0)) {
+            0
+        } else {
+            1
+        };
+        assert_eq!(r.num("uid"), Some(f64::from(w.user(i).uid())), "{text}");
+        assert_eq!(r.str("service"), Some(w.service.as_str()), "{text}");
+        assert_eq!(r.str("rhost"), Some("127.0.0.1"), "{text}");
+        assert_eq!(r.str("rule"), Some("tests"), "{text}");
+        assert_eq!(r.str("state"), Some("active"), "{text}");
+        assert_eq!(r.str("tty"), tty.get("found"), "{text}\n{}", tty.raw);
+        assert_eq!(
+            r.num("leader_pid").map(|p| p.to_string()),
+            l.open.get("pid").map(str::to_string),
+            "{text}\n{}",
+            l.open.raw
+        );
+        let started = r.num("started").unwrap_or(0.0) as i64;
+        assert!(started >= started_after && started <= now_secs(), "{text}");
+        let max = r.num("max_deadline").unwrap_or(0.0) as i64;
+        assert_eq!(max - started, 3600, "{text}");
+    }
+    let table = w.ctl_ok(&["list"]);
+    for l in &logins {
+        let user = l.open.get("user").unwrap_or_default();
+        assert!(
+            table.lines().any(|row| {
+                let cells: Vec<&str> = row.split_whitespace().collect();
+                cells.first() == Some(&l.id.as_str()) && cells.get(1) == Some(&user)
+            }),
+            "no row for {} {user}:\n{table}",
+            l.id
+        );
+    }
+    // `show` adds the processes of the login.
+    let show = parse_json(&w.ctl_ok(&["show", &logins[0].id, "--json"]), &w);
+    let pids = show.get("pids").and_then(Json::array).map(<[Json]>::len);
+    assert!(pids.is_some_and(|n| n > 0), "{show:?}");
+}
+
+/// "HH:MM:SS" as seconds of the day.
+fn clock_secs(s: &str) -> Option<i64> {
+    let f: Vec<i64> = s
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    (f.len() == 3).then(|| f[0] * 3600 + f[1] * 60 + f[2])
+}
+
+/// The banner names the idle limit and the clock time of the absolute limit.
+#[test]
+fn k8_banner_is_shown_at_an_interactive_login() {
+    let w = World::builder().policy_for(calm).start();
+    let l = w.login(0);
+    let seen = l
+        .ssh
+        .wait_output_from(
+            "Idle sessions close after 10m; this session closes at ",
+            0,
+            Duration::ZERO,
+        )
+        .unwrap_or_else(|| panic!("no banner\n{}", w.report(&[&l.ssh])));
+    let out = l.ssh.output();
+    let rest = String::from_utf8_lossy(&out[seen.end..]).into_owned();
+    let (clock, tail) = rest.split_at(rest.len().min(8));
+    assert!(tail.starts_with(" UTC at the latest."), "{rest:?}");
+    // When the session opened, in seconds of the UTC day, plus one hour.
+    let opened = SystemTime::now() - l.open.at.elapsed();
+    let opened = opened.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let expected = (opened + 3600).rem_euclid(86_400);
+    let shown = clock_secs(clock).unwrap_or_else(|| panic!("bad clock {clock:?}"));
+    let diff = (shown - expected).rem_euclid(86_400);
+    assert!(
+        diff <= 2 || diff >= 86_400 - 2,
+        "banner says {clock}, expected about {expected}s of the day"
+    );
+}
+
+/// With the module's `quiet` argument the session is registered but no
+/// banner is shown.
+#[test]
+fn k9_banner_is_absent_with_quiet() {
+    let w = World::builder().quiet().policy_for(calm).start();
+    let l = w.login(0);
+    assert!(w.pam.contents().contains(" quiet"));
+    let out = String::from_utf8_lossy(&l.ssh.output()).into_owned();
+    assert!(
+        !out.contains("Idle sessions close after") && !out.contains("at the latest"),
+        "{}",
+        w.report(&[&l.ssh])
+    );
+}
