@@ -44,5 +44,6 @@ cargo build --workspace
 threads=${TEST_THREADS:-16}
 step "cargo test --workspace -- --test-threads=$threads${*:+ $*}"
 cargo test --workspace -- --test-threads="$threads" "$@"
+./scripts/fuzz.sh  # cargo-fuzz: each target FUZZ_SECONDS (default 60)
 
 step "all checks passed"

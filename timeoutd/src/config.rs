@@ -257,10 +257,25 @@ fn daemon_section(raw: &RawDaemon, errs: &mut Errors) -> DaemonConfig {
         syslog: absolute_path(&raw.syslog, d.syslog, "syslog", errs),
         state_dir: absolute_path(&raw.state_dir, d.state_dir, "state_dir", errs),
         admin_group: raw.admin_group.as_ref().map(|g| g.get_ref().clone()),
-        adopt: raw
-            .adopt
-            .as_ref()
-            .map_or(d.adopt, |l| l.iter().map(|g| g.get_ref().clone()).collect()),
+        adopt: match &raw.adopt {
+            None => d.adopt,
+            Some(list) => list
+                .iter()
+                .filter_map(|g| {
+                    let ok = !g.get_ref().is_empty()
+                        && g.get_ref()
+                            .chars()
+                            .all(|c| c.is_ascii_graphic() && c != '/');
+                    if !ok {
+                        errs.at(
+                            g.span(),
+                            format!("adopt: {:?} is not a process-name glob", g.get_ref()),
+                        );
+                    }
+                    ok.then(|| g.get_ref().clone())
+                })
+                .collect(),
+        },
     }
 }
 

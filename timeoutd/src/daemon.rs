@@ -96,13 +96,15 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
     let mut engine = Engine::new(host, cfg.policy.clone());
     engine.admin_group = cfg.daemon.admin_group.clone();
     engine.revocations = load_revocations(&cfg.daemon.state_dir, &syslog);
+    // The slow part (a pass over /proc) first, so that restored sessions get
+    // their full warning time from the moment they are restored.
+    let found = engine.sys.find_logins(&cfg.daemon.adopt);
     engine.sys.begin_batch();
     let restored = loaded
         .sessions
         .into_iter()
         .filter(|r| engine.restore(r.clone()))
         .count();
-    let found = engine.sys.find_logins(&cfg.daemon.adopt);
     let before = engine.len();
     engine.adopt(found);
     let adopted = engine.len() - before;

@@ -297,7 +297,8 @@ impl System for Host {
     }
 
     fn allocate_id(&mut self) -> u64 {
-        let (id, err) = self.ids.allocate();
+        let now_ms = u64::try_from(SystemClock.now().0).unwrap_or(0);
+        let (id, err) = self.ids.allocate(now_ms);
         if let Some(e) = err {
             self.state_error("session id counter", &e);
         }

@@ -50,13 +50,24 @@ impl IdAllocator {
 
     /// The next id, and the error of persisting a new block, if that failed.
     /// The id is usable either way; enforcement must not stop for a full disk.
-    pub fn allocate(&mut self) -> (u64, Option<io::Error>) {
+    ///
+    /// An id that could not be reserved on disk might be handed out again
+    /// after a restart, so when a reservation fails the counter jumps to
+    /// `now_ms` (milliseconds since the epoch), far above anything a
+    /// persisted counter reaches, and carries on from there.
+    pub fn allocate(&mut self, now_ms: u64) -> (u64, Option<io::Error>) {
         let mut err = None;
         if self.next >= self.reserved_until {
             let until = self.next.saturating_add(BLOCK);
             match write_atomic(&self.path, format!("{until}\n").as_bytes()) {
                 Ok(()) => self.reserved_until = until,
-                Err(e) => err = Some(e),
+                Err(e) => {
+                    if self.next < now_ms {
+                        self.next = now_ms;
+                        self.reserved_until = now_ms;
+                    }
+                    err = Some(e);
+                }
             }
         }
         let id = self.next;
@@ -83,6 +94,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// Some wall-clock milliseconds.
+    const NOW: u64 = 1_800_000_000_000;
+
     fn temp_dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("st-ids-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
@@ -94,11 +108,11 @@ mod tests {
     fn ids_never_repeat_across_restarts() {
         let dir = temp_dir("restart");
         let mut a = IdAllocator::open(&dir).unwrap();
-        let first: Vec<u64> = (0..3).map(|_| a.allocate().0).collect();
+        let first: Vec<u64> = (0..3).map(|_| a.allocate(NOW).0).collect();
         assert_eq!(first, [1, 2, 3]);
         drop(a); // a crash: no clean shutdown
         let mut b = IdAllocator::open(&dir).unwrap();
-        let (id, err) = b.allocate();
+        let (id, err) = b.allocate(NOW);
         assert!(err.is_none());
         assert!(id > 3, "{id}");
     }
@@ -106,10 +120,30 @@ mod tests {
     #[test]
     fn unwritable_dir_still_hands_out_ids() {
         let mut a = IdAllocator::volatile(Path::new("/nonexistent/dir"), 500);
-        let (id, err) = a.allocate();
-        assert_eq!(id, 500);
+        let (id, err) = a.allocate(NOW);
+        assert_eq!(id, NOW, "unreserved ids come from the clock");
         assert!(err.is_some());
-        assert_eq!(a.allocate().0, 501);
+        let (second, _) = a.allocate(NOW);
+        assert!(second > id, "still unique: {second} after {id}");
+    }
+
+    #[test]
+    fn ids_handed_out_while_the_disk_failed_are_not_reused_after_a_restart() {
+        let dir = temp_dir("failed-write");
+        let mut a = IdAllocator::open(&dir).unwrap();
+        assert_eq!(a.allocate(NOW).0, 1); // reserves 1..1025 on disk
+        drop(a);
+        // The next run cannot write: its ids are not reserved on disk.
+        let mut b = IdAllocator::open(&dir).unwrap();
+        b.path = PathBuf::from("/nonexistent/dir/next-session-id");
+        let unreserved = b.allocate(NOW).0;
+        drop(b);
+        // A later run (disk fine again) starts from the reserved counter,
+        // which is far below the ids handed out unreserved.
+        let mut c = IdAllocator::open(&dir).unwrap();
+        let later = c.allocate(NOW + 1).0;
+        assert_ne!(later, unreserved);
+        assert!(later < unreserved);
     }
 
     #[test]
