@@ -84,7 +84,7 @@ impl<S: System> Engine<S> {
             } => {
                 let groups = self.sys.groups_of(&user);
                 match self.refusal(&user, &groups, &service, &rhost) {
-                    Some(message) => Response::Access {
+                    Some((message, _)) => Response::Access {
                         allowed: false,
                         message,
                     },
@@ -334,14 +334,15 @@ impl<S: System> Engine<S> {
         self.save_revocations();
     }
 
-    /// The message for a login that must be refused, after logging it.
+    /// The message for a login that must be refused, and who revoked it,
+    /// after logging it.
     pub(crate) fn refusal(
         &mut self,
         user: &str,
         groups: &[String],
         service: &str,
         rhost: &str,
-    ) -> Option<String> {
+    ) -> Option<(String, u32)> {
         let now = self.sys.now();
         let r = self.revocations.find(user, groups, now)?.clone();
         self.sys.log(
@@ -358,8 +359,9 @@ impl<S: System> Engine<S> {
             || "until an administrator lifts it".to_owned(),
             |u| format!("until {u} UTC"),
         );
-        Some(format!(
-            "Logins for {user} are suspended by the administrator {until}."
+        Some((
+            format!("Logins for {user} are suspended by the administrator {until}."),
+            r.by_uid,
         ))
     }
 }

@@ -261,3 +261,29 @@ fn show_lists_pids_warnings_and_tampering() {
     assert_eq!(s.tampers.len(), 1);
     assert_eq!(s.tampers[0].tty, "pts/4");
 }
+
+#[test]
+fn a_revoked_login_is_registered_and_ended_even_if_the_refusal_is_never_read() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    e.handle(
+        Request::Revoke {
+            target: Target::User("alice".into()),
+            ttl_secs: 0,
+            reason: String::new(),
+        },
+        ROOT,
+    );
+    assert!(matches!(
+        e.register(registration(), ROOT),
+        Response::Refused { .. }
+    ));
+    // The module may have timed out and let the login in: it is ended anyway.
+    assert_eq!(find(&e, "session_open").get("user"), Some("alice"));
+    assert_eq!(find(&e, "session_revoked").get("user"), Some("alice"));
+    assert_eq!(e.sys.signals[0].0, libc::SIGHUP);
+    run_until(&mut e, 1010);
+    assert_eq!(
+        find(&e, "session_terminated").get("reason"),
+        Some("revoked")
+    );
+}

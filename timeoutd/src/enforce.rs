@@ -284,16 +284,20 @@ impl<S: System> Engine<S> {
     fn targets(&mut self, s: &Session) -> Vec<ProcRef> {
         let uid = s.login.uid;
         let leader = s.leader;
-        let leader_only = s.limits.kill_scope == KillScope::Leader;
-        self.sys
-            .scope_processes(s.leader, s.scope)
+        let procs = self.sys.scope_processes(s.leader, s.scope);
+        // A root login's audit session may hold system daemons (re)started
+        // from it; only the leader's own subtree is ended for root.
+        let subtree = (uid == 0).then(|| descendants_within(&procs, leader.pid));
+        procs
             .into_iter()
             .filter(|p: &ProcFacts| {
-                if leader_only {
-                    p.proc == leader || (p.ppid == leader.pid && p.same_program_as_parent)
-                } else {
-                    p.proc == leader || p.ruid == uid || p.euid == uid
+                if s.limits.kill_scope == KillScope::Leader {
+                    return p.proc == leader || (p.ppid == leader.pid && p.same_program_as_parent);
                 }
+                if let Some(sub) = &subtree {
+                    return sub.contains(&p.proc.pid);
+                }
+                p.proc == leader || p.ruid == uid || p.euid == uid
             })
             .map(|p| p.proc)
             .collect()
@@ -378,5 +382,21 @@ impl<S: System> Engine<S> {
             .field("duration", Human(now.since(s.registered_at)));
         self.sys.log(ev);
         (After::Forget, None)
+    }
+}
+
+/// The pids of `root` and everything below it, following ppid links among `procs`.
+fn descendants_within(procs: &[ProcFacts], root: u32) -> std::collections::HashSet<u32> {
+    let mut found = std::collections::HashSet::from([root]);
+    loop {
+        let before = found.len();
+        for p in procs {
+            if found.contains(&p.ppid) {
+                found.insert(p.proc.pid);
+            }
+        }
+        if found.len() == before {
+            return found;
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::event::{Event, Severity};
 use crate::policy::{Policy, TtyClass};
 use crate::record::{JournalEntry, SessionRecord};
 use crate::revocations::Revocations;
-use crate::session::{Login, Phase, ProcRef, Scope, Session, SessionId, TtyTimes};
+use crate::session::{EndReason, Login, Phase, ProcRef, Scope, Session, SessionId, TtyTimes};
 
 /// A process as the kill logic needs to see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,8 @@ pub trait System {
     /// Writes without blocking; returns whether it was written.
     fn write_tty(&mut self, name: &str, text: &str) -> bool;
     fn alive(&mut self, p: ProcRef) -> bool;
-    /// The audit session id of the leader's parent, to tell whether the service set a new one.
+    /// The audit session id of the leader's parent (4294967295 when unset),
+    /// to tell whether the service set a new one; `None` if it cannot be read.
     fn parent_sessionid(&mut self, p: ProcRef) -> Option<u32>;
     /// Live, non-zombie processes in the session's scope.
     fn scope_processes(&mut self, leader: ProcRef, scope: Scope) -> Vec<ProcFacts>;
@@ -217,13 +218,21 @@ impl<S: System> Engine<S> {
             };
         }
         let groups = self.sys.groups_of(&reg.user);
-        if let Some(message) = self.refusal(&reg.user, &groups, &reg.service, &reg.rhost) {
-            return Response::Refused { message };
-        }
+        // A revoked user's login is refused in the reply, and the session is
+        // also registered and ended at once: the reply may never arrive (the
+        // module may have given up waiting and let the login in).
+        let refused = self.refusal(&reg.user, &groups, &reg.service, &reg.rhost);
         let leader = ProcRef {
             pid: reg.pid,
             start_time: reg.start_time,
         };
+        if let Some((message, _)) = &refused {
+            if reg.pid == 0 || !self.sys.alive(leader) || self.leaders.contains_key(&leader) {
+                return Response::Refused {
+                    message: message.clone(),
+                };
+            }
+        }
         if reg.pid == 0 || !self.sys.alive(leader) {
             return Response::Error {
                 code: ErrorCode::NotFound,
@@ -239,12 +248,15 @@ impl<S: System> Engine<S> {
                 banner: self.banner(id),
             };
         }
-        let scope = if reg.sessionid != AUDIT_UNSET
-            && self.sys.parent_sessionid(leader) != Some(reg.sessionid)
-        {
-            Scope::AuditSession(reg.sessionid)
-        } else {
-            Scope::Subtree
+        // The audit session is the login's own only if the parent was read
+        // and differs (sshd, login); su and sudo keep the caller's, and a
+        // parent that cannot be read proves nothing: use the subtree then.
+        let parent_sid = self.sys.parent_sessionid(leader);
+        let scope = match parent_sid {
+            Some(p) if reg.sessionid != AUDIT_UNSET && p != reg.sessionid => {
+                Scope::AuditSession(reg.sessionid)
+            }
+            _ => Scope::Subtree,
         };
 
         let (tty_class, tty_settled) = initial_tty_class(&reg.tty);
@@ -298,6 +310,18 @@ impl<S: System> Engine<S> {
         self.maybe_compact();
         // The terminal does not exist yet (sshd opens the session first): look soon.
         self.schedule(id, now + DISCOVERY_FIRST);
+        if let Some((message, by_uid)) = refused {
+            if let Some(s) = self.sessions.get(&id) {
+                let ev = session_event("session_revoked", s)
+                    .with_severity(Severity::Notice)
+                    .field("by_uid", by_uid)
+                    .field("reason", "login of a revoked user");
+                self.sys.log(ev);
+            }
+            self.sys.begin_batch();
+            self.end_now(id, EndReason::Revoked { by_uid });
+            return Response::Refused { message };
+        }
         Response::Registered {
             session_id: id.0,
             banner: self.banner(id),

@@ -330,3 +330,38 @@ fn leader_scope_signals_only_the_logins_own_processes() {
     assert_eq!(e.sys.signals[0], (libc::SIGHUP, vec![500, 501]));
     assert!(e.sys.procs.iter().any(|p| p.proc.pid == 502));
 }
+
+#[test]
+fn a_root_login_ends_only_its_own_subtree_not_daemons_started_from_it() {
+    let mut e = engine(limits(Some(15), None, &[]));
+    let mut daemon = proc(900, 0);
+    daemon.ppid = 1; // e.g. an sshd restarted from the root login: same audit session
+    e.sys.procs = vec![proc(501, 0), proc(502, 0), daemon];
+    e.sys.procs.push(crate::engine::ProcFacts {
+        proc: LEADER,
+        ppid: 1,
+        ruid: 0,
+        euid: 0,
+        same_program_as_parent: false,
+    });
+    let mut reg = registration();
+    reg.uid = 0;
+    reg.user = "root".into();
+    e.register(reg, ROOT);
+    run_until(&mut e, 1040);
+    let (sig, pids) = &e.sys.signals[0];
+    assert_eq!(*sig, libc::SIGHUP);
+    assert!(
+        pids.contains(&500) && pids.contains(&501) && pids.contains(&502),
+        "{pids:?}"
+    );
+    assert!(!pids.contains(&900), "{pids:?}");
+}
+
+#[test]
+fn an_unreadable_parent_means_subtree_scope() {
+    let mut e = engine(limits(Some(15), None, &[]));
+    e.sys.parent_sessionid = None;
+    let id = registered_id(e.register(registration(), ROOT));
+    assert_eq!(e.session(id).map(|s| s.scope), Some(Scope::Subtree));
+}

@@ -254,10 +254,15 @@ impl System for Host {
 
     fn parent_sessionid(&mut self, p: ProcRef) -> Option<u32> {
         let stat = procfs::read_stat(p.pid).ok()?;
-        if stat.start_time != p.start_time {
+        if stat.start_time != p.start_time || stat.ppid == 0 {
             return None;
         }
-        procfs::sessionid(stat.ppid)
+        // Unset (4294967295) is a value here; only an unreadable entry is None.
+        std::fs::read_to_string(format!("/proc/{}/sessionid", stat.ppid))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     fn scope_processes(&mut self, leader: ProcRef, scope: Scope) -> Vec<ProcFacts> {

@@ -12,7 +12,7 @@ use crate::engine::{initial_tty_class, record_of, session_event, Engine, System}
 use crate::event::Severity;
 use crate::policy::Limits;
 use crate::record::{JournalEntry, SessionRecord};
-use crate::session::{Login, Phase, ProcRef, Scope, Session, SessionId, TtyWatch};
+use crate::session::{EndReason, Login, Phase, ProcRef, Scope, Session, SessionId, TtyWatch};
 
 /// A deadline found already past after a restart is enforced this long after
 /// the warning that announces it.
@@ -101,10 +101,25 @@ impl<S: System> Engine<S> {
 
     fn insert_restored(&mut self, s: Session, now: Timestamp) {
         let id = s.id;
+        let revoked = self
+            .revocations
+            .find(&s.login.user, &s.login.groups, now)
+            .map(|r| r.by_uid);
         self.sys
             .persist(JournalEntry::Upsert(Box::new(record_of(&s))));
         self.insert_session(s);
         self.schedule(id, now);
+        // A revocation made before the restart still holds.
+        if let Some(by_uid) = revoked {
+            if let Some(s) = self.session(id) {
+                let ev = session_event("session_revoked", s)
+                    .with_severity(Severity::Notice)
+                    .field("by_uid", by_uid)
+                    .field("reason", "revoked before the restart");
+                self.sys.log(ev);
+            }
+            self.end_now(id, EndReason::Revoked { by_uid });
+        }
     }
 
     /// Audit session ids already covered by a session.

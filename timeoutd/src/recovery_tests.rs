@@ -124,3 +124,18 @@ fn a_login_already_covered_is_not_adopted_twice() {
     assert_eq!(e.len(), 1);
     let _ = (SessionId(0), Duration::ZERO);
 }
+
+#[test]
+fn a_restored_session_of_a_revoked_user_is_ended() {
+    let (rec, mut e) = restarted(limits(Some(300), None, &[10]), 1010);
+    e.revocations.add(crate::revocations::Revocation {
+        target: session_timeout_proto::Target::User("alice".into()),
+        since: Timestamp::from_secs(1005),
+        until: None,
+        reason: "incident".into(),
+        by_uid: 0,
+    });
+    e.restore(rec);
+    assert_eq!(find(&e, "session_revoked").get("by_uid"), Some("0"));
+    assert_eq!(e.sys.signals[0].0, libc::SIGHUP);
+}

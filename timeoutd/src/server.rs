@@ -39,6 +39,36 @@ struct Conn {
     outbuf: Vec<u8>,
     deadline: Instant,
     close_after_write: bool,
+    /// A request was handed out and its reply is not queued yet. One request
+    /// per connection is in flight at a time, and none is taken while a reply
+    /// is unsent: a client that never reads cannot grow our buffers.
+    awaiting_reply: bool,
+}
+
+impl Conn {
+    /// Whether a request can be taken now: nothing in flight, nothing unsent,
+    /// and a whole frame (or a bad length prefix) waiting.
+    fn ready(&self) -> bool {
+        !self.awaiting_reply && self.outbuf.is_empty() && frame_waiting(&self.inbuf)
+    }
+
+    fn done(&self) -> bool {
+        self.close_after_write
+            && self.outbuf.is_empty()
+            && !self.awaiting_reply
+            && !frame_waiting(&self.inbuf)
+    }
+}
+
+/// A complete frame, or a length prefix that is already known to be bad.
+fn frame_waiting(buf: &[u8]) -> bool {
+    match buf.first_chunk::<4>() {
+        None => false,
+        Some(head) => {
+            let len = u32::from_be_bytes(*head) as usize;
+            len == 0 || len > MAX_FRAME || buf.len() >= 4 + len
+        }
+    }
 }
 
 pub struct Server {
@@ -175,7 +205,11 @@ impl Server {
     pub fn poll(&mut self, timeout: Duration) -> Vec<Incoming> {
         let now = Instant::now();
         let nearest = self.conns.values().map(|c| c.deadline).min();
-        let timeout = nearest.map_or(timeout, |d| timeout.min(d.saturating_duration_since(now)));
+        let mut timeout =
+            nearest.map_or(timeout, |d| timeout.min(d.saturating_duration_since(now)));
+        if self.conns.values().any(Conn::ready) {
+            timeout = Duration::ZERO; // a request is already waiting in a buffer
+        }
         let tokens: Vec<u64> = self.conns.keys().copied().collect();
         let mut fds = Vec::with_capacity(2 + tokens.len());
         fds.push(pollfd(self.listener.as_raw_fd(), libc::POLLIN));
@@ -183,7 +217,7 @@ impl Server {
         for t in &tokens {
             let c = &self.conns[t];
             let mut ev = 0;
-            if !c.close_after_write {
+            if !c.close_after_write && c.inbuf.len() < 4 + MAX_FRAME {
                 ev |= libc::POLLIN;
             }
             if !c.outbuf.is_empty() {
@@ -191,7 +225,9 @@ impl Server {
             }
             fds.push(pollfd(c.stream.as_raw_fd(), ev));
         }
-        let ms = libc::c_int::try_from(timeout.as_millis().div_ceil(1)).unwrap_or(libc::c_int::MAX);
+        // Round up, so a deadline less than a millisecond away is not a busy loop.
+        let ms = libc::c_int::try_from(timeout.as_nanos().div_ceil(1_000_000))
+            .unwrap_or(libc::c_int::MAX);
         // SAFETY: fds is a live, initialised array of fds.len() pollfd entries.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
         let mut out = Vec::new();
@@ -202,7 +238,7 @@ impl Server {
             for (i, t) in tokens.iter().enumerate() {
                 let re = fds[2 + i].revents;
                 if re & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                    self.read_conn(*t, &mut out);
+                    self.read_conn(*t);
                 }
                 if re & libc::POLLOUT != 0 {
                     self.flush(*t);
@@ -212,6 +248,15 @@ impl Server {
                 self.accept_all();
             }
         }
+        let ready: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.ready())
+            .map(|(t, _)| *t)
+            .collect();
+        for t in ready {
+            self.take_request(t, &mut out);
+        }
         self.reap(Instant::now());
         out
     }
@@ -220,6 +265,7 @@ impl Server {
     pub fn reply(&mut self, conn: u64, resp: &Response) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.outbuf.extend_from_slice(&encode_frame(&resp.encode()));
+            c.awaiting_reply = false;
             c.deadline = Instant::now() + READ_TIMEOUT;
         }
         self.flush(conn);
@@ -280,6 +326,7 @@ impl Server {
                     outbuf: Vec::new(),
                     deadline: Instant::now() + READ_TIMEOUT,
                     close_after_write: false,
+                    awaiting_reply: false,
                 },
             );
         }
@@ -300,48 +347,52 @@ impl Server {
         );
     }
 
-    fn read_conn(&mut self, token: u64, out: &mut Vec<Incoming>) {
+    /// Reads what the client sent, up to one maximal frame ahead.
+    fn read_conn(&mut self, token: u64) {
         let Some(c) = self.conns.get_mut(&token) else {
             return;
         };
         let mut buf = [0u8; 16 * 1024];
-        loop {
-            match c.stream.read(&mut buf) {
+        while c.inbuf.len() < 4 + MAX_FRAME {
+            let room = (4 + MAX_FRAME - c.inbuf.len()).min(buf.len());
+            match c.stream.read(&mut buf[..room]) {
                 Ok(0) => {
                     c.close_after_write = true;
                     break;
                 }
-                Ok(n) => {
-                    c.inbuf.extend_from_slice(&buf[..n]);
-                    if c.inbuf.len() > 4 + MAX_FRAME {
-                        break; // take_frame below rejects it
-                    }
-                }
+                Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => {
                     c.close_after_write = true;
                     c.outbuf.clear();
+                    c.inbuf.clear();
                     break;
                 }
             }
         }
-        loop {
-            match take_frame(&mut c.inbuf, MAX_FRAME) {
-                Ok(Some(body)) => match Request::decode(&body) {
-                    Ok(req) => {
-                        c.deadline = Instant::now() + READ_TIMEOUT;
-                        out.push(Incoming::Request {
-                            conn: token,
-                            req,
-                            peer: c.peer,
-                        });
-                    }
-                    Err(e) => return self.reject(token, &e.to_string()),
-                },
-                Ok(None) => return,
-                Err(e) => return self.reject(token, &e.to_string()),
-            }
+    }
+
+    /// Takes one request off a connection that is ready for it.
+    fn take_request(&mut self, token: u64, out: &mut Vec<Incoming>) {
+        let Some(c) = self.conns.get_mut(&token) else {
+            return;
+        };
+        match take_frame(&mut c.inbuf, MAX_FRAME) {
+            Ok(Some(body)) => match Request::decode(&body) {
+                Ok(req) => {
+                    c.awaiting_reply = true;
+                    c.deadline = Instant::now() + READ_TIMEOUT;
+                    out.push(Incoming::Request {
+                        conn: token,
+                        req,
+                        peer: c.peer,
+                    });
+                }
+                Err(e) => self.reject(token, &e.to_string()),
+            },
+            Ok(None) => {}
+            Err(e) => self.reject(token, &e.to_string()),
         }
     }
 
@@ -391,7 +442,7 @@ impl Server {
     /// Drops connections that are finished, broken, or past their deadline.
     fn reap(&mut self, now: Instant) {
         self.conns
-            .retain(|_, c| !(c.close_after_write && c.outbuf.is_empty()) && c.deadline > now);
+            .retain(|_, c| !c.done() && (c.deadline > now || c.awaiting_reply));
     }
 }
 

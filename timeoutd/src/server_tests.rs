@@ -139,3 +139,56 @@ fn a_stalled_client_is_dropped_after_the_read_timeout() {
     let mut b = [0u8; 1];
     assert_eq!(half.read(&mut b).unwrap(), 0, "the server closed it");
 }
+
+#[test]
+fn one_request_at_a_time_per_connection_and_none_while_a_reply_is_unsent() {
+    let path = temp("pipeline");
+    let mut s = server(&path);
+    let mut c = UnixStream::connect(&path).unwrap();
+    let mut burst = Vec::new();
+    for _ in 0..100 {
+        burst.extend_from_slice(&session_timeout_proto::encode_frame(&unregister().encode()));
+    }
+    c.write_all(&burst).unwrap();
+    let first = poll_for(&mut s, 1);
+    assert_eq!(
+        first.len(),
+        1,
+        "only one request is taken before it is answered"
+    );
+    // Unanswered: nothing more is taken, however long we poll.
+    for _ in 0..5 {
+        assert!(s.poll(Duration::from_millis(10)).is_empty());
+    }
+    s.reply(first[0].0, &Response::Unregistered { session_id: 0 });
+    assert_eq!(poll_for(&mut s, 1).len(), 1, "the next one after the reply");
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_not_buffered_without_end() {
+    let path = temp("noread");
+    let mut s = server(&path);
+    let mut c = UnixStream::connect(&path).unwrap();
+    c.set_nonblocking(true).unwrap();
+    let frame = session_timeout_proto::encode_frame(&Request::List.encode());
+    let big = Response::Done {
+        message: "x".repeat(60_000),
+    };
+    let until = Instant::now() + READ_TIMEOUT + Duration::from_secs(3);
+    let mut answered = 0;
+    while Instant::now() < until && (answered == 0 || s.connection_count() > 0) {
+        let _ = c.write_all(&frame); // keep asking, never read
+        for inc in s.poll(Duration::from_millis(20)) {
+            if let Incoming::Request { conn, .. } = inc {
+                s.reply(conn, &big);
+                answered += 1;
+            }
+        }
+    }
+    assert!(answered > 0);
+    assert!(
+        answered < 100,
+        "replies stop once the client stops reading: {answered}"
+    );
+    assert_eq!(s.connection_count(), 0, "dropped after the timeout");
+}
