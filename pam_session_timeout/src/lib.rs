@@ -24,6 +24,9 @@ use crate::args::ModuleArgs;
 use crate::client::ClientError;
 use crate::logic::{Caller, Environment, Item, Level, Outcome};
 
+// SAFETY: this is libpam's documented prototype,
+// `void pam_syslog(const pam_handle_t *pamh, int priority, const char *fmt, ...)`;
+// the one caller below passes the live handle and a constant "%s" format.
 #[link(name = "pam")]
 unsafe extern "C" {
     /// libpam's logger: prefixes the module and service name, and does not

@@ -321,7 +321,7 @@ impl Response {
             },
             kind::SESSIONS => {
                 let n = bounded_count(&mut d, body.len(), "sessions")?;
-                let mut list = Vec::with_capacity(n);
+                let mut list = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
                     list.push(SessionInfo::decode(&mut d)?);
                 }
@@ -329,7 +329,7 @@ impl Response {
             }
             kind::REVOCATION_LIST => {
                 let n = bounded_count(&mut d, body.len(), "revocations")?;
-                let mut list = Vec::with_capacity(n);
+                let mut list = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
                     list.push(RevocationInfo::decode(&mut d)?);
                 }

@@ -245,6 +245,19 @@ impl<S: System> Engine<S> {
     }
 
     fn revoke(&mut self, target: Target, ttl_secs: u64, reason: String, peer: Peer) -> Response {
+        // Members of the admin group must not lock out root or each other.
+        let protected = match &target {
+            Target::User(u) => u == "root",
+            Target::Group(g) => g == "root" || self.admin_group.as_deref() == Some(g.as_str()),
+        };
+        if protected && peer.uid != 0 {
+            let req = Request::Revoke {
+                target,
+                ttl_secs,
+                reason,
+            };
+            return self.deny(&req, peer, "only root may revoke root or the admin group");
+        }
         let now = self.sys.now();
         let until = (ttl_secs > 0).then(|| now + std::time::Duration::from_secs(ttl_secs));
         let rev = Revocation {

@@ -40,6 +40,10 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
             }
         }
     }
+    // State files hold user names and hosts of every login, and decide what
+    // gets killed after a restart: nobody but root may read or write them.
+    // SAFETY: umask(2) cannot fail and only changes this process's mask.
+    unsafe { libc::umask(0o077) };
     let syslog = Arc::new(Syslog::new(&cfg.daemon.syslog).with_stderr(opts.foreground));
     let signals = match server::signal_fd() {
         Ok(fd) => fd,
@@ -100,11 +104,15 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
     // their full warning time from the moment they are restored.
     let found = engine.sys.find_logins(&cfg.daemon.adopt);
     engine.sys.begin_batch();
-    let restored = loaded
-        .sessions
-        .into_iter()
-        .filter(|r| engine.restore(r.clone()))
-        .count();
+    let rebooted = boot_changed(&cfg.daemon.state_dir);
+    let mut restored = 0;
+    for rec in loaded.sessions {
+        if rebooted {
+            engine.discard(rec, "the host rebooted");
+        } else if engine.restore(rec) {
+            restored += 1;
+        }
+    }
     let before = engine.len();
     engine.adopt(found);
     let adopted = engine.len() - before;
@@ -228,6 +236,18 @@ fn reload(engine: &mut Engine<Host>, path: &Path, syslog: &Syslog) -> Response {
             }
         }
     }
+}
+
+/// Whether the host booted since the state was written (the kernel's boot id
+/// differs); records the current boot id either way.
+fn boot_changed(state_dir: &Path) -> bool {
+    let path = state_dir.join("boot-id");
+    let now = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let before = std::fs::read_to_string(&path).ok();
+    if before.as_deref() != Some(now.as_str()) {
+        let _ = crate::ids::write_atomic(&path, now.as_bytes());
+    }
+    before.is_some_and(|b| b != now)
 }
 
 fn load_revocations(state_dir: &Path, syslog: &Syslog) -> Revocations {

@@ -19,8 +19,10 @@ use crate::session::{
 const TERM_WAIT: Duration = Duration::from_secs(1);
 /// Between SIGKILL rounds.
 const KILL_WAIT: Duration = Duration::from_millis(250);
-/// SIGKILL rounds before giving up and reporting survivors.
+/// Fast SIGKILL rounds; after them `session_kill_stalled` is logged and the
+/// rounds go on every [`KILL_RETRY_SLOW`] until nothing is left.
 const MAX_KILL_ROUNDS: u32 = 20;
+const KILL_RETRY_SLOW: Duration = Duration::from_secs(5);
 /// How long after registration the login's terminal is looked for eagerly;
 /// a login without one by then is taken to have none.
 const DISCOVERY_WINDOW: Duration = Duration::from_secs(120);
@@ -154,6 +156,9 @@ impl<S: System> Engine<S> {
         let probe = self
             .sys
             .find_ttys(s.leader, &s.login.pam_tty, !s.tty_settled);
+        // A pty the login no longer holds (a closed ControlMaster channel) is
+        // dropped: its number may already belong to someone else.
+        s.ttys.retain(|t| probe.ttys.contains(&t.name));
         for name in probe.ttys {
             if s.ttys.iter().all(|t| t.name != name) {
                 s.ttys.push(TtyWatch::new(name.clone(), now));
@@ -181,16 +186,18 @@ impl<S: System> Engine<S> {
         }
     }
 
-    /// Idle measurement for a session without a terminal: any change in its
-    /// processes' I/O since the last look counts as activity now.
+    /// Idle measurement for a session without a terminal: a process that
+    /// read or wrote more since the last look counts as activity now.
+    /// Processes that start or exit do not: a `while sleep 60` loop is idle.
     fn measure_io(&mut self, s: &mut Session, now: Timestamp) {
-        let Some(total) = self.sys.io_total(s.leader, s.scope) else {
-            return;
-        };
-        if s.io_seen.is_some_and(|seen| seen != total) {
+        let counters = self.sys.io_counters(s.leader, s.scope);
+        let moved = counters
+            .iter()
+            .any(|(p, bytes)| s.io_seen.iter().any(|(q, before)| q == p && bytes > before));
+        if moved {
             s.last_activity = s.last_activity.max(now);
         }
-        s.io_seen = Some(total);
+        s.io_seen = counters;
     }
 
     /// Credits kernel-recorded input on any of the session's terminals.
@@ -350,12 +357,30 @@ impl<S: System> Engine<S> {
         let (sig, next_step, wait) = match step {
             KillStep::HangUp => (libc::SIGTERM, KillStep::Terminate, TERM_WAIT),
             KillStep::Terminate => (libc::SIGKILL, KillStep::Kill(1), KILL_WAIT),
-            KillStep::Kill(n) if n >= MAX_KILL_ROUNDS => {
-                return self.terminated(s, reason, procs.len(), now);
+            KillStep::Kill(n) if n == MAX_KILL_ROUNDS => {
+                // Something keeps coming back (a fork loop, a process in
+                // uninterruptible sleep): say so once, and keep going slower.
+                let ev = session_event("session_kill_stalled", s)
+                    .with_severity(Severity::Err)
+                    .field("reason", reason.as_str())
+                    .field("survivors", procs.len())
+                    .field("rounds", n);
+                self.sys.log(ev);
+                (libc::SIGKILL, KillStep::Kill(n + 1), KILL_RETRY_SLOW)
             }
+            KillStep::Kill(n) if n > MAX_KILL_ROUNDS => (
+                libc::SIGKILL,
+                KillStep::Kill(n.saturating_add(1)),
+                KILL_RETRY_SLOW,
+            ),
             KillStep::Kill(n) => (libc::SIGKILL, KillStep::Kill(n + 1), KILL_WAIT),
         };
-        self.send(s, &procs, &[sig]);
+        let quiet = matches!(step, KillStep::Kill(n) if n > MAX_KILL_ROUNDS);
+        if quiet {
+            self.sys.signal(&procs, sig);
+        } else {
+            self.send(s, &procs, &[sig]);
+        }
         s.phase = Phase::Terminating {
             reason,
             step: next_step,

@@ -39,9 +39,9 @@ pub trait System {
     fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe;
     /// Primary and supplementary group names of a user, through NSS.
     fn groups_of(&mut self, user: &str) -> Vec<String>;
-    /// Total bytes read and written by the session's processes, for idle
-    /// measurement of sessions without a terminal.
-    fn io_total(&mut self, leader: ProcRef, scope: Scope) -> Option<u64>;
+    /// Bytes read and written so far by each of the session's processes, for
+    /// idle measurement of sessions without a terminal.
+    fn io_counters(&mut self, leader: ProcRef, scope: Scope) -> Vec<(ProcRef, u64)>;
     fn tty_times(&mut self, name: &str) -> Option<TtyTimes>;
     /// Writes without blocking; returns whether it was written.
     fn write_tty(&mut self, name: &str, text: &str) -> bool;
@@ -286,7 +286,7 @@ impl<S: System> Engine<S> {
             phase: Phase::Active,
             tty_class,
             tty_settled,
-            io_seen: None,
+            io_seen: Vec::new(),
             last_tamper_log: None,
             warnings_sent: Vec::new(),
             tampers_seen: Vec::new(),

@@ -61,7 +61,7 @@ fn only_the_users_processes_and_the_leader_are_signalled() {
 }
 
 #[test]
-fn unkillable_processes_are_reported_as_survivors() {
+fn processes_that_resist_are_reported_and_killed_until_none_is_left() {
     let mut e = engine(limits(Some(15), None, &[]));
     e.sys.immune = vec![
         (501, libc::SIGHUP),
@@ -70,7 +70,14 @@ fn unkillable_processes_are_reported_as_survivors() {
     ];
     e.register(registration(), ROOT);
     run_until(&mut e, 1060);
-    assert_eq!(find(&e, "session_terminated").get("survivors"), Some("1"));
+    assert_eq!(find(&e, "session_kill_stalled").get("survivors"), Some("1"));
+    assert!(
+        !names(&e).contains(&"session_terminated"),
+        "not while something is left"
+    );
+    e.sys.immune.clear(); // e.g. it left uninterruptible sleep
+    run_until(&mut e, 1070);
+    assert_eq!(find(&e, "session_terminated").get("survivors"), Some("0"));
 }
 
 #[test]

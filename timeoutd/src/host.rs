@@ -222,17 +222,11 @@ impl System for Host {
         nss::groups_of(user)
     }
 
-    fn io_total(&mut self, leader: ProcRef, scope: Scope) -> Option<u64> {
-        let procs = self.scope_processes(leader, scope);
-        if procs.is_empty() {
-            return None;
-        }
-        Some(
-            procs
-                .iter()
-                .filter_map(|p| login_probe::io_bytes(p.proc.pid))
-                .fold(0u64, u64::saturating_add),
-        )
+    fn io_counters(&mut self, leader: ProcRef, scope: Scope) -> Vec<(ProcRef, u64)> {
+        self.scope_processes(leader, scope)
+            .iter()
+            .filter_map(|p| Some((p.proc, login_probe::io_bytes(p.proc.pid)?)))
+            .collect()
     }
 
     fn tty_times(&mut self, name: &str) -> Option<TtyTimes> {
@@ -241,6 +235,7 @@ impl System for Host {
             atime: Timestamp(t.atime_ms),
             mtime: Timestamp(t.mtime_ms),
             ctime: Timestamp(t.ctime_ms),
+            owner: t.uid,
         })
     }
 

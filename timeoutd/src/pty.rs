@@ -20,6 +20,8 @@ pub struct PtyTimes {
     pub mtime_ms: i64,
     /// Last inode change (chmod/chown/utimes); ordinary I/O never sets it.
     pub ctime_ms: i64,
+    /// Owner of the device node (sshd and login chown it to the user).
+    pub uid: u32,
 }
 
 fn to_ms(secs: i64, nsec: i64) -> i64 {
@@ -31,6 +33,7 @@ fn times_of(md: &fs::Metadata) -> PtyTimes {
         atime_ms: to_ms(md.atime(), md.atime_nsec()),
         mtime_ms: to_ms(md.mtime(), md.mtime_nsec()),
         ctime_ms: to_ms(md.ctime(), md.ctime_nsec()),
+        uid: md.uid(),
     }
 }
 

@@ -52,7 +52,7 @@ impl<S: System> Engine<S> {
             phase: Phase::Active,
             tty_class: rec.tty_class,
             tty_settled: rec.tty_settled,
-            io_seen: None,
+            io_seen: Vec::new(),
             last_tamper_log: None,
             warnings_sent: Vec::new(),
             tampers_seen: Vec::new(),
@@ -73,6 +73,19 @@ impl<S: System> Engine<S> {
             s.not_before = Some(now + RESTORE_WARNING);
         }
         s
+    }
+
+    /// Closes a session from durable state that cannot be alive (the host
+    /// rebooted since: pids and audit ids start over, so none may be matched).
+    pub fn discard(&mut self, rec: SessionRecord, why: &str) {
+        let now = self.sys.now();
+        let s = self.session_from(rec, now);
+        let ev = session_event("session_close", &s)
+            .field("reason", "lost_while_down")
+            .field("detail", why)
+            .field("duration", Human(now.since(s.registered_at)));
+        self.sys.log(ev);
+        self.sys.persist(JournalEntry::Gone(s.id));
     }
 
     /// Puts a session from durable state back under policy with its original

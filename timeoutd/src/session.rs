@@ -56,6 +56,8 @@ pub struct TtyTimes {
     pub mtime: Timestamp,
     /// Last metadata change: chmod, chown, or `touch`. tty I/O never moves it.
     pub ctime: Timestamp,
+    /// Owner of the device node.
+    pub owner: u32,
 }
 
 /// What one look at a tty told us.
@@ -215,7 +217,7 @@ pub struct Session {
     pub tty_class: TtyClass,
     pub tty_settled: bool,
     /// Sum of the session's process I/O at the last look (sessions without a terminal).
-    pub io_seen: Option<u64>,
+    pub io_seen: Vec<(ProcRef, u64)>,
     pub last_tamper_log: Option<Timestamp>,
     /// Warnings written: (limit, when, the deadline announced), newest last.
     pub warnings_sent: Vec<(Reason, Timestamp, Timestamp)>,
@@ -283,6 +285,7 @@ mod tests {
             atime: Timestamp(a_ms),
             mtime: Timestamp(m_ms),
             ctime: Timestamp(c_ms),
+            owner: 0,
         }
     }
 
@@ -437,7 +440,7 @@ mod tests {
             phase: Phase::Active,
             tty_class: TtyClass::Pty,
             tty_settled: false,
-            io_seen: None,
+            io_seen: Vec::new(),
             last_tamper_log: None,
             warnings_sent: Vec::new(),
             tampers_seen: Vec::new(),

@@ -59,8 +59,8 @@ impl System for Fake {
     fn groups_of(&mut self, _user: &str) -> Vec<String> {
         vec!["alice".into(), "wheel".into()]
     }
-    fn io_total(&mut self, _leader: ProcRef, _scope: Scope) -> Option<u64> {
-        Some(self.io)
+    fn io_counters(&mut self, _leader: ProcRef, _scope: Scope) -> Vec<(ProcRef, u64)> {
+        vec![(LEADER, self.io)]
     }
     fn tty_times(&mut self, name: &str) -> Option<TtyTimes> {
         self.ttys.get(name).copied()
@@ -137,6 +137,7 @@ pub(crate) fn times(atime: i64, ctime: i64) -> TtyTimes {
         atime: Timestamp::from_secs(atime),
         mtime: Timestamp::from_secs(atime),
         ctime: Timestamp::from_secs(ctime),
+        owner: USER_UID,
     }
 }
 
