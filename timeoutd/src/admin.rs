@@ -98,11 +98,8 @@ impl<S: System> Engine<S> {
                 self.deny(&other, peer, "admin verbs need root or the admin group")
             }
             Request::List => {
-                let mut list: Vec<SessionInfo> = self
-                    .sessions_sorted()
-                    .iter()
-                    .map(|s| self.info(s, false))
-                    .collect();
+                let mut list: Vec<SessionInfo> =
+                    self.sessions_all().map(|s| self.info(s)).collect();
                 list.sort_by_key(|i| i.id);
                 Response::Sessions(list)
             }
@@ -142,22 +139,18 @@ impl<S: System> Engine<S> {
         }
     }
 
-    fn sessions_sorted(&self) -> Vec<Session> {
-        self.sessions_all().cloned().collect()
-    }
-
     /// The caller's own sessions, for any user.
     fn status(&mut self, peer: Peer) -> Response {
         let mut list: Vec<SessionInfo> = self
             .sessions_all()
             .filter(|s| s.login.uid == peer.uid)
-            .map(|s| self.info(s, false))
+            .map(|s| self.info(s))
             .collect();
         list.sort_by_key(|i| i.id);
         Response::Sessions(list)
     }
 
-    fn info(&self, s: &Session, _detailed: bool) -> SessionInfo {
+    fn info(&self, s: &Session) -> SessionInfo {
         let ds = crate::deadline::deadlines(
             &s.limits,
             s.registered_at,
@@ -212,7 +205,7 @@ impl<S: System> Engine<S> {
     }
 
     fn detailed_info(&mut self, s: &Session) -> SessionInfo {
-        let mut info = self.info(s, true);
+        let mut info = self.info(s);
         info.pids = self
             .sys
             .scope_processes(s.leader, s.scope)

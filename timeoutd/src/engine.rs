@@ -346,11 +346,10 @@ impl<S: System> Engine<S> {
         match (idle, max) {
             (Some(i), Some(m)) => format!("{i}; {m}."),
             (Some(i), None) => format!("{i}."),
-            (None, Some(m)) => {
-                let mut m = m;
-                m.replace_range(..1, "T");
-                format!("{m}.")
-            }
+            (None, Some(_)) => format!(
+                "This session closes at {} UTC at the latest.",
+                s.registered_at + s.limits.max.unwrap_or_default()
+            ),
             (None, None) => String::new(),
         }
     }

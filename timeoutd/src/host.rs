@@ -282,14 +282,7 @@ impl System for Host {
     }
 
     fn signal(&mut self, procs: &[ProcRef], sig: i32) -> usize {
-        let refs: Vec<signals::ProcRef> = procs
-            .iter()
-            .map(|p| signals::ProcRef {
-                pid: p.pid,
-                start_time: p.start_time,
-            })
-            .collect();
-        signals::signal_all(&refs, sig)
+        signals::signal_all(procs, sig)
     }
 
     fn log(&mut self, ev: Event) {

@@ -18,7 +18,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 /// Value of `/proc/PID/sessionid` and `/proc/PID/loginuid` when unset.
-pub const AUDIT_UNSET: u32 = u32::MAX;
+pub use session_timeout_proto::AUDIT_UNSET;
 
 /// Major number of the first Unix98 pty slave device (`/dev/pts/N`).
 pub const PTS_MAJOR_FIRST: u32 = 136;

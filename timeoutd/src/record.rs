@@ -26,7 +26,8 @@ pub struct SessionRecord {
 
 const VERSION: &str = "s1";
 
-fn esc(s: &str) -> String {
+/// Escapes a field of a tab-separated state line (tabs, newlines, commas, backslashes).
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -41,7 +42,8 @@ fn esc(s: &str) -> String {
     out
 }
 
-fn unesc(s: &str) -> String {
+/// Reverses [`esc`].
+pub(crate) fn unesc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
@@ -194,22 +196,26 @@ impl JournalEntry {
 /// Returns the records and how many lines were unreadable (a torn last line
 /// after a crash is one of those, and is simply skipped).
 pub fn replay(snapshot: &str, journal: &str) -> (Vec<SessionRecord>, usize) {
-    let mut live: Vec<SessionRecord> = Vec::new();
+    let mut live: std::collections::HashMap<SessionId, SessionRecord> =
+        std::collections::HashMap::new();
     let mut bad = 0;
     for line in snapshot.lines().chain(journal.lines()) {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         match JournalEntry::decode(line) {
-            Ok(JournalEntry::Upsert(r)) => match live.iter_mut().find(|x| x.id == r.id) {
-                Some(slot) => *slot = *r,
-                None => live.push(*r),
-            },
-            Ok(JournalEntry::Gone(id)) => live.retain(|x| x.id != id),
+            Ok(JournalEntry::Upsert(r)) => {
+                live.insert(r.id, *r);
+            }
+            Ok(JournalEntry::Gone(id)) => {
+                live.remove(&id);
+            }
             Err(_) => bad += 1,
         }
     }
-    (live, bad)
+    let mut out: Vec<SessionRecord> = live.into_values().collect();
+    out.sort_by_key(|r| r.id);
+    (out, bad)
 }
 
 #[cfg(test)]

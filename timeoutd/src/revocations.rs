@@ -5,6 +5,7 @@
 use session_timeout_proto::Target;
 
 use crate::clock::Timestamp;
+use crate::record::{esc, unesc};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
@@ -127,32 +128,6 @@ impl Revocations {
         }
         Ok(out)
     }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('\t', "\\t")
-        .replace('\n', "\\n")
-        .replace('\r', "\\r")
-}
-
-fn unesc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('t') => out.push('\t'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some(other) => out.push(other),
-            None => out.push('\\'),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

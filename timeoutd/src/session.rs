@@ -17,8 +17,9 @@ impl fmt::Display for SessionId {
     }
 }
 
-/// A process identified so that a reused pid is never mistaken for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A process identified by pid and start time (field 22 of /proc/PID/stat),
+/// so that a reused pid is never mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProcRef {
     pub pid: u32,
     pub start_time: u64,

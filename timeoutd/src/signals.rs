@@ -13,13 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::procfs;
 
-/// A process identified by pid **and** start time (field 22 of
-/// `/proc/PID/stat`), so that a reused pid is never mistaken for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ProcRef {
-    pub pid: u32,
-    pub start_time: u64,
-}
+pub use crate::session::ProcRef;
 
 impl ProcRef {
     /// The [`ProcRef`] of a [`procfs::ProcInfo`].
