@@ -43,12 +43,34 @@ pub fn exchange(socket: &Path, req: &Request, timeout: Duration) -> Result<Respo
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
     set_timeouts(&stream, deadline)?;
     write_frame(&mut stream, &req.encode()).map_err(io_to_client)?;
-    set_timeouts(&stream, deadline)?;
-    let body = read_frame(&mut stream).map_err(|e| match e {
+    let mut reader = DeadlineReader {
+        stream: &stream,
+        deadline,
+    };
+    let body = read_frame(&mut reader).map_err(|e| match e {
         FrameError::Io(e) => io_to_client(e),
         other => ClientError::Protocol(other.to_string()),
     })?;
     Response::decode(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+/// Gives every read only the time left until the deadline, so a daemon that
+/// answers a byte at a time still cannot hold the login past `timeout_ms`.
+struct DeadlineReader<'a> {
+    stream: &'a UnixStream,
+    deadline: Instant,
+}
+
+impl io::Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self
+            .deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))?;
+        self.stream.set_read_timeout(Some(left))?;
+        io::Read::read(&mut self.stream, buf)
+    }
 }
 
 fn io_to_client(e: io::Error) -> ClientError {
@@ -169,6 +191,34 @@ mod tests {
         });
         let resp = exchange(&path, &unregister(), Duration::from_secs(2)).unwrap();
         assert_eq!(resp, Response::Unregistered { session_id: 5 });
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_daemon_that_trickles_its_reply_cannot_stretch_the_bound() {
+        let path = temp_socket("trickle");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let _ = read_frame(&mut s);
+            use std::io::Write;
+            // One byte every 100 ms of a reply announcing 100 bytes.
+            for b in [0u8, 0, 0, 100, 1, 102, 0, 0, 0] {
+                if s.write_all(&[b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let t = Instant::now();
+        let err = exchange(&path, &unregister(), Duration::from_millis(250));
+        assert!(matches!(err, Err(ClientError::Timeout)), "{err:?}");
+        // The bound is the point; allow scheduling slack on a loaded 2-core machine.
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
         server.join().unwrap();
     }
 
