@@ -311,10 +311,7 @@ impl<S: System> Engine<S> {
     }
 
     fn send(&mut self, s: &Session, procs: &[ProcRef], sigs: &[i32]) {
-        let mut count = 0;
-        for &sig in sigs {
-            count = count.max(self.sys.signal(procs, sig));
-        }
+        let count = self.sys.signal(procs, sigs);
         let names: Vec<&str> = sigs
             .iter()
             .map(|s| crate::signals::signal_name(*s))
@@ -377,7 +374,7 @@ impl<S: System> Engine<S> {
         };
         let quiet = matches!(step, KillStep::Kill(n) if n > MAX_KILL_ROUNDS);
         if quiet {
-            self.sys.signal(&procs, sig);
+            self.sys.signal(&procs, &[sig]);
         } else {
             self.send(s, &procs, &[sig]);
         }

@@ -51,8 +51,8 @@ pub trait System {
     fn parent_sessionid(&mut self, p: ProcRef) -> Option<u32>;
     /// Live, non-zombie processes in the session's scope.
     fn scope_processes(&mut self, leader: ProcRef, scope: Scope) -> Vec<ProcFacts>;
-    /// Sends `sig` to each; returns how many were signalled.
-    fn signal(&mut self, procs: &[ProcRef], sig: i32) -> usize;
+    /// Sends each of `sigs`, in order, to each process; returns how many were signalled.
+    fn signal(&mut self, procs: &[ProcRef], sigs: &[i32]) -> usize;
     fn log(&mut self, ev: Event);
     /// A new session id, never handed out before, across restarts too.
     fn allocate_id(&mut self) -> u64;

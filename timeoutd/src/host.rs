@@ -281,8 +281,11 @@ impl System for Host {
             .collect()
     }
 
-    fn signal(&mut self, procs: &[ProcRef], sig: i32) -> usize {
-        signals::signal_all(procs, sig)
+    fn signal(&mut self, procs: &[ProcRef], sigs: &[i32]) -> usize {
+        procs
+            .iter()
+            .filter(|p| signals::signal_each(**p, sigs).is_ok())
+            .count()
     }
 
     fn log(&mut self, ev: Event) {

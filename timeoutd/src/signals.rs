@@ -96,6 +96,12 @@ fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
 ///
 /// Signal 0 only checks that the process exists and is the same one.
 pub fn signal(p: ProcRef, sig: i32) -> Result<(), SignalError> {
+    signal_each(p, &[sig])
+}
+
+/// Sends each of `sigs`, in order, through one pidfd checked once (SIGHUP and
+/// SIGCONT together cost one open and one /proc read, not two).
+pub fn signal_each(p: ProcRef, sigs: &[i32]) -> Result<(), SignalError> {
     let pid = libc::pid_t::try_from(p.pid).map_err(|_| {
         SignalError::Os(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -120,7 +126,10 @@ pub fn signal(p: ProcRef, sig: i32) -> Result<(), SignalError> {
         Some(t) if t == p.start_time => {}
         _ => return Err(SignalError::Gone),
     }
-    pidfd_send_signal(&pidfd, sig).map_err(os_error_to_signal_error)
+    for &sig in sigs {
+        pidfd_send_signal(&pidfd, sig).map_err(os_error_to_signal_error)?;
+    }
+    Ok(())
 }
 
 /// Sends `sig` to every process in `procs` (see [`signal`]); returns how

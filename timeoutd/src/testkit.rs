@@ -78,13 +78,17 @@ impl System for Fake {
     fn scope_processes(&mut self, _leader: ProcRef, _scope: Scope) -> Vec<ProcFacts> {
         self.procs.clone()
     }
-    fn signal(&mut self, procs: &[ProcRef], sig: i32) -> usize {
-        self.signals
-            .push((sig, procs.iter().map(|p| p.pid).collect()));
-        let immune = self.immune.clone();
-        self.procs.retain(|p| {
-            !procs.contains(&p.proc) || sig == libc::SIGCONT || immune.contains(&(p.proc.pid, sig))
-        });
+    fn signal(&mut self, procs: &[ProcRef], sigs: &[i32]) -> usize {
+        for &sig in sigs {
+            self.signals
+                .push((sig, procs.iter().map(|p| p.pid).collect()));
+            let immune = self.immune.clone();
+            self.procs.retain(|p| {
+                !procs.contains(&p.proc)
+                    || sig == libc::SIGCONT
+                    || immune.contains(&(p.proc.pid, sig))
+            });
+        }
         procs.len()
     }
     fn log(&mut self, ev: Event) {
