@@ -1,0 +1,264 @@
+//! `st-bench`: the benchmark harness of issue 7. Runs the real timeoutd and
+//! the real pam_session_timeout.so on this host and measures login overhead,
+//! a login storm, enforcement precision, revocation, and steady-state cost at
+//! scale. See docs/BENCHMARKS.md.
+
+mod client;
+mod ctx;
+mod daemon;
+mod fleet;
+mod host;
+mod json;
+mod leader;
+mod monitor;
+mod opts;
+mod pam_ffi;
+mod phases;
+mod report;
+mod stats;
+mod sys;
+mod syslog;
+mod util;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use crate::ctx::Ctx;
+use crate::fleet::Fleet;
+use crate::host::{first_existing, Host};
+use crate::opts::{Opts, PHASES, USAGE};
+use crate::report::Report;
+use crate::syslog::SyslogSink;
+
+const PAM_PERMIT: [&str; 4] = [
+    "/lib/x86_64-linux-gnu/security/pam_permit.so",
+    "/usr/lib/x86_64-linux-gnu/security/pam_permit.so",
+    "/lib/security/pam_permit.so",
+    "/usr/lib64/security/pam_permit.so",
+];
+const PAM_WRAPPER: [&str; 3] = [
+    "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so",
+    "/usr/lib64/libpam_wrapper.so",
+    "/usr/lib/libpam_wrapper.so",
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("__spawner") => return ExitCode::from(leader::spawner_main() as u8),
+        Some("__pam-loop") => return phases::overhead::pam_loop_main(&args[1..]),
+        Some("__floor-server") => return phases::overhead::floor_server_main(&args[1..]),
+        _ => {}
+    }
+    let opts = match Opts::parse(&args) {
+        Ok(o) => o,
+        Err(e) if e.is_empty() => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("st-bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if !sys::is_root() {
+        eprintln!("st-bench: must run as root (it creates a user, raises kernel.pty.max and runs timeoutd)");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = host::on_interrupt(host::restore) {
+        eprintln!("st-bench: {e}");
+        return ExitCode::from(1);
+    }
+    let outcome = std::panic::catch_unwind(|| run(opts));
+    host::restore();
+    match outcome {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            eprintln!("st-bench: {e}");
+            ExitCode::from(1)
+        }
+        Err(_) => ExitCode::from(101),
+    }
+}
+
+/// Copies a binary under test into the run's directory.
+fn take_copy(from: &Path, dir: &Path) -> Result<PathBuf, String> {
+    let to = dir.join(from.file_name().ok_or("bad path")?);
+    std::fs::copy(from, &to).map_err(|e| {
+        format!(
+            "{}: {e} (build first: cargo build --release --workspace)",
+            from.display()
+        )
+    })?;
+    Ok(to)
+}
+
+fn run(opts: Opts) -> Result<ExitCode, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin_dir = opts
+        .bin_dir
+        .clone()
+        .or_else(|| exe.parent().map(Path::to_path_buf))
+        .ok_or("no --bin-dir")?;
+    let pam_permit = first_existing(&PAM_PERMIT).ok_or("pam_permit.so not found")?;
+    let pam_wrapper = first_existing(&PAM_WRAPPER)
+        .ok_or("libpam_wrapper.so not found (apt-get install libpam-wrapper)")?;
+    let host = Host::setup(opts.max_sessions(), opts.keep)?;
+    host.ensure_ptys(opts.max_sessions() + opts.pam_leaders)?;
+    let bin = host.dir("bin");
+    // Run copies: the build directory may be rebuilt while the bench runs,
+    // and the harness re-runs itself as the spawner and the PAM loop.
+    let exe = take_copy(&exe, &bin)?;
+    let timeoutd = take_copy(&bin_dir.join("timeoutd"), &bin)?;
+    let module = take_copy(&bin_dir.join("libpam_session_timeout.so"), &bin)?;
+    let pam_dir = host.dir("pam.d");
+    let up = host.tmp.join("overhead").join("timeoutd.sock");
+    let down = host.tmp.join("overhead").join("absent.sock");
+    phases::overhead::write_services(&pam_dir, &pam_permit, &module, &up, &down)
+        .map_err(|e| format!("writing PAM services: {e}"))?;
+    for n in &opts.scale {
+        let sock = host
+            .tmp
+            .join(phases::scale::daemon_name(*n))
+            .join("timeoutd.sock");
+        let text = format!(
+            "session required {}\nsession required {} socket={} fail=closed\n",
+            pam_permit.display(),
+            module.display(),
+            sock.display()
+        );
+        std::fs::write(pam_dir.join(phases::scale::service(*n)), text)
+            .map_err(|e| format!("writing PAM services: {e}"))?;
+    }
+    let sink = SyslogSink::start(&host.tmp.join("syslog.sock"))
+        .map_err(|e| format!("syslog socket: {e}"))?;
+    let fleet = Fleet::start(&exe, &Ctx::pam_env(&pam_wrapper, &pam_dir))
+        .map_err(|e| format!("starting the spawner: {e}"))?;
+    let mut report = Report::default();
+    meta(&mut report, &opts, &bin_dir, &timeoutd, &module);
+    let mut ctx = Ctx {
+        opts,
+        host,
+        exe,
+        timeoutd,
+        pam_wrapper,
+        pam_dir,
+        sink,
+        fleet,
+    };
+    for phase in PHASES {
+        if !ctx.opts.runs(phase) {
+            continue;
+        }
+        eprintln!("st-bench: {phase} ...");
+        let t = std::time::Instant::now();
+        let res = match phase {
+            "overhead" => phases::overhead::run(&mut ctx, &mut report),
+            "storm" => phases::storm::run(&mut ctx, &mut report),
+            "absolute" => phases::precision::run_absolute(&mut ctx, &mut report),
+            "idle" => phases::precision::run_idle(&mut ctx, &mut report),
+            "revoke" => phases::revoke::run(&mut ctx, &mut report),
+            _ => phases::scale::run(&mut ctx, &mut report),
+        };
+        eprintln!(
+            "st-bench: {phase} done in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        if let Err(e) = res {
+            eprintln!("st-bench: {phase}: {e}");
+            report.error(phase, e);
+        }
+    }
+    report.meta("load average at end", loadavg());
+    let Ctx { fleet, sink, .. } = ctx;
+    fleet.shutdown();
+    drop(sink);
+    let md = report.markdown();
+    let json = report.json().pretty();
+    // A closed stdout (`| head`) must not stop the files from being written.
+    let _ = write!(std::io::stdout(), "{md}\n```json\n{json}```\n");
+    if let Some(p) = &ctx.opts.out {
+        std::fs::write(p, &json).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    if let Some(p) = &ctx.opts.markdown {
+        std::fs::write(p, &md).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    // Targets never fail the run; a figure the harness could not produce does.
+    let missing = report.missing();
+    if missing.is_empty() && report.errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for f in missing {
+            eprintln!("st-bench: no figure for {}", f.key);
+        }
+        Ok(ExitCode::from(3))
+    }
+}
+
+/// The 1, 5 and 15 minute load averages: other work on the host skews tails.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn meta(r: &mut Report, opts: &Opts, bin_dir: &Path, timeoutd: &Path, module: &Path) {
+    r.meta("date", command_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]));
+    let dir = bin_dir.display().to_string();
+    let commit = command_line("git", &["-C", &dir, "rev-parse", "--short", "HEAD"]);
+    let dirty = command_line("git", &["-C", &dir, "status", "--porcelain"]);
+    let dirty = if dirty.is_empty() {
+        String::new()
+    } else {
+        format!(" (+{} uncommitted paths)", dirty.lines().count())
+    };
+    if !commit.is_empty() {
+        r.meta("commit", format!("{commit}{dirty}"));
+    }
+    r.meta("mode", if opts.quick { "quick" } else { "full" });
+    if let Some(label) = &opts.label {
+        r.meta("label", label);
+    }
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    r.meta("cpu", format!("{cores} × {cpu}"));
+    r.meta("load average at start", loadavg());
+    r.meta(
+        "kernel",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+    );
+    for (what, p) in [("timeoutd", timeoutd), ("module", module)] {
+        let sum = command_line("sha256sum", &[&p.display().to_string()]);
+        r.meta(
+            &format!("{what} sha256"),
+            sum.split_whitespace()
+                .next()
+                .unwrap_or("?")
+                .get(..16)
+                .unwrap_or("?"),
+        );
+    }
+}
