@@ -280,6 +280,11 @@ fn a_revoked_login_is_registered_and_ended_even_if_the_refusal_is_never_read() {
     // The module may have timed out and let the login in: it is ended anyway.
     assert_eq!(find(&e, "session_open").get("user"), Some("alice"));
     assert_eq!(find(&e, "session_revoked").get("user"), Some("alice"));
+    assert!(
+        e.sys.signals.is_empty(),
+        "the PAM stack gets a moment to refuse it itself"
+    );
+    run_until(&mut e, 1003);
     assert_eq!(e.sys.signals[0].0, libc::SIGHUP);
     run_until(&mut e, 1010);
     assert_eq!(

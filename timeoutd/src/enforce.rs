@@ -52,6 +52,21 @@ impl<S: System> Engine<S> {
         self.apply(id, s, after, next);
     }
 
+    /// Ends an active session `after` a moment, without warnings: a refused
+    /// login, whose PAM stack should turn it away by itself first.
+    pub(crate) fn end_after(&mut self, id: SessionId, reason: EndReason, after: Duration) {
+        let now = self.sys.now();
+        if let Some(s) = self.session_mut(id) {
+            if s.is_active() {
+                s.phase = Phase::Terminating {
+                    reason,
+                    step: KillStep::Pending,
+                };
+                self.schedule(id, now + after);
+            }
+        }
+    }
+
     /// Starts ending an active session now, without warnings (kill, revoke).
     pub(crate) fn end_now(&mut self, id: SessionId, reason: EndReason) {
         let Some(mut s) = self.session_mut(id).map(|s| s.clone()) else {
@@ -347,12 +362,15 @@ impl<S: System> Engine<S> {
         step: KillStep,
         now: Timestamp,
     ) -> (After, Option<Timestamp>) {
+        if step == KillStep::Pending {
+            return self.begin_kill(s, reason, now);
+        }
         let procs = self.targets(s);
         if procs.is_empty() {
             return self.terminated(s, reason, 0, now);
         }
         let (sig, next_step, wait) = match step {
-            KillStep::HangUp => (libc::SIGTERM, KillStep::Terminate, TERM_WAIT),
+            KillStep::Pending | KillStep::HangUp => (libc::SIGTERM, KillStep::Terminate, TERM_WAIT),
             KillStep::Terminate => (libc::SIGKILL, KillStep::Kill(1), KILL_WAIT),
             KillStep::Kill(n) if n == MAX_KILL_ROUNDS => {
                 // Something keeps coming back (a fork loop, a process in

@@ -99,6 +99,9 @@ pub struct Peer {
     pub gid: u32,
 }
 
+/// A refused login's processes are signalled this long after the refusal,
+/// if the PAM stack did not end the login by itself (the reply was lost).
+const REFUSED_LOGIN_GRACE: Duration = Duration::from_secs(2);
 /// Longest pause between looks for a terminal that has not appeared yet.
 const DISCOVERY_MAX_BACKOFF: Duration = Duration::from_secs(30);
 const DISCOVERY_FIRST: Duration = Duration::from_millis(200);
@@ -318,8 +321,7 @@ impl<S: System> Engine<S> {
                     .field("reason", "login of a revoked user");
                 self.sys.log(ev);
             }
-            self.sys.begin_batch();
-            self.end_now(id, EndReason::Revoked { by_uid });
+            self.end_after(id, EndReason::Revoked { by_uid }, REFUSED_LOGIN_GRACE);
             return Response::Refused { message };
         }
         Response::Registered {

@@ -156,6 +156,9 @@ fn window_end(stamp: Timestamp) -> Timestamp {
 /// The signal step a terminating session is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KillStep {
+    /// Nothing sent yet: a refused login is given a moment to be turned
+    /// away by the PAM stack itself before its processes are signalled.
+    Pending,
     /// SIGHUP and SIGCONT sent; waiting `grace`.
     HangUp,
     /// SIGTERM sent.
