@@ -20,6 +20,8 @@ use crate::signals;
 use crate::state::StateStore;
 use crate::syslog::Syslog;
 
+/// How long a parent → children index is reused while logins are set up.
+const CHILDREN_TTL: Duration = Duration::from_secs(2);
 /// The revocation list in the state directory.
 pub const REVOCATIONS_FILE: &str = "revocations";
 /// `state_write_failed` is logged at most this often.
@@ -34,6 +36,10 @@ pub struct Host {
     snapshot: Option<Vec<ProcInfo>>,
     /// Audit session id → pids, from one read of each /proc/PID/sessionid.
     by_sessionid: Option<HashMap<u32, Vec<u32>>>,
+    /// Parent → children, for telling logins without a terminal; shared by
+    /// every login being set up for a couple of seconds (a login storm scans
+    /// /proc once per interval, not once per login).
+    children: Option<(Instant, HashMap<u32, Vec<u32>>)>,
     last_state_error: Option<Instant>,
 }
 
@@ -51,6 +57,7 @@ impl Host {
             state_dir,
             snapshot: None,
             by_sessionid: None,
+            children: None,
             last_state_error: None,
         }
     }
@@ -211,7 +218,19 @@ impl System for Host {
     }
 
     fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe {
-        let probe = login_probe::find(leader.pid, pam_tty, check_notty);
+        let cache = &mut self.children;
+        let probe = login_probe::find(leader.pid, pam_tty, check_notty, || {
+            let fresh = cache
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < CHILDREN_TTL);
+            if !fresh {
+                *cache = Some((Instant::now(), login_probe::children_index()));
+            }
+            cache
+                .as_ref()
+                .and_then(|(_, index)| index.get(&leader.pid).cloned())
+                .unwrap_or_default()
+        });
         if !self.alive(leader) {
             return TtyProbe::default(); // the pid was reused while we looked
         }

@@ -34,7 +34,12 @@ pub fn device(name: &str) -> PathBuf {
 /// The login's terminals. With `check_notty`, when none is found, the titles
 /// of the leader's children are read too (`sshd: user@notty` says there will
 /// be none); that needs a pass over /proc, so it is only done until settled.
-pub fn find(leader_pid: u32, pam_tty: &str, check_notty: bool) -> TtyProbe {
+pub fn find(
+    leader_pid: u32,
+    pam_tty: &str,
+    check_notty: bool,
+    children: impl FnOnce() -> Vec<u32>,
+) -> TtyProbe {
     if let Some(name) = tty_from_pam(pam_tty) {
         return TtyProbe {
             ttys: vec![name],
@@ -47,22 +52,28 @@ pub fn find(leader_pid: u32, pam_tty: &str, check_notty: bool) -> TtyProbe {
         .collect();
     let notty = check_notty
         && ttys.is_empty()
-        && children_of(leader_pid)
+        && children()
             .into_iter()
             .any(|child| title_says_notty(&cmdline(child)));
     TtyProbe { ttys, notty }
 }
 
-/// Pids whose parent is `pid`, from one read of each /proc/PID/stat (the
-/// kernel here has no /proc/PID/task/TID/children). Vanished entries are skipped.
-pub fn children_of(pid: u32) -> Vec<u32> {
+/// Parent pid → child pids, from one read of each /proc/PID/stat (the kernel
+/// here has no /proc/PID/task/TID/children). Vanished entries are skipped.
+pub fn children_index() -> std::collections::HashMap<u32, Vec<u32>> {
+    let mut index: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return index;
     };
-    rd.filter_map(|e| e.ok())
+    for pid in rd
+        .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| procfs::read_stat(*p).is_ok_and(|st| st.ppid == pid))
-        .collect()
+    {
+        if let Ok(st) = procfs::read_stat(pid) {
+            index.entry(st.ppid).or_default().push(pid);
+        }
+    }
+    index
 }
 
 /// sshd's session child retitles itself `sshd: USER@notty` when the login has
@@ -130,7 +141,7 @@ mod tests {
 
     #[test]
     fn a_process_without_ptys_has_none() {
-        let probe = find(std::process::id(), "ssh", true);
+        let probe = find(std::process::id(), "ssh", true, Vec::new);
         assert!(probe.ttys.is_empty());
         assert!(!probe.notty);
     }
@@ -141,7 +152,9 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
-        let kids = children_of(std::process::id());
+        let kids = children_index()
+            .remove(&std::process::id())
+            .unwrap_or_default();
         let _ = child.kill();
         let _ = child.wait();
         assert!(kids.contains(&child.id()), "{kids:?}");
