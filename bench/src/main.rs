@@ -62,6 +62,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Descriptors inherited from whoever started us would be inherited by
+    // the daemons too (Command closes only close-on-exec ones) and counted
+    // in their fd figures.
+    sys::close_all_except(&[]);
     if !sys::is_root() {
         eprintln!("st-bench: must run as root (it creates a user, raises kernel.pty.max and runs timeoutd)");
         return ExitCode::from(2);

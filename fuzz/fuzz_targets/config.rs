@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|text: &str| {
     match timeoutd::config::parse(Path::new("/etc/session-timeout.toml"), text) {
         Ok(cfg) => {
-            let _ = timeoutd::explain::describe(&cfg);
+            let _ = timeoutd::config::explain::describe(&cfg);
         }
         Err(errs) => {
             assert!(!errs.0.is_empty(), "an error result without errors");

@@ -93,7 +93,7 @@ fn main() -> ExitCode {
     match mode {
         Mode::Check(path) => match config::load(&path) {
             Ok(cfg) => {
-                print!("{}", timeoutd::explain::describe(&cfg));
+                print!("{}", timeoutd::config::explain::describe(&cfg));
                 ExitCode::SUCCESS
             }
             Err(errs) => {
@@ -103,7 +103,7 @@ fn main() -> ExitCode {
             }
         },
         Mode::Posture => {
-            let findings = timeoutd::posture::check_host();
+            let findings = timeoutd::host::posture::check_host();
             if findings.is_empty() {
                 println!("no weaknesses found");
                 return ExitCode::SUCCESS;
@@ -125,9 +125,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match timeoutd::explain::parse_facts(&words) {
+            match timeoutd::config::explain::parse_facts(&words) {
                 Ok(facts) => {
-                    print!("{}", timeoutd::explain::explain(&cfg, &facts));
+                    print!("{}", timeoutd::config::explain::explain(&cfg, &facts));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -140,10 +140,11 @@ fn main() -> ExitCode {
             let cfg = match config::load(&opts.config_path) {
                 Ok(c) => c,
                 Err(errs) => {
-                    let syslog = timeoutd::syslog::Syslog::new(std::path::Path::new("/dev/log"));
+                    let syslog =
+                        timeoutd::host::syslog::Syslog::new(std::path::Path::new("/dev/log"));
                     syslog.log(
-                        &timeoutd::event::Event::new("config_rejected")
-                            .with_severity(timeoutd::event::Severity::Err)
+                        &timeoutd::core::event::Event::new("config_rejected")
+                            .with_severity(timeoutd::core::event::Severity::Err)
                             .field("file", opts.config_path.display())
                             .field("errors", errs.to_string().replace('\n', "; "))
                             .field("action", "refusing to start"),

@@ -57,12 +57,15 @@ struct Row {
 }
 
 /// The first idle warning written to every session (15m idle, warning 5m
-/// before: 10 minutes after the sessions were registered).
+/// before: 10 minutes after the sessions were registered). `cpu_s` covers the
+/// round and up to two seconds around it.
 #[derive(Debug, Clone, Copy)]
 struct WarnRound {
     warnings: usize,
     span_s: f64,
     cpu_s: f64,
+    /// When the first warning event arrived, seconds into the window.
+    first_at_s: f64,
 }
 
 impl Row {
@@ -267,6 +270,7 @@ fn row_json(row: &Row) -> J {
                 J::obj([
                     ("warnings", J::from(r.warnings)),
                     ("span_s", J::num(r.span_s)),
+                    ("first_at_s", J::num(r.first_at_s)),
                     ("cpu_s", J::num(r.cpu_s)),
                     (
                         "cpu_us_per_warning",
@@ -443,23 +447,25 @@ fn steady(
         let (a, b) = (quiet[0], quiet[quiet.len() - 1]);
         ((b.voluntary + b.involuntary) - (a.voluntary + a.involuntary)) as f64 / quiet_s.max(1.0)
     });
-    // The warning round: CPU from a second before the first warning to a
-    // second after the last.
+    // The warning round: CPU between the last sample at least a second
+    // before the first warning and the first sample at least a second after
+    // the last one.
     let round = match (warn_times.iter().min(), warn_times.iter().max()) {
-        (Some(a), Some(b)) => {
-            let inside: Vec<Sample> = samples
+        (Some(&a), Some(&b)) => {
+            let start = samples
                 .iter()
-                .copied()
-                .filter(|s| s.t_ns >= a - 1_000_000_000 && s.t_ns <= b + 2_000_000_000)
-                .collect();
-            let cpu = match (inside.first(), inside.last()) {
-                (Some(x), Some(y)) => (y.cpu_ticks - x.cpu_ticks) as f64 / ticks,
-                _ => 0.0,
-            };
+                .rev()
+                .find(|s| s.t_ns <= a - 1_000_000_000)
+                .unwrap_or(&first);
+            let end = samples
+                .iter()
+                .find(|s| s.t_ns >= b + 1_000_000_000)
+                .unwrap_or(&last);
             Some(WarnRound {
                 warnings: warn_times.len(),
                 span_s: (b - a) as f64 / 1e9,
-                cpu_s: cpu,
+                cpu_s: (end.cpu_ticks - start.cpu_ticks) as f64 / ticks,
+                first_at_s: (a - first.t_ns) as f64 / 1e9,
             })
         }
         _ => None,

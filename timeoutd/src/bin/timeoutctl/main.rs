@@ -11,7 +11,8 @@ use std::time::Duration;
 use session_timeout_proto::{
     read_frame_limited, write_frame, Request, Response, Target, MAX_REPLY,
 };
-use timeoutd::{config, duration};
+use timeoutd::config;
+use timeoutd::core::duration;
 
 const USAGE: &str = "\
 usage: timeoutctl [--socket PATH | --config PATH] COMMAND
@@ -195,11 +196,13 @@ fn main() -> ExitCode {
             print!("{}", render::revocations_json(&list))
         }
         (Response::Revocations(list), _) => print!("{}", render::revocations_table(&list)),
-        (Response::Done { message }, _) => println!("{}", timeoutd::escape::for_terminal(&message)),
+        (Response::Done { message }, _) => {
+            println!("{}", timeoutd::core::escape::for_terminal(&message))
+        }
         (Response::Error { code, message }, _) => {
             eprintln!(
                 "timeoutctl: refused ({code:?}): {}",
-                timeoutd::escape::for_terminal(&message)
+                timeoutd::core::escape::for_terminal(&message)
             );
             return ExitCode::FAILURE;
         }

@@ -1,9 +1,9 @@
 //! Tables for a terminal and JSON for scripts.
 
 use session_timeout_proto::{RevocationInfo, SessionInfo, Target};
-use timeoutd::clock::Timestamp;
-use timeoutd::duration::Human;
-use timeoutd::escape;
+use timeoutd::core::clock::Timestamp;
+use timeoutd::core::duration::Human;
+use timeoutd::core::escape;
 
 /// A duration in seconds as `1h2m`, or `-` for none.
 fn left(deadline: i64, now: i64) -> String {

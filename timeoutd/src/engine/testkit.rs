@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use session_timeout_proto::{Registration, Response};
 
-use crate::clock::Timestamp;
+use crate::core::clock::Timestamp;
+use crate::core::event::Event;
+use crate::core::policy::{Limits, Policy};
+use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::{ProcRef, Scope, SessionId, TtyTimes};
 use crate::engine::{Engine, Peer, ProcFacts, System, TtyProbe};
-use crate::event::Event;
-use crate::policy::{Limits, Policy};
-use crate::record::{JournalEntry, SessionRecord};
-use crate::session::{ProcRef, Scope, SessionId, TtyTimes};
 
 pub(crate) const USER_UID: u32 = 1001;
 pub(crate) const LEADER: ProcRef = ProcRef {

@@ -6,12 +6,12 @@ use session_timeout_proto::{
     ErrorCode, Request, Response, RevocationInfo, SessionInfo, TamperSeen, Target, WarningSent,
 };
 
-use crate::clock::Timestamp;
-use crate::duration::Human;
+use crate::core::clock::Timestamp;
+use crate::core::duration::Human;
+use crate::core::event::{Event, Severity};
+use crate::core::revocations::{target_label, Revocation};
+use crate::core::session::{EndReason, Phase, Session, SessionId};
 use crate::engine::{session_event, Engine, Peer, System};
-use crate::event::{Event, Severity};
-use crate::revocations::{target_label, Revocation};
-use crate::session::{EndReason, Phase, Session, SessionId};
 
 fn denied(message: &str) -> Response {
     Response::Error {
@@ -151,14 +151,14 @@ impl<S: System> Engine<S> {
     }
 
     fn info(&self, s: &Session) -> SessionInfo {
-        let ds = crate::deadline::deadlines(
+        let ds = crate::core::deadline::deadlines(
             &s.limits,
             s.registered_at,
             s.last_activity,
             s.idle_measured(),
             s.not_before,
         );
-        let at = |r: crate::deadline::Reason| {
+        let at = |r: crate::core::deadline::Reason| {
             ds.iter().find(|d| d.reason == r).map_or(0, |d| d.at.secs())
         };
         SessionInfo {
@@ -175,13 +175,13 @@ impl<S: System> Engine<S> {
             },
             started: s.registered_at.secs(),
             last_activity: s.last_activity.secs(),
-            idle_deadline: at(crate::deadline::Reason::Idle),
-            max_deadline: at(crate::deadline::Reason::Max),
+            idle_deadline: at(crate::core::deadline::Reason::Idle),
+            max_deadline: at(crate::core::deadline::Reason::Max),
             now: self.sys.now().secs(),
             leader_pid: s.leader.pid,
             audit_session: match s.scope {
-                crate::session::Scope::AuditSession(id) => id,
-                crate::session::Scope::Subtree => u32::MAX,
+                crate::core::session::Scope::AuditSession(id) => id,
+                crate::core::session::Scope::Subtree => u32::MAX,
             },
             pids: Vec::new(),
             warnings: s

@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 
 use crate::engine::TtyProbe;
-use crate::procfs;
-use crate::pty;
+use crate::host::procfs;
+use crate::host::pty;
 
 /// The terminal named by PAM_TTY, when it names a device ("/dev/pts/3",
 /// "pts/3", "tty1"); `None` for "ssh", X displays and anything odd.

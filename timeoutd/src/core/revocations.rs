@@ -4,8 +4,8 @@
 
 use session_timeout_proto::Target;
 
-use crate::clock::Timestamp;
-use crate::record::{esc, unesc};
+use crate::core::clock::Timestamp;
+use crate::core::record::{esc, unesc};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {

@@ -11,10 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::duration;
-use crate::matching::HostPattern;
-use crate::policy::{Criteria, KillScope, Limits, NottyMode, Policy, Rule, TtyClass};
-use crate::template::Template;
+use crate::core::duration;
+use crate::core::matching::HostPattern;
+use crate::core::policy::{Criteria, KillScope, Limits, NottyMode, Policy, Rule, TtyClass};
+use crate::core::template::Template;
 
 pub const DEFAULT_PATH: &str = "/etc/session-timeout.toml";
 
@@ -515,5 +515,5 @@ fn rule_section(table: &Spanned<RawTable>, policy: &Policy, errs: &mut Errors) -
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
+#[path = "parse_tests.rs"]
 mod tests;

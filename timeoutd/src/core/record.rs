@@ -2,9 +2,9 @@
 //! Pure: encoding and decoding only. Every field a user controls is escaped,
 //! and a malformed line is an error, never a panic.
 
-use crate::clock::Timestamp;
-use crate::policy::TtyClass;
-use crate::session::{Login, ProcRef, Scope, SessionId};
+use crate::core::clock::Timestamp;
+use crate::core::policy::TtyClass;
+use crate::core::session::{Login, ProcRef, Scope, SessionId};
 
 /// What is kept of a session across a restart: who, which processes, and its
 /// history (registration time and last credited activity). Limits and the

@@ -4,8 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::matching::{glob, has_wildcard, rhost_matches, HostPattern};
-use crate::template::Template;
+use crate::core::matching::{glob, has_wildcard, rhost_matches, HostPattern};
+use crate::core::template::Template;
 
 /// How idle time is measured for a session without a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

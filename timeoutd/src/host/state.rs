@@ -12,8 +12,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::ids::write_atomic;
-use crate::record::{replay, JournalEntry, SessionRecord};
+use crate::core::record::{replay, JournalEntry, SessionRecord};
+use crate::host::ids::write_atomic;
 
 const SNAPSHOT: &str = "sessions.snapshot";
 const JOURNAL: &str = "sessions.journal";
@@ -114,9 +114,9 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Timestamp;
-    use crate::policy::TtyClass;
-    use crate::session::{Login, ProcRef, Scope, SessionId};
+    use crate::core::clock::Timestamp;
+    use crate::core::policy::TtyClass;
+    use crate::core::session::{Login, ProcRef, Scope, SessionId};
 
     fn rec(id: u64) -> SessionRecord {
         SessionRecord {

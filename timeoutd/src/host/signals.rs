@@ -11,9 +11,9 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::procfs;
+use crate::host::procfs;
 
-pub use crate::session::ProcRef;
+pub use crate::core::session::ProcRef;
 
 impl ProcRef {
     /// The [`ProcRef`] of a [`procfs::ProcInfo`].

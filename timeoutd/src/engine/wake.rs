@@ -3,17 +3,17 @@
 
 use std::time::Duration;
 
-use crate::clock::Timestamp;
-use crate::deadline::{self, Deadline, Step};
-use crate::duration::Human;
-use crate::engine::{record_of, session_event, Engine, ProcFacts, System};
-use crate::escape;
-use crate::event::Severity;
-use crate::policy::{KillScope, TtyClass};
-use crate::record::JournalEntry;
-use crate::session::{
+use crate::core::clock::Timestamp;
+use crate::core::deadline::{self, Deadline, Step};
+use crate::core::duration::Human;
+use crate::core::escape;
+use crate::core::event::Severity;
+use crate::core::policy::{KillScope, TtyClass};
+use crate::core::record::JournalEntry;
+use crate::core::session::{
     EndReason, KillStep, Observation, Phase, ProcRef, Session, SessionId, TtyWatch,
 };
+use crate::engine::{record_of, session_event, Engine, ProcFacts, System};
 
 /// After SIGTERM, how long before SIGKILL.
 const TERM_WAIT: Duration = Duration::from_secs(1);
@@ -329,7 +329,7 @@ impl<S: System> Engine<S> {
         let count = self.sys.signal(procs, sigs);
         let names: Vec<&str> = sigs
             .iter()
-            .map(|s| crate::signals::signal_name(*s))
+            .map(|s| crate::host::signals::signal_name(*s))
             .collect();
         let ev = session_event("session_signal", s)
             .field("signal", names.join(","))

@@ -4,9 +4,9 @@
 use std::fmt::Write;
 
 use crate::config::Config;
-use crate::duration::{self, Human};
-use crate::nss;
-use crate::policy::{Criteria, KillScope, Limits, LoginFacts, NottyMode, TtyClass};
+use crate::core::duration::{self, Human};
+use crate::core::policy::{Criteria, KillScope, Limits, LoginFacts, NottyMode, TtyClass};
+use crate::host::nss;
 
 pub fn limits_line(l: &Limits) -> String {
     let warn: Vec<String> = l.warn.iter().map(|w| Human(*w).to_string()).collect();

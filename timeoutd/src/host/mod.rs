@@ -1,24 +1,32 @@
 //! The real [`System`]: /proc, /dev/pts, signals, syslog, the id file.
 
+pub mod clock;
+pub mod ids;
+pub mod login_probe;
+pub mod nss;
+pub mod posture;
+pub mod procfs;
+pub mod pty;
+pub mod signals;
+pub mod state;
+pub mod syslog;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::core::clock::{Clock, Timestamp};
+use crate::core::event::{Event, Severity};
+use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::{ProcRef, Scope, TtyTimes};
+use crate::engine::FoundLogin;
 use crate::engine::{ProcFacts, System, TtyProbe};
-use crate::event::{Event, Severity};
-use crate::ids::{self, IdAllocator};
-use crate::login_probe;
-use crate::nss;
-use crate::procfs::{self, ProcInfo};
-use crate::pty;
-use crate::record::{JournalEntry, SessionRecord};
-use crate::recovery::FoundLogin;
-use crate::session::{ProcRef, Scope, TtyTimes};
-use crate::signals;
-use crate::state::StateStore;
-use crate::syslog::Syslog;
+use crate::host::clock::SystemClock;
+use crate::host::ids::IdAllocator;
+use crate::host::procfs::ProcInfo;
+use crate::host::state::StateStore;
+use crate::host::syslog::Syslog;
 
 /// How long a parent → children index is reused while logins are set up.
 const CHILDREN_TTL: Duration = Duration::from_secs(2);
@@ -147,7 +155,9 @@ impl Host {
         let me = std::process::id();
         let mut out = Vec::new();
         for p in &snap {
-            let is_login_program = programs.iter().any(|g| crate::matching::glob(g, &p.comm));
+            let is_login_program = programs
+                .iter()
+                .any(|g| crate::core::matching::glob(g, &p.comm));
             if !is_login_program || p.sessionid == procfs::AUDIT_UNSET || p.pid == me || p.ruid != 0
             {
                 continue;

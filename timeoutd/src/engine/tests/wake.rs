@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use session_timeout_proto::{ErrorCode, Response, SessionKey};
 
-use crate::clock::Timestamp;
+use crate::core::clock::Timestamp;
+use crate::core::policy::Policy;
+use crate::core::session::Scope;
+use crate::engine::testkit::*;
 use crate::engine::Peer;
-use crate::policy::Policy;
-use crate::session::Scope;
-use crate::testkit::*;
 
 #[test]
 fn idle_session_is_warned_expired_and_killed_in_order() {
@@ -245,7 +245,7 @@ fn a_login_without_terminal_is_idle_by_its_io() {
 #[test]
 fn max_only_exempts_a_login_without_terminal_from_idle() {
     let mut l = limits(Some(15), Some(60), &[]);
-    l.notty = crate::policy::NottyMode::MaxOnly;
+    l.notty = crate::core::policy::NottyMode::MaxOnly;
     let mut e = engine(l);
     e.sys.tty_appears_at = None;
     e.sys.notty = true;
@@ -260,8 +260,8 @@ fn max_only_exempts_a_login_without_terminal_from_idle() {
 
 #[test]
 fn the_rule_is_matched_again_once_the_terminal_kind_is_known() {
-    use crate::matching::HostPattern;
-    use crate::policy::{Criteria, Rule, TtyClass};
+    use crate::core::matching::HostPattern;
+    use crate::core::policy::{Criteria, Rule, TtyClass};
     let mut p = Policy::new(limits(Some(900), None, &[]));
     p.rules.push(Rule {
         name: "batch".into(),
@@ -291,7 +291,7 @@ fn the_rule_is_matched_again_once_the_terminal_kind_is_known() {
 
 #[test]
 fn groups_from_nss_select_rules() {
-    use crate::policy::{Criteria, Rule};
+    use crate::core::policy::{Criteria, Rule};
     let mut p = Policy::new(limits(Some(900), None, &[]));
     p.rules.push(Rule {
         name: "privileged".into(),
@@ -329,7 +329,7 @@ fn a_reload_whose_limit_already_passed_warns_before_ending() {
 #[test]
 fn leader_scope_signals_only_the_logins_own_processes() {
     let mut l = limits(Some(15), None, &[]);
-    l.kill_scope = crate::policy::KillScope::Leader;
+    l.kill_scope = crate::core::policy::KillScope::Leader;
     let mut e = engine(l);
     e.register(registration(), ROOT);
     run_until(&mut e, 1040);

@@ -5,14 +5,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::clock::Timestamp;
-use crate::deadline::{self, WarnMemory};
-use crate::duration::Human;
+use crate::core::clock::Timestamp;
+use crate::core::deadline::{self, WarnMemory};
+use crate::core::duration::Human;
+use crate::core::event::Severity;
+use crate::core::policy::Limits;
+use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::{EndReason, Login, Phase, ProcRef, Scope, Session, SessionId, TtyWatch};
 use crate::engine::{initial_tty_class, record_of, session_event, Engine, System};
-use crate::event::Severity;
-use crate::policy::Limits;
-use crate::record::{JournalEntry, SessionRecord};
-use crate::session::{EndReason, Login, Phase, ProcRef, Scope, Session, SessionId, TtyWatch};
 
 /// A deadline found already past after a restart is enforced this long after
 /// the warning that announces it.

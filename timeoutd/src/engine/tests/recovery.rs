@@ -2,16 +2,19 @@
 
 use std::time::Duration;
 
-use crate::clock::Timestamp;
+use crate::core::clock::Timestamp;
+use crate::core::record::JournalEntry;
+use crate::core::session::SessionId;
 use crate::engine::record_of;
-use crate::record::JournalEntry;
-use crate::recovery::FoundLogin;
-use crate::session::SessionId;
-use crate::testkit::*;
+use crate::engine::recovery::FoundLogin;
+use crate::engine::testkit::*;
 
 /// A session registered at 1000, with its durable record, and a new engine
 /// (the restarted daemon) at `restart_at`.
-fn restarted(l: crate::policy::Limits, restart_at: i64) -> (crate::record::SessionRecord, Engine) {
+fn restarted(
+    l: crate::core::policy::Limits,
+    restart_at: i64,
+) -> (crate::core::record::SessionRecord, Engine) {
     let mut first = engine(l.clone());
     let id = registered_id(first.register(registration(), ROOT));
     run_until(&mut first, 1003);
@@ -128,7 +131,7 @@ fn a_login_already_covered_is_not_adopted_twice() {
 #[test]
 fn a_restored_session_of_a_revoked_user_is_ended() {
     let (rec, mut e) = restarted(limits(Some(300), None, &[10]), 1010);
-    e.revocations.add(crate::revocations::Revocation {
+    e.revocations.add(crate::core::revocations::Revocation {
         target: session_timeout_proto::Target::User("alice".into()),
         since: Timestamp::from_secs(1005),
         until: None,

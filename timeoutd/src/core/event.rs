@@ -1,11 +1,11 @@
 //! Structured audit events, rendered as `event=NAME key=value ...` lines.
 //!
-//! Values are escaped with [`crate::escape::log_value`], so a user-controlled
+//! Values are escaped with [`crate::core::escape::log_value`], so a user-controlled
 //! value can never add a field or break the line.
 
 use std::fmt;
 
-use crate::escape::log_value;
+use crate::core::escape::log_value;
 
 /// Syslog severity of an event (RFC 5424 numeric codes in [`Severity::code`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -48,7 +48,7 @@ impl fmt::Display for Severity {
 /// One audit event: a name, ordered fields and a severity (default Info).
 ///
 /// ```
-/// use timeoutd::event::{Event, Severity};
+/// use timeoutd::core::event::{Event, Severity};
 /// let ev = Event::new("session_killed")
 ///     .field("user", "alice")
 ///     .field("reason", "idle limit")

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use session_timeout_proto::{encode_frame, take_frame, ErrorCode, Request, Response, MAX_FRAME};
 
+use crate::core::event::{Event, Severity};
 use crate::engine::Peer;
-use crate::event::{Event, Severity};
 
 /// A connection with no complete request for this long is dropped.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);

@@ -173,7 +173,7 @@ fn the_documented_example_loads_with_inheritance() {
     );
     assert_eq!(
         c.policy.rules[3].criteria.tty,
-        Some(crate::policy::TtyClass::Console)
+        Some(crate::core::policy::TtyClass::Console)
     );
 }
 

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::event::{Event, Severity};
+use crate::core::event::{Event, Severity};
 
 /// Syslog facility authpriv.
 pub const FACILITY_AUTHPRIV: u8 = 10;
@@ -142,7 +142,7 @@ fn one_line(msg: &str) -> String {
     for c in msg.chars() {
         piece.clear();
         if c.is_control() {
-            crate::escape::push_escape(&mut piece, c);
+            crate::core::escape::push_escape(&mut piece, c);
         } else {
             piece.push(c);
         }

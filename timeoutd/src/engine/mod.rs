@@ -9,72 +9,26 @@ use std::time::Duration;
 
 use session_timeout_proto::{ErrorCode, Registration, Response, SessionKey, AUDIT_UNSET};
 
-use crate::clock::Timestamp;
-use crate::deadline::WarnMemory;
-use crate::duration::{self, Human};
-use crate::event::{Event, Severity};
-use crate::policy::{Policy, TtyClass};
-use crate::record::{JournalEntry, SessionRecord};
-use crate::revocations::Revocations;
-use crate::session::{EndReason, Login, Phase, ProcRef, Scope, Session, SessionId, TtyTimes};
+use crate::core::clock::Timestamp;
+use crate::core::deadline::WarnMemory;
+use crate::core::duration::{self, Human};
+use crate::core::event::{Event, Severity};
+use crate::core::policy::{Policy, TtyClass};
+use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::revocations::Revocations;
+use crate::core::session::{EndReason, Login, Phase, ProcRef, Scope, Session, SessionId};
 
-/// A process as the kill logic needs to see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcFacts {
-    pub proc: ProcRef,
-    pub ppid: u32,
-    pub ruid: u32,
-    pub euid: u32,
-    /// The leader's own service processes (sshd's session child, login).
-    pub same_program_as_parent: bool,
-}
+mod admin;
+mod recovery;
+pub mod system;
+#[cfg(test)]
+pub(crate) mod testkit;
+#[cfg(test)]
+mod tests;
+mod wake;
 
-/// The imperative shell, as the engine sees it.
-pub trait System {
-    fn now(&self) -> Timestamp;
-    /// Called before a batch of wake-ups, so probes may cache one /proc scan.
-    fn begin_batch(&mut self) {}
-    /// The terminals of the login itself (not ones opened inside it).
-    /// With `check_notty`, also tell whether the login will never have one.
-    fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe;
-    /// Primary and supplementary group names of a user, through NSS.
-    fn groups_of(&mut self, user: &str) -> Vec<String>;
-    /// Bytes read and written so far by each of the session's processes, for
-    /// idle measurement of sessions without a terminal.
-    fn io_counters(&mut self, leader: ProcRef, scope: Scope) -> Vec<(ProcRef, u64)>;
-    fn tty_times(&mut self, name: &str) -> Option<TtyTimes>;
-    /// Writes without blocking; returns whether it was written.
-    fn write_tty(&mut self, name: &str, text: &str) -> bool;
-    fn alive(&mut self, p: ProcRef) -> bool;
-    /// The audit session id of the leader's parent (4294967295 when unset),
-    /// to tell whether the service set a new one; `None` if it cannot be read.
-    fn parent_sessionid(&mut self, p: ProcRef) -> Option<u32>;
-    /// Live, non-zombie processes in the session's scope.
-    fn scope_processes(&mut self, leader: ProcRef, scope: Scope) -> Vec<ProcFacts>;
-    /// Sends each of `sigs`, in order, to each process; returns how many were signalled.
-    fn signal(&mut self, procs: &[ProcRef], sigs: &[i32]) -> usize;
-    fn log(&mut self, ev: Event);
-    /// A new session id, never handed out before, across restarts too.
-    fn allocate_id(&mut self) -> u64;
-    /// Whether the user with this uid is a member of `group` (primary or supplementary).
-    fn in_group(&mut self, uid: u32, group: &str) -> bool;
-    /// Stores the revocation list durably (it must survive a restart).
-    fn save_revocations(&mut self, text: &str);
-    /// Appends a change of the session table to durable state.
-    fn persist(&mut self, entry: JournalEntry);
-    /// Whether durable state should be rewritten from the live table.
-    fn wants_compaction(&self, live: usize) -> bool;
-    fn compact(&mut self, live: Vec<SessionRecord>);
-}
-
-/// What a look for the login's terminals found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TtyProbe {
-    /// Device names relative to /dev, e.g. "pts/3".
-    pub ttys: Vec<String>,
-    /// The login is known to have no terminal (sshd's child says `@notty`).
-    pub notty: bool,
-}
+pub use recovery::FoundLogin;
+pub use system::{Peer, ProcFacts, System, TtyProbe};
 
 /// The terminal class PAM_TTY implies, and whether that is final.
 /// sshd says "ssh" before the pty exists: assume a pty until a look settles it.
@@ -89,14 +43,6 @@ pub fn initial_tty_class(pam_tty: &str) -> (TtyClass, bool) {
     } else {
         (TtyClass::None, true)
     }
-}
-
-/// Who is asking, from SO_PEERCRED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    pub pid: u32,
-    pub uid: u32,
-    pub gid: u32,
 }
 
 /// A refused login's processes are signalled this long after the refusal,

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::clock::Timestamp;
-use crate::deadline::{Reason, WarnMemory};
-use crate::policy::{Limits, LoginFacts, NottyMode, TtyClass};
+use crate::core::clock::Timestamp;
+use crate::core::deadline::{Reason, WarnMemory};
+use crate::core::policy::{Limits, LoginFacts, NottyMode, TtyClass};
 
 /// The daemon's id for a session, unique across restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -2,9 +2,9 @@
 
 use session_timeout_proto::{ErrorCode, Request, Response, Target};
 
+use crate::core::revocations::Revocations;
+use crate::engine::testkit::*;
 use crate::engine::Peer;
-use crate::revocations::Revocations;
-use crate::testkit::*;
 
 const USER: Peer = Peer {
     pid: 9,

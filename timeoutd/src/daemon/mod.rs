@@ -1,22 +1,25 @@
 //! The running daemon: start-up, the event loop, reload and shutdown.
 
+pub mod server;
+
 use std::io::{self, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config};
+use crate::core::clock::Clock;
+use crate::core::event::{Event, Severity};
+use crate::core::revocations::Revocations;
+use crate::daemon::server::{Incoming, Server};
 use crate::engine::Engine;
 use crate::engine::System;
-use crate::event::{Event, Severity};
+use crate::host::clock::SystemClock;
+use crate::host::ids::IdAllocator;
+use crate::host::state::{Loaded, StateStore};
+use crate::host::syslog::Syslog;
 use crate::host::Host;
-use crate::ids::IdAllocator;
-use crate::revocations::Revocations;
-use crate::server::{self, Incoming, Server};
-use crate::state::{Loaded, StateStore};
-use crate::syslog::Syslog;
 use session_timeout_proto::{ErrorCode, Request, Response};
 
 /// Longest the loop sleeps with nothing due (it wakes for requests anyway).
@@ -131,7 +134,7 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
             .field("rules", cfg.policy.rule_count())
             .field("revocations", engine.revocations.all().len()),
     );
-    for f in crate::posture::check_host() {
+    for f in crate::host::posture::check_host() {
         syslog.log(
             &Event::new("posture_warning")
                 .with_severity(Severity::Warning)
@@ -184,7 +187,7 @@ fn event_loop(
                 Incoming::Signal(sig) => {
                     syslog.log(
                         &Event::new("daemon_stop")
-                            .field("signal", crate::signals::signal_name(sig))
+                            .field("signal", crate::host::signals::signal_name(sig))
                             .field("sessions", engine.len()),
                     );
                     return 0;
@@ -245,7 +248,7 @@ fn boot_changed(state_dir: &Path) -> bool {
     let now = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let before = std::fs::read_to_string(&path).ok();
     if before.as_deref() != Some(now.as_str()) {
-        let _ = crate::ids::write_atomic(&path, now.as_bytes());
+        let _ = crate::host::ids::write_atomic(&path, now.as_bytes());
     }
     before.is_some_and(|b| b != now)
 }

@@ -80,7 +80,7 @@ fn is_login_tty(rdev: u64) -> bool {
 }
 
 /// Writes `text` (already escaped by the caller, see
-/// [`crate::escape::for_terminal`]) to the terminal at `path`, once.
+/// [`crate::core::escape::for_terminal`]) to the terminal at `path`, once.
 ///
 /// - Refuses (`InvalidInput`) symlinks, anything that is not a character
 ///   device of a login terminal (checked before opening, so no other device
@@ -208,7 +208,7 @@ pub(crate) mod test_pty {
 mod tests {
     use super::test_pty::{self, read_some};
     use super::*;
-    use crate::procfs;
+    use crate::host::procfs;
     use std::fs::FileTimes;
     use std::process::Command;
     use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

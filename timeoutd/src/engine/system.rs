@@ -1,0 +1,74 @@
+//! The port: everything the engine needs from the world (clock, /proc, ptys,
+//! signals, syslog, durable state), as one trait and the types that cross it.
+//! `host::Host` implements it for real; `testkit::FakeSystem` for tests.
+
+use crate::core::clock::Timestamp;
+use crate::core::event::Event;
+use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::{ProcRef, Scope, TtyTimes};
+
+/// A process as the kill logic needs to see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcFacts {
+    pub proc: ProcRef,
+    pub ppid: u32,
+    pub ruid: u32,
+    pub euid: u32,
+    /// The leader's own service processes (sshd's session child, login).
+    pub same_program_as_parent: bool,
+}
+
+/// The imperative shell, as the engine sees it.
+pub trait System {
+    fn now(&self) -> Timestamp;
+    /// Called before a batch of wake-ups, so probes may cache one /proc scan.
+    fn begin_batch(&mut self) {}
+    /// The terminals of the login itself (not ones opened inside it).
+    /// With `check_notty`, also tell whether the login will never have one.
+    fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe;
+    /// Primary and supplementary group names of a user, through NSS.
+    fn groups_of(&mut self, user: &str) -> Vec<String>;
+    /// Bytes read and written so far by each of the session's processes, for
+    /// idle measurement of sessions without a terminal.
+    fn io_counters(&mut self, leader: ProcRef, scope: Scope) -> Vec<(ProcRef, u64)>;
+    fn tty_times(&mut self, name: &str) -> Option<TtyTimes>;
+    /// Writes without blocking; returns whether it was written.
+    fn write_tty(&mut self, name: &str, text: &str) -> bool;
+    fn alive(&mut self, p: ProcRef) -> bool;
+    /// The audit session id of the leader's parent (4294967295 when unset),
+    /// to tell whether the service set a new one; `None` if it cannot be read.
+    fn parent_sessionid(&mut self, p: ProcRef) -> Option<u32>;
+    /// Live, non-zombie processes in the session's scope.
+    fn scope_processes(&mut self, leader: ProcRef, scope: Scope) -> Vec<ProcFacts>;
+    /// Sends each of `sigs`, in order, to each process; returns how many were signalled.
+    fn signal(&mut self, procs: &[ProcRef], sigs: &[i32]) -> usize;
+    fn log(&mut self, ev: Event);
+    /// A new session id, never handed out before, across restarts too.
+    fn allocate_id(&mut self) -> u64;
+    /// Whether the user with this uid is a member of `group` (primary or supplementary).
+    fn in_group(&mut self, uid: u32, group: &str) -> bool;
+    /// Stores the revocation list durably (it must survive a restart).
+    fn save_revocations(&mut self, text: &str);
+    /// Appends a change of the session table to durable state.
+    fn persist(&mut self, entry: JournalEntry);
+    /// Whether durable state should be rewritten from the live table.
+    fn wants_compaction(&self, live: usize) -> bool;
+    fn compact(&mut self, live: Vec<SessionRecord>);
+}
+
+/// What a look for the login's terminals found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TtyProbe {
+    /// Device names relative to /dev, e.g. "pts/3".
+    pub ttys: Vec<String>,
+    /// The login is known to have no terminal (sshd's child says `@notty`).
+    pub notty: bool,
+}
+
+/// Who is asking, from SO_PEERCRED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
