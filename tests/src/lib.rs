@@ -15,6 +15,9 @@
 //! - [`spawn`]: processes the harness starts as a user, outside any login;
 //! - [`login`]: one interactive login driven by a test (type, wait, check the end).
 
+// Test code: a failed assumption here is a failed test, so it may unwrap and panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 pub mod audit;
 pub mod daemon;
 pub mod env;

@@ -3,6 +3,9 @@
 //! `list --json`, and the login banner. Real sshd, real PAM, real daemon
 //! (see `support`).
 
+// Test code: a failed assumption here is a failed test, so it may unwrap and panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::collections::BTreeSet;

@@ -13,6 +13,9 @@
 //! Test names start with `d<N>`, the number of the case in the brief; the
 //! test runner starts them in name order, so the longest start first.
 
+// Test code: a failed assumption here is a failed test, so it may unwrap and panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod durability_support;
 
 use std::fs;

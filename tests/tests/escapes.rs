@@ -7,6 +7,9 @@
 //! process carries the login's audit session id any more (zombies aside:
 //! PID 1 here does not reap them).
 
+// Test code: a failed assumption here is a failed test, so it may unwrap and panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use e2e::audit::{self, Proc};

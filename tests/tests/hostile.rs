@@ -11,6 +11,9 @@
 //! - afterwards the daemon is the same process, still answers, and holds no
 //!   more file descriptors than before (no fd leak).
 
+// Test code: a failed assumption here is a failed test, so it may unwrap and panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;

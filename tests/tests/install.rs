@@ -2,6 +2,9 @@
 //! (`--destdir`) with small fake binaries. Nothing here touches the real /:
 //! every test also checks that the host's /etc/pam.d/sshd did not change.
 
+// Test code: a failed assumption here is a failed test, so it may unwrap and panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};

@@ -8,6 +8,9 @@
 //! The long tests are named `p*` so they start first; the CLI tests (`c*`)
 //! take milliseconds.
 
+// Test code: a failed assumption here is a failed test, so it may unwrap and panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::path::Path;

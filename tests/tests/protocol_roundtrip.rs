@@ -13,6 +13,9 @@
 //! - mutated encodings never panic, and whatever decodes re-encodes to the
 //!   very same bytes (the encoding is canonical).
 
+// Test code: a failed assumption here is a failed test, so it may unwrap and panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use session_timeout_proto::{
     encode_frame, read_frame, take_frame, DecodeError, ErrorCode, Registration, Request, Response,
     RevocationInfo, SessionInfo, SessionKey, TamperSeen, Target, WarningSent, MAX_FRAME, VERSION,

@@ -5,6 +5,9 @@
 //! test runner starts tests in name order, so the two ~30 s tests (t1, t2)
 //! start first and overlap even with the default of 2 test threads.
 
+// Test code: a failed assumption here is a failed test, so it may unwrap and panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};

@@ -2,6 +2,7 @@
 //! waking each session exactly when its next warning or deadline can have
 //! come. All effects go through the [`System`] trait, so the whole life of a
 //! session can be driven in tests with a fake clock and fake /proc.
+#![forbid(unsafe_code)]
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
