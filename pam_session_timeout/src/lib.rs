@@ -21,8 +21,8 @@ use pam::pam_hooks;
 use session_timeout_proto::{Request, Response};
 
 use crate::args::ModuleArgs;
-use crate::client::ClientError;
 use crate::logic::{Caller, Environment, Item, Level, Outcome};
+use session_timeout_proto::client::ClientError;
 
 // SAFETY: this is libpam's documented prototype,
 // `void pam_syslog(const pam_handle_t *pamh, int priority, const char *fmt, ...)`;

@@ -4,7 +4,7 @@
 use session_timeout_proto::{Registration, Request, Response, SessionKey, AUDIT_UNSET};
 
 use crate::args::{FailMode, ModuleArgs};
-use crate::client::ClientError;
+use session_timeout_proto::client::ClientError;
 
 /// The PAM items the module reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

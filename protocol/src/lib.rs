@@ -3,6 +3,7 @@
 //! Deliberately dependency-free: it is linked into a PAM module that runs
 //! inside sshd, so it must stay small and must never panic on input.
 
+pub mod client;
 mod control;
 mod message;
 mod wire;
