@@ -7,6 +7,7 @@
 //! becomes PAM_ABORT instead of unwinding into sshd.
 
 pub mod args;
+pub mod authinfo;
 pub mod client;
 pub mod logic;
 mod sys;
