@@ -10,6 +10,7 @@ pub mod escape;
 pub mod event;
 pub mod matching;
 pub mod policy;
+pub mod ratelimit;
 pub mod record;
 pub mod revocations;
 pub mod session;
