@@ -10,6 +10,7 @@ pub mod pty;
 pub mod signals;
 pub mod state;
 pub mod syslog;
+pub mod tcpinfo;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
