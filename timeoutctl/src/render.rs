@@ -1,4 +1,5 @@
-//! Tables for a terminal and JSON for scripts.
+//! Tables and text for a terminal. Every cell and message from the daemon is
+//! escaped first: user names, hosts and reasons are untrusted.
 
 use session_timeout_proto::{RevocationInfo, SessionInfo, Target};
 use timeoutd::core::clock::Timestamp;
@@ -218,110 +219,6 @@ pub fn revocations_table(list: &[RevocationInfo]) -> String {
     )
 }
 
-/// A JSON string literal.
-pub fn js(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn opt_time(t: i64) -> String {
-    if t == 0 {
-        "null".into()
-    } else {
-        t.to_string()
-    }
-}
-
-pub fn session_json(s: &SessionInfo) -> String {
-    let pids: Vec<String> = s.pids.iter().map(u32::to_string).collect();
-    let warnings: Vec<String> = s
-        .warnings
-        .iter()
-        .map(|w| {
-            format!(
-                "{{\"reason\":{},\"at\":{},\"deadline\":{}}}",
-                js(&w.reason),
-                w.at,
-                w.deadline
-            )
-        })
-        .collect();
-    let tampers: Vec<String> = s
-        .tampers
-        .iter()
-        .map(|t| format!("{{\"tty\":{},\"at\":{}}}", js(&t.tty), t.at))
-        .collect();
-    let idle_for = (s.now - s.last_activity).max(0);
-    let remaining = |d: i64| {
-        if d == 0 {
-            "null".to_owned()
-        } else {
-            (d - s.now).max(0).to_string()
-        }
-    };
-    format!(
-        "{{\"id\":{},\"user\":{},\"uid\":{},\"service\":{},\"tty\":{},\"rhost\":{},\"rule\":{},\"state\":{},\
-\"started\":{},\"last_activity\":{},\"idle_seconds\":{idle_for},\"idle_deadline\":{},\"idle_remaining\":{},\
-\"max_deadline\":{},\"max_remaining\":{},\"leader_pid\":{},\"audit_session\":{},\"pids\":[{}],\"warnings\":[{}],\"tampers\":[{}]}}",
-        s.id,
-        js(&s.user),
-        s.uid,
-        js(&s.service),
-        js(&s.tty),
-        js(&s.rhost),
-        js(&s.rule),
-        js(&s.state),
-        s.started,
-        s.last_activity,
-        opt_time(s.idle_deadline),
-        remaining(s.idle_deadline),
-        opt_time(s.max_deadline),
-        remaining(s.max_deadline),
-        s.leader_pid,
-        if s.audit_session == u32::MAX { "null".into() } else { s.audit_session.to_string() },
-        pids.join(","),
-        warnings.join(","),
-        tampers.join(","),
-    )
-}
-
-pub fn sessions_json(list: &[SessionInfo]) -> String {
-    let items: Vec<String> = list.iter().map(session_json).collect();
-    format!("[{}]\n", items.join(","))
-}
-
-pub fn revocations_json(list: &[RevocationInfo]) -> String {
-    let items: Vec<String> = list
-        .iter()
-        .map(|r| {
-            let (kind, name) = match &r.target {
-                Target::User(n) => ("user", n),
-                Target::Group(n) => ("group", n),
-            };
-            format!(
-                "{{\"{kind}\":{},\"since\":{},\"until\":{},\"by_uid\":{},\"reason\":{}}}",
-                js(name),
-                r.since,
-                opt_time(r.until),
-                r.by_uid,
-                js(&r.reason)
-            )
-        })
-        .collect();
-    format!("[{}]\n", items.join(","))
-}
+#[cfg(test)]
+#[path = "render_tests.rs"]
+mod tests;
