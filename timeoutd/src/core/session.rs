@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::core::clock::Timestamp;
 use crate::core::deadline::{Reason, WarnMemory};
-use crate::core::policy::{Limits, LoginFacts, NottyMode, TtyClass};
+use crate::core::policy::{Limits, LoginFacts, NottyMode, Policy, TtyClass};
+use crate::core::record::SessionRecord;
 
 /// The daemon's id for a session, unique across restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -32,6 +33,16 @@ pub enum Scope {
     AuditSession(u32),
     /// The subtree of the leader: the service did not set a new audit session (su, sudo).
     Subtree,
+}
+
+impl fmt::Display for Scope {
+    /// `audit:ID` or `subtree`, as events show it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::AuditSession(id) => write!(f, "audit:{id}"),
+            Scope::Subtree => f.write_str("subtree"),
+        }
+    }
 }
 
 /// Who logged in, as the PAM module reported it.
@@ -191,6 +202,10 @@ impl EndReason {
     }
 }
 
+/// The first pause before looking again for a terminal that has not appeared
+/// yet (sshd opens the session before the pty exists); it doubles after each look.
+pub const DISCOVERY_FIRST: Duration = Duration::from_millis(200);
+
 /// How many warnings and tamper observations a session remembers for `show`.
 pub const HISTORY_LIMIT: usize = 20;
 
@@ -234,6 +249,58 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session as it starts to be watched: its durable part (new at
+    /// registration, read back after a restart, or built for an adopted
+    /// login), matched against `policy`, with nothing yet learnt at `now`.
+    pub fn new(record: SessionRecord, policy: &Policy, now: Timestamp) -> Session {
+        let mut s = Session {
+            id: record.id,
+            login: record.login,
+            leader: record.leader,
+            scope: record.scope,
+            registered_at: record.registered_at,
+            rule: String::new(),
+            limits: Limits::builtin(),
+            ttys: record
+                .ttys
+                .into_iter()
+                .map(|name| TtyWatch::new(name, now))
+                .collect(),
+            last_activity: record.last_activity,
+            warned: WarnMemory::default(),
+            not_before: None,
+            phase: Phase::Active,
+            tty_class: record.tty_class,
+            tty_settled: record.tty_settled,
+            io_seen: Vec::new(),
+            last_tamper_log: None,
+            warnings_sent: Vec::new(),
+            tampers_seen: Vec::new(),
+            discovery_backoff: DISCOVERY_FIRST,
+            adopted: record.adopted,
+        };
+        let decision = policy.decide(&s.facts());
+        s.rule = decision.rule;
+        s.limits = decision.limits;
+        s
+    }
+
+    /// The durable form of the session.
+    pub fn record(&self) -> SessionRecord {
+        SessionRecord {
+            id: self.id,
+            login: self.login.clone(),
+            leader: self.leader,
+            scope: self.scope,
+            registered_at: self.registered_at,
+            last_activity: self.last_activity,
+            tty_class: self.tty_class,
+            tty_settled: self.tty_settled,
+            ttys: self.ttys.iter().map(|t| t.name.clone()).collect(),
+            adopted: self.adopted,
+        }
+    }
+
     /// The ttys as one log value: "pts/1,pts/3", or the PAM tty until one is found.
     pub fn tty_label(&self) -> String {
         if self.ttys.is_empty() {
@@ -423,7 +490,7 @@ mod tests {
 
     #[test]
     fn tty_label_lists_found_ttys() {
-        let mut s = Session {
+        let record = SessionRecord {
             id: SessionId(1),
             login: Login {
                 pam_tty: "ssh".into(),
@@ -435,22 +502,13 @@ mod tests {
             },
             scope: Scope::Subtree,
             registered_at: Timestamp(0),
-            rule: "defaults".into(),
-            limits: Limits::builtin(),
-            ttys: vec![],
             last_activity: Timestamp(0),
-            warned: WarnMemory::default(),
-            not_before: None,
-            phase: Phase::Active,
             tty_class: TtyClass::Pty,
             tty_settled: false,
-            io_seen: Vec::new(),
-            last_tamper_log: None,
-            warnings_sent: Vec::new(),
-            tampers_seen: Vec::new(),
-            discovery_backoff: Duration::from_millis(200),
+            ttys: Vec::new(),
             adopted: false,
         };
+        let mut s = Session::new(record, &Policy::new(Limits::builtin()), Timestamp(0));
         assert_eq!(s.tty_label(), "ssh");
         s.ttys = vec![
             TtyWatch::new("pts/1".into(), Timestamp(0)),

@@ -9,7 +9,7 @@ use crate::core::session::{ProcRef, Scope, TtyTimes};
 
 /// A process as the kill logic needs to see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcFacts {
+pub(crate) struct ProcFacts {
     pub proc: ProcRef,
     pub ppid: u32,
     pub ruid: u32,
@@ -19,7 +19,7 @@ pub struct ProcFacts {
 }
 
 /// The imperative shell, as the engine sees it.
-pub trait System {
+pub(crate) trait System {
     fn now(&self) -> Timestamp;
     /// Called before a batch of wake-ups, so probes may cache one /proc scan.
     fn begin_batch(&mut self) {}

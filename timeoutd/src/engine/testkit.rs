@@ -113,6 +113,13 @@ impl System for Fake {
     fn compact(&mut self, _live: Vec<SessionRecord>) {}
 }
 
+/// What only tests ask of the engine.
+impl<S: System> Engine<S> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
 pub(crate) fn proc(pid: u32, uid: u32) -> ProcFacts {
     ProcFacts {
         proc: ProcRef {

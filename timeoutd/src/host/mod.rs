@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::clock::{Clock, Timestamp};
-use crate::core::event::{Event, Severity};
+use crate::core::event::{Event, EventName, Severity};
 use crate::core::record::{JournalEntry, SessionRecord};
 use crate::core::session::{ProcRef, Scope, TtyTimes};
 use crate::engine::FoundLogin;
@@ -130,7 +130,7 @@ impl Host {
         if due {
             self.last_state_error = Some(Instant::now());
             self.syslog.log(
-                &Event::new("state_write_failed")
+                &Event::new(EventName::StateWriteFailed)
                     .with_severity(Severity::Err)
                     .field("what", what)
                     .field("dir", self.state_dir.display())
