@@ -17,3 +17,4 @@ pub(crate) mod record;
 pub(crate) mod revocations;
 pub(crate) mod session;
 pub(crate) mod template;
+pub(crate) mod terminal;

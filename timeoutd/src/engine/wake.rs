@@ -12,7 +12,8 @@ use crate::core::escape;
 use crate::core::event::{EventName, Severity};
 use crate::core::policy::{Policy, TtyClass};
 use crate::core::record::JournalEntry;
-use crate::core::session::{EndReason, Observation, Phase, Session, SessionId, TtyWatch};
+use crate::core::session::{EndReason, Phase, Session, SessionId};
+use crate::core::terminal::{Observation, TtyWatch};
 use crate::engine::{session_event, Engine, System};
 
 /// How long after registration the login's terminal is looked for eagerly;
