@@ -1,6 +1,10 @@
 //! The port: everything the engine needs from the world (clock, /proc, ptys,
 //! signals, syslog, durable state), as one trait and the types that cross it.
-//! `host::Host` implements it for real; `testkit::FakeSystem` for tests.
+//! `host::Host` implements it for real; `testkit::Fake` for tests.
+//!
+//! `Peer`, `TtyProbe` (and `recovery::FoundLogin`) are declared `pub`, not
+//! `pub(crate)`, only because `host` and `daemon` name them in their own `pub`
+//! items; the `engine` module is crate-private, so none of them leaves the crate.
 
 use crate::core::clock::Timestamp;
 use crate::core::event::Event;
