@@ -143,11 +143,13 @@ fn main() -> ExitCode {
                     let syslog =
                         timeoutd::host::syslog::Syslog::new(std::path::Path::new("/dev/log"));
                     syslog.log(
-                        &timeoutd::core::event::Event::new("config_rejected")
-                            .with_severity(timeoutd::core::event::Severity::Err)
-                            .field("file", opts.config_path.display())
-                            .field("errors", errs.to_string().replace('\n', "; "))
-                            .field("action", "refusing to start"),
+                        &timeoutd::core::event::Event::new(
+                            timeoutd::core::event::EventName::ConfigRejected,
+                        )
+                        .with_severity(timeoutd::core::event::Severity::Err)
+                        .field("file", opts.config_path.display())
+                        .field("errors", errs.to_string().replace('\n', "; "))
+                        .field("action", "refusing to start"),
                     );
                     eprintln!("{errs}");
                     eprintln!("timeoutd: refusing to start without a valid policy");

@@ -17,12 +17,12 @@ impl Timestamp {
         Self(s.saturating_mul(1000))
     }
 
-    pub fn secs(self) -> i64 {
+    pub(crate) fn secs(self) -> i64 {
         self.0.div_euclid(1000)
     }
 
     /// The time from `earlier` to `self`, zero if `earlier` is later.
-    pub fn since(self, earlier: Timestamp) -> Duration {
+    pub(crate) fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
     }
 }
@@ -55,7 +55,7 @@ impl fmt::Display for Timestamp {
     }
 }
 
-pub trait Clock {
+pub(crate) trait Clock {
     fn now(&self) -> Timestamp;
 }
 

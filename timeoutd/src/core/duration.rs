@@ -59,7 +59,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses a limit that may be `"off"`.
-pub fn parse_limit(text: &str) -> Result<Option<Duration>, String> {
+pub(crate) fn parse_limit(text: &str) -> Result<Option<Duration>, String> {
     if text.trim() == "off" {
         return Ok(None);
     }
@@ -92,7 +92,7 @@ impl fmt::Display for Human {
 }
 
 /// Formats an optional limit: `off` for none.
-pub fn limit(d: Option<Duration>) -> String {
+pub(crate) fn limit(d: Option<Duration>) -> String {
     d.map_or_else(|| "off".to_owned(), |d| Human(d).to_string())
 }
 

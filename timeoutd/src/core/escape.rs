@@ -78,7 +78,7 @@ fn is_bare_safe(c: char) -> bool {
 ///
 /// The result never contains a space outside quotes, an unescaped `"`, or any
 /// control character, so a line of such pairs can be split again unambiguously.
-pub fn log_value(s: &str) -> String {
+pub(crate) fn log_value(s: &str) -> String {
     if !s.is_empty() && s.chars().all(is_bare_safe) {
         return s.to_owned();
     }

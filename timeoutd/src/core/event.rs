@@ -19,7 +19,7 @@ pub enum Severity {
 
 impl Severity {
     /// Numeric syslog severity: err 3, warning 4, notice 5, info 6.
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             Severity::Err => 3,
             Severity::Warning => 4,
@@ -29,7 +29,7 @@ impl Severity {
     }
 
     /// Lower-case name as used by syslog tools (`err`, `warning`, ...).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Severity::Err => "err",
             Severity::Warning => "warning",
@@ -45,11 +45,107 @@ impl fmt::Display for Severity {
     }
 }
 
+/// Declares [`EventName`] with its list and its text from one table, so
+/// that no name can be left out of [`EventName::ALL`].
+macro_rules! event_names {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// Every event the daemon logs. The names are an interface (log
+        /// parsers, alerts): each is written here once, and README.md's
+        /// "Events" section lists them all, in this order.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventName {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl EventName {
+            /// Every event name, in the order of the table.
+            #[cfg(test)]
+            pub(crate) const ALL: &'static [EventName] = &[$(EventName::$variant,)*];
+
+            /// The name as written after `event=`.
+            pub(crate) fn as_str(self) -> &'static str {
+                match self {
+                    $(EventName::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+event_names! {
+    /// A login registered and is now watched.
+    SessionOpen => "session_open",
+    /// The login's terminal was found.
+    SessionTty => "session_tty",
+    /// A warning was written to the session's terminals.
+    SessionWarn => "session_warn",
+    /// A limit ran out (`reason=idle|max`).
+    SessionExpired => "session_expired",
+    /// Signals were sent to the session's processes (`signal=`, `pids=`).
+    SessionSignal => "session_signal",
+    /// Processes still survive after the fast SIGKILL rounds.
+    SessionKillStalled => "session_kill_stalled",
+    /// The session's processes are gone, or some survived (`survivors=`).
+    SessionTerminated => "session_terminated",
+    /// The session ended by itself (`reason=logout|leader_gone|lost_while_down`, `duration=`).
+    SessionClose => "session_close",
+    /// A later look changed which rule applies.
+    SessionRematched => "session_rematched",
+    /// The terminal's timestamps were set by hand.
+    TamperSuspected => "tamper_suspected",
+    /// An administrator ended the session.
+    SessionKilled => "session_killed",
+    /// The session was ended because its user was revoked.
+    SessionRevoked => "session_revoked",
+    /// A revocation was added.
+    RevokeAdded => "revoke_added",
+    /// A revocation was lifted or expired.
+    RevokeRemoved => "revoke_removed",
+    /// A login of a revoked user was refused.
+    LoginRefused => "login_refused",
+    /// A caller asked for something they may not do.
+    RequestDenied => "request_denied",
+    /// A request could not be decoded; its connection is closed.
+    RequestMalformed => "request_malformed",
+    /// Connections are being turned away (too many open, or accept failed;
+    /// `detail=`), logged at most every 10 seconds.
+    ConnectionLimit => "connection_limit",
+    /// A configuration was loaded.
+    ConfigLoaded => "config_loaded",
+    /// A configuration was refused: at start-up the daemon does not start;
+    /// on reload the running policy stays in force.
+    ConfigRejected => "config_rejected",
+    /// The host is set up in a way that weakens enforcement.
+    PostureWarning => "posture_warning",
+    /// A session from durable state is watched again after a restart.
+    SessionRestored => "session_restored",
+    /// A login opened while the daemon was down is now watched.
+    SessionAdopted => "session_adopted",
+    /// Sessions were restored or adopted at start-up (`restored=`, `adopted=`).
+    StateRestored => "state_restored",
+    /// Durable state could not be written.
+    StateWriteFailed => "state_write_failed",
+    /// Durable state (sessions or revocations) could not be read, whole or in part.
+    StateReadFailed => "state_read_failed",
+    /// The daemon started.
+    DaemonStart => "daemon_start",
+    /// The daemon stopped on a signal.
+    DaemonStop => "daemon_stop",
+    /// The daemon could not start (`error=`).
+    DaemonFailed => "daemon_failed",
+}
+
+impl fmt::Display for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One audit event: a name, ordered fields and a severity (default Info).
 ///
 /// ```
-/// use timeoutd::core::event::{Event, Severity};
-/// let ev = Event::new("session_killed")
+/// use timeoutd::core::event::{Event, EventName, Severity};
+/// let ev = Event::new(EventName::SessionKilled)
 ///     .field("user", "alice")
 ///     .field("reason", "idle limit")
 ///     .with_severity(Severity::Notice);
@@ -57,14 +153,14 @@ impl fmt::Display for Severity {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    name: &'static str,
+    name: EventName,
     fields: Vec<(&'static str, String)>,
     severity: Severity,
 }
 
 impl Event {
     /// A new event with no fields and severity Info.
-    pub fn new(name: &'static str) -> Event {
+    pub fn new(name: EventName) -> Event {
         Event {
             name,
             fields: Vec::new(),
@@ -73,7 +169,7 @@ impl Event {
     }
 
     /// Appends `key=value`. Fields keep their order; a repeated key is kept
-    /// twice (and [`Event::get`] returns the first).
+    /// twice.
     #[must_use]
     pub fn field(mut self, key: &'static str, value: impl fmt::Display) -> Event {
         self.fields.push((key, value.to_string()));
@@ -82,7 +178,7 @@ impl Event {
 
     /// Appends `key=value` only when `value` is `Some`.
     #[must_use]
-    pub fn field_opt(self, key: &'static str, value: Option<impl fmt::Display>) -> Event {
+    pub(crate) fn field_opt(self, key: &'static str, value: Option<impl fmt::Display>) -> Event {
         match value {
             Some(v) => self.field(key, v),
             None => self,
@@ -96,18 +192,22 @@ impl Event {
         self
     }
 
-    /// The event name.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// The severity (Info unless set with [`Event::with_severity`]).
-    pub fn severity(&self) -> Severity {
+    pub(crate) fn severity(&self) -> Severity {
         self.severity
+    }
+}
+
+/// What tests look at in an event; the daemon itself only renders it.
+#[cfg(test)]
+impl Event {
+    /// The event name.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name.as_str()
     }
 
     /// The unescaped value of the first field named `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|(k, _)| *k == key)
@@ -115,7 +215,7 @@ impl Event {
     }
 
     /// All fields in order, unescaped.
-    pub fn fields(&self) -> &[(&'static str, String)] {
+    pub(crate) fn fields(&self) -> &[(&'static str, String)] {
         &self.fields
     }
 }
@@ -141,7 +241,7 @@ fn write_key(f: &mut fmt::Formatter<'_>, key: &str) -> fmt::Result {
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("event=")?;
-        f.write_str(&log_value(self.name))?;
+        f.write_str(&log_value(self.name.as_str()))?;
         for (k, v) in &self.fields {
             f.write_str(" ")?;
             write_key(f, k)?;
@@ -158,16 +258,16 @@ mod tests {
 
     #[test]
     fn renders_fields_in_order() {
-        let ev = Event::new("warn_sent")
+        let ev = Event::new(EventName::SessionWarn)
             .field("user", "alice")
             .field("tty", "pts/3")
             .field("idle_s", 840)
             .field("msg", "you will be logged out");
         assert_eq!(
             ev.to_string(),
-            "event=warn_sent user=alice tty=pts/3 idle_s=840 msg=\"you will be logged out\""
+            "event=session_warn user=alice tty=pts/3 idle_s=840 msg=\"you will be logged out\""
         );
-        assert_eq!(ev.name(), "warn_sent");
+        assert_eq!(ev.name(), "session_warn");
         assert_eq!(ev.get("idle_s"), Some("840"));
         assert_eq!(ev.get("missing"), None);
         assert_eq!(ev.fields().len(), 4);
@@ -175,7 +275,7 @@ mod tests {
 
     #[test]
     fn default_severity_is_info() {
-        let ev = Event::new("x");
+        let ev = Event::new(EventName::DaemonStart);
         assert_eq!(ev.severity(), Severity::Info);
         let ev = ev.with_severity(Severity::Err);
         assert_eq!(ev.severity(), Severity::Err);
@@ -188,14 +288,14 @@ mod tests {
 
     #[test]
     fn hostile_values_stay_inside_their_field() {
-        let ev = Event::new("login")
+        let ev = Event::new(EventName::SessionOpen)
             .field("user", "x event=forged")
             .field("rhost", "\u{1b}]0;pwned\u{7}\nevent=fake")
             .field("empty", "");
         let s = ev.to_string();
         assert_eq!(
             s,
-            "event=login user=\"x event=forged\" rhost=\"\\x1b]0;pwned\\x07\\nevent=fake\" empty=\"\""
+            "event=session_open user=\"x event=forged\" rhost=\"\\x1b]0;pwned\\x07\\nevent=fake\" empty=\"\""
         );
         assert!(!s.chars().any(char::is_control));
         // The raw value is still available to tests.
@@ -204,10 +304,52 @@ mod tests {
 
     #[test]
     fn optional_fields_and_bad_keys() {
-        let ev = Event::new("e")
+        let ev = Event::new(EventName::DaemonStop)
             .field_opt("a", Some(1))
             .field_opt("b", None::<u32>)
             .field("bad key=", "v");
-        assert_eq!(ev.to_string(), "event=e a=1 bad_key_=v");
+        assert_eq!(ev.to_string(), "event=daemon_stop a=1 bad_key_=v");
+    }
+
+    /// The names README.md's "Events" section lists, one `- \`name\`` item each, in order.
+    fn readme_event_names() -> Vec<String> {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+        let section = readme
+            .split("\n## Events\n")
+            .nth(1)
+            .expect("README.md has an \"## Events\" section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        section
+            .lines()
+            .filter_map(|line| line.strip_prefix("- `"))
+            .filter_map(|rest| rest.split('`').next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_lists_every_event_name_and_no_other() {
+        let documented = readme_event_names();
+        let known: Vec<String> = EventName::ALL
+            .iter()
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        assert_eq!(
+            documented, known,
+            "README.md's Events section and EventName::ALL differ"
+        );
+    }
+
+    #[test]
+    fn event_names_are_distinct_and_well_formed() {
+        let mut seen = std::collections::HashSet::new();
+        for n in EventName::ALL.iter().copied() {
+            assert!(seen.insert(n.as_str()), "{} twice", n.as_str());
+            assert!(n
+                .as_str()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert_eq!(n.to_string(), n.as_str());
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::config::{self, Config};
 use crate::core::clock::Clock;
-use crate::core::event::{Event, Severity};
+use crate::core::event::{Event, EventName, Severity};
 use crate::core::revocations::Revocations;
 use crate::daemon::server::{Incoming, Server};
 use crate::engine::Engine;
@@ -75,7 +75,7 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
     let (store, loaded) = StateStore::open(&cfg.daemon.state_dir);
     let loaded = loaded.unwrap_or_else(|e| {
         syslog.log(
-            &Event::new("state_read_failed")
+            &Event::new(EventName::StateReadFailed)
                 .with_severity(Severity::Err)
                 .field("dir", cfg.daemon.state_dir.display())
                 .field("error", e)
@@ -88,7 +88,7 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
     });
     if loaded.unreadable > 0 {
         syslog.log(
-            &Event::new("state_read_failed")
+            &Event::new(EventName::StateReadFailed)
                 .with_severity(Severity::Warning)
                 .field("dir", cfg.daemon.state_dir.display())
                 .field("unreadable_lines", loaded.unreadable),
@@ -121,13 +121,13 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
     let adopted = engine.len() - before;
     if restored + adopted > 0 {
         syslog.log(
-            &Event::new("state_restored")
+            &Event::new(EventName::StateRestored)
                 .field("restored", restored)
                 .field("adopted", adopted),
         );
     }
     syslog.log(
-        &Event::new("daemon_start")
+        &Event::new(EventName::DaemonStart)
             .field("pid", std::process::id())
             .field("socket", cfg.daemon.socket.display())
             .field("config", cfg.path.display())
@@ -136,7 +136,7 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
     );
     for f in crate::host::posture::check_host() {
         syslog.log(
-            &Event::new("posture_warning")
+            &Event::new(EventName::PostureWarning)
                 .with_severity(Severity::Warning)
                 .field("check", f.check)
                 .field("problem", f.problem)
@@ -186,7 +186,7 @@ fn event_loop(
                 }
                 Incoming::Signal(sig) => {
                     syslog.log(
-                        &Event::new("daemon_stop")
+                        &Event::new(EventName::DaemonStop)
                             .field("signal", crate::host::signals::signal_name(sig))
                             .field("sessions", engine.len()),
                     );
@@ -210,7 +210,7 @@ fn reload(engine: &mut Engine<Host>, path: &Path, syslog: &Syslog) -> Response {
             engine.set_policy(cfg.policy);
             engine.admin_group = cfg.daemon.admin_group;
             syslog.log(
-                &Event::new("config_loaded")
+                &Event::new(EventName::ConfigLoaded)
                     .field("file", path.display())
                     .field("rules", rules)
                     .field("sessions", engine.len()),
@@ -227,7 +227,7 @@ fn reload(engine: &mut Engine<Host>, path: &Path, syslog: &Syslog) -> Response {
         }
         Err(errs) => {
             syslog.log(
-                &Event::new("config_rejected")
+                &Event::new(EventName::ConfigRejected)
                     .with_severity(Severity::Err)
                     .field("file", path.display())
                     .field("errors", errs.to_string().replace('\n', "; "))
@@ -260,7 +260,7 @@ fn load_revocations(state_dir: &Path, syslog: &Syslog) -> Revocations {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Revocations::default(),
         Err(e) => {
             syslog.log(
-                &Event::new("state_read_failed")
+                &Event::new(EventName::StateReadFailed)
                     .with_severity(Severity::Err)
                     .field("file", path.display())
                     .field("error", e),
@@ -270,7 +270,7 @@ fn load_revocations(state_dir: &Path, syslog: &Syslog) -> Revocations {
     };
     Revocations::from_text(&text).unwrap_or_else(|e| {
         syslog.log(
-            &Event::new("state_read_failed")
+            &Event::new(EventName::StateReadFailed)
                 .with_severity(Severity::Err)
                 .field("file", path.display())
                 .field("error", e),
@@ -285,7 +285,7 @@ fn open_ids(state_dir: &Path, syslog: &Syslog) -> IdAllocator {
         Ok(ids) => ids,
         Err(e) => {
             syslog.log(
-                &Event::new("state_write_failed")
+                &Event::new(EventName::StateWriteFailed)
                     .with_severity(Severity::Err)
                     .field("what", "session id counter")
                     .field("dir", state_dir.display())
@@ -301,7 +301,7 @@ fn open_ids(state_dir: &Path, syslog: &Syslog) -> IdAllocator {
 fn fail(syslog: &Syslog, msg: &str) -> i32 {
     eprintln!("timeoutd: {msg}");
     syslog.log(
-        &Event::new("daemon_failed")
+        &Event::new(EventName::DaemonFailed)
             .with_severity(Severity::Err)
             .field("error", msg),
     );

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use session_timeout_proto::{encode_frame, take_frame, ErrorCode, Request, Response, MAX_FRAME};
 
-use crate::core::event::{Event, Severity};
+use crate::core::event::{Event, EventName, Severity};
 use crate::engine::Peer;
 
 /// A connection with no complete request for this long is dropped.
@@ -341,7 +341,7 @@ impl Server {
         }
         self.last_limit_log = Some(Instant::now());
         self.notices.push(
-            Event::new("connection_limit")
+            Event::new(EventName::ConnectionLimit)
                 .with_severity(Severity::Warning)
                 .field("detail", why),
         );
@@ -402,7 +402,7 @@ impl Server {
             return;
         };
         self.notices.push(
-            Event::new("request_malformed")
+            Event::new(EventName::RequestMalformed)
                 .with_severity(Severity::Warning)
                 .field("peer_uid", c.peer.uid)
                 .field("peer_pid", c.peer.pid)

@@ -8,7 +8,7 @@ use session_timeout_proto::{
 
 use crate::core::clock::Timestamp;
 use crate::core::duration::Human;
-use crate::core::event::{Event, Severity};
+use crate::core::event::{Event, EventName, Severity};
 use crate::core::revocations::{target_label, Revocation};
 use crate::core::session::{EndReason, Phase, Session, SessionId};
 use crate::engine::{session_event, Engine, Peer, System};
@@ -45,7 +45,7 @@ fn verb(req: &Request) -> &'static str {
 
 impl<S: System> Engine<S> {
     /// Whether `peer` may use admin verbs.
-    pub fn is_admin(&mut self, peer: Peer) -> bool {
+    pub(crate) fn is_admin(&mut self, peer: Peer) -> bool {
         if peer.uid == 0 {
             return true;
         }
@@ -56,9 +56,9 @@ impl<S: System> Engine<S> {
     }
 
     /// Refuses and logs a request the caller may not make.
-    pub fn deny(&mut self, req: &Request, peer: Peer, why: &str) -> Response {
+    pub(crate) fn deny(&mut self, req: &Request, peer: Peer, why: &str) -> Response {
         self.sys.log(
-            Event::new("request_denied")
+            Event::new(EventName::RequestDenied)
                 .with_severity(Severity::Warning)
                 .field("request", verb(req))
                 .field("peer_uid", peer.uid)
@@ -69,7 +69,7 @@ impl<S: System> Engine<S> {
     }
 
     /// Answers every request except `Reload`, which the daemon handles (it reads files).
-    pub fn handle(&mut self, req: Request, peer: Peer) -> Response {
+    pub(crate) fn handle(&mut self, req: Request, peer: Peer) -> Response {
         match req {
             Request::Register(r) => self.register(r, peer),
             Request::Unregister(k) => self.unregister(k, peer),
@@ -225,7 +225,7 @@ impl<S: System> Engine<S> {
                 message: format!("session {id} is already ending"),
             };
         }
-        let ev = session_event("session_killed", s)
+        let ev = session_event(EventName::SessionKilled, s)
             .with_severity(Severity::Notice)
             .field("by_uid", peer.uid)
             .field("reason", reason);
@@ -261,7 +261,7 @@ impl<S: System> Engine<S> {
             by_uid: peer.uid,
         };
         self.sys.log(
-            Event::new("revoke_added")
+            Event::new(EventName::RevokeAdded)
                 .with_severity(Severity::Notice)
                 .field("target", target_label(&target))
                 .field("by_uid", peer.uid)
@@ -278,7 +278,7 @@ impl<S: System> Engine<S> {
         self.sys.begin_batch();
         for id in &victims {
             if let Some(s) = self.session(*id) {
-                let ev = session_event("session_revoked", s)
+                let ev = session_event(EventName::SessionRevoked, s)
                     .with_severity(Severity::Notice)
                     .field("by_uid", peer.uid)
                     .field("reason", &reason);
@@ -304,7 +304,7 @@ impl<S: System> Engine<S> {
             Some(r) => {
                 self.save_revocations();
                 self.sys.log(
-                    Event::new("revoke_removed")
+                    Event::new(EventName::RevokeRemoved)
                         .with_severity(Severity::Notice)
                         .field("target", target_label(&r.target))
                         .field("by_uid", peer.uid)
@@ -330,7 +330,7 @@ impl<S: System> Engine<S> {
         }
         for r in &gone {
             self.sys.log(
-                Event::new("revoke_removed")
+                Event::new(EventName::RevokeRemoved)
                     .with_severity(Severity::Notice)
                     .field("target", target_label(&r.target))
                     .field("by_uid", r.by_uid)
@@ -352,7 +352,7 @@ impl<S: System> Engine<S> {
         let now = self.sys.now();
         let r = self.revocations.find(user, groups, now)?.clone();
         self.sys.log(
-            Event::new("login_refused")
+            Event::new(EventName::LoginRefused)
                 .with_severity(Severity::Notice)
                 .field("user", user)
                 .field("service", service)

@@ -6,17 +6,16 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::core::clock::Timestamp;
-use crate::core::deadline::{self, WarnMemory};
+use crate::core::deadline;
 use crate::core::duration::Human;
-use crate::core::event::Severity;
-use crate::core::policy::Limits;
+use crate::core::event::{EventName, Severity};
 use crate::core::record::{JournalEntry, SessionRecord};
-use crate::core::session::{EndReason, Login, Phase, ProcRef, Scope, Session, SessionId, TtyWatch};
-use crate::engine::{initial_tty_class, record_of, session_event, Engine, System};
+use crate::core::session::{EndReason, Login, ProcRef, Scope, Session, SessionId};
+use crate::engine::{initial_tty_class, session_event, Engine, System};
 
 /// A deadline found already past after a restart is enforced this long after
 /// the warning that announces it.
-pub const RESTORE_WARNING: Duration = Duration::from_secs(5);
+pub(crate) const RESTORE_WARNING: Duration = Duration::from_secs(5);
 
 /// A login found running that no session covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,36 +31,11 @@ pub struct FoundLogin {
 }
 
 impl<S: System> Engine<S> {
+    /// A session from durable state, matched against the policy in force;
+    /// a deadline that passed while the daemon was down is enforced only
+    /// after a warning.
     fn session_from(&self, rec: SessionRecord, now: Timestamp) -> Session {
-        let mut s = Session {
-            id: rec.id,
-            login: rec.login,
-            leader: rec.leader,
-            scope: rec.scope,
-            registered_at: rec.registered_at,
-            rule: String::new(),
-            limits: Limits::builtin(),
-            ttys: rec
-                .ttys
-                .into_iter()
-                .map(|n| TtyWatch::new(n, now))
-                .collect(),
-            last_activity: rec.last_activity,
-            warned: WarnMemory::default(),
-            not_before: None,
-            phase: Phase::Active,
-            tty_class: rec.tty_class,
-            tty_settled: rec.tty_settled,
-            io_seen: Vec::new(),
-            last_tamper_log: None,
-            warnings_sent: Vec::new(),
-            tampers_seen: Vec::new(),
-            discovery_backoff: Duration::from_millis(200),
-            adopted: rec.adopted,
-        };
-        let d = self.policy().decide(&s.facts());
-        s.rule = d.rule;
-        s.limits = d.limits;
+        let mut s = Session::new(rec, &self.policy, now);
         let ds = deadline::deadlines(
             &s.limits,
             s.registered_at,
@@ -77,10 +51,10 @@ impl<S: System> Engine<S> {
 
     /// Closes a session from durable state that cannot be alive (the host
     /// rebooted since: pids and audit ids start over, so none may be matched).
-    pub fn discard(&mut self, rec: SessionRecord, why: &str) {
+    pub(crate) fn discard(&mut self, rec: SessionRecord, why: &str) {
         let now = self.sys.now();
         let s = self.session_from(rec, now);
-        let ev = session_event("session_close", &s)
+        let ev = session_event(EventName::SessionClose, &s)
             .field("reason", "lost_while_down")
             .field("detail", why)
             .field("duration", Human(now.since(s.registered_at)));
@@ -91,20 +65,20 @@ impl<S: System> Engine<S> {
     /// Puts a session from durable state back under policy with its original
     /// deadlines and idle history, or closes it as lost if it ended while the
     /// daemon was down. Returns whether it is live.
-    pub fn restore(&mut self, rec: SessionRecord) -> bool {
+    pub(crate) fn restore(&mut self, rec: SessionRecord) -> bool {
         let now = self.sys.now();
         let alive = self.sys.alive(rec.leader)
             || !self.sys.scope_processes(rec.leader, rec.scope).is_empty();
         let s = self.session_from(rec, now);
         if !alive {
-            let ev = session_event("session_close", &s)
+            let ev = session_event(EventName::SessionClose, &s)
                 .field("reason", "lost_while_down")
                 .field("duration", Human(now.since(s.registered_at)));
             self.sys.log(ev);
             self.sys.persist(JournalEntry::Gone(s.id));
             return false;
         }
-        let ev = session_event("session_restored", &s)
+        let ev = session_event(EventName::SessionRestored, &s)
             .field("registered", s.registered_at.secs())
             .field("last_activity", s.last_activity.secs());
         self.sys.log(ev);
@@ -118,14 +92,13 @@ impl<S: System> Engine<S> {
             .revocations
             .find(&s.login.user, &s.login.groups, now)
             .map(|r| r.by_uid);
-        self.sys
-            .persist(JournalEntry::Upsert(Box::new(record_of(&s))));
+        self.sys.persist(JournalEntry::Upsert(Box::new(s.record())));
         self.insert_session(s);
         self.schedule(id, now);
         // A revocation made before the restart still holds.
         if let Some(by_uid) = revoked {
             if let Some(s) = self.session(id) {
-                let ev = session_event("session_revoked", s)
+                let ev = session_event(EventName::SessionRevoked, s)
                     .with_severity(Severity::Notice)
                     .field("by_uid", by_uid)
                     .field("reason", "revoked before the restart");
@@ -136,7 +109,7 @@ impl<S: System> Engine<S> {
     }
 
     /// Audit session ids already covered by a session.
-    pub fn covered_sessionids(&self) -> HashSet<u32> {
+    pub(crate) fn covered_sessionids(&self) -> HashSet<u32> {
         self.sessions_all()
             .filter_map(|s| match s.scope {
                 Scope::AuditSession(id) => Some(id),
@@ -146,48 +119,56 @@ impl<S: System> Engine<S> {
     }
 
     /// Puts logins opened while the daemon was down under policy.
-    pub fn adopt(&mut self, found: Vec<FoundLogin>) {
+    pub(crate) fn adopt(&mut self, found: Vec<FoundLogin>) {
         let now = self.sys.now();
         let covered = self.covered_sessionids();
         for f in found {
-            if covered.contains(&f.sessionid) {
-                continue;
+            if !covered.contains(&f.sessionid) {
+                self.adopt_one(f, now);
             }
-            let groups = self.sys.groups_of(&f.user);
-            let pam_tty = if f.service.starts_with("sshd") {
-                "ssh"
-            } else {
-                ""
-            };
-            let (tty_class, tty_settled) = initial_tty_class(pam_tty);
-            let rec = SessionRecord {
-                id: SessionId(self.sys.allocate_id()),
-                login: Login {
-                    user: f.user.clone(),
-                    uid: f.uid,
-                    service: f.service.clone(),
-                    pam_tty: pam_tty.to_owned(),
-                    rhost: String::new(),
-                    ruser: String::new(),
-                    groups,
-                },
-                leader: f.leader,
-                scope: Scope::AuditSession(f.sessionid),
-                registered_at: f.started_at.min(now),
-                last_activity: f.started_at.min(now),
-                tty_class,
-                tty_settled,
-                ttys: Vec::new(),
-                adopted: true,
-            };
-            let s = self.session_from(rec, now);
-            let ev = session_event("session_adopted", &s)
-                .with_severity(Severity::Notice)
-                .field("scope", format!("audit:{}", f.sessionid))
-                .field("started", f.started_at.secs())
-                .field("detail", "login opened while timeoutd was not running");
-            self.sys.log(ev);
-            self.insert_restored(s, now);
+        }
+    }
+
+    fn adopt_one(&mut self, f: FoundLogin, now: Timestamp) {
+        let rec = self.record_of_found(&f, now);
+        let s = self.session_from(rec, now);
+        let ev = session_event(EventName::SessionAdopted, &s)
+            .with_severity(Severity::Notice)
+            .field("scope", s.scope)
+            .field("started", f.started_at.secs())
+            .field("detail", "login opened while timeoutd was not running");
+        self.sys.log(ev);
+        self.insert_restored(s, now);
+    }
+
+    /// The durable form of a found login, as if it had registered when it started.
+    fn record_of_found(&mut self, f: &FoundLogin, now: Timestamp) -> SessionRecord {
+        let groups = self.sys.groups_of(&f.user);
+        let pam_tty = if f.service.starts_with("sshd") {
+            "ssh"
+        } else {
+            ""
+        };
+        let (tty_class, tty_settled) = initial_tty_class(pam_tty);
+        SessionRecord {
+            id: SessionId(self.sys.allocate_id()),
+            login: Login {
+                user: f.user.clone(),
+                uid: f.uid,
+                service: f.service.clone(),
+                pam_tty: pam_tty.to_owned(),
+                rhost: String::new(),
+                ruser: String::new(),
+                groups,
+            },
+            leader: f.leader,
+            scope: Scope::AuditSession(f.sessionid),
+            registered_at: f.started_at.min(now),
+            last_activity: f.started_at.min(now),
+            tty_class,
+            tty_settled,
+            ttys: Vec::new(),
+            adopted: true,
         }
     }
 }

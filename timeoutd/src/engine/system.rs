@@ -1,15 +1,20 @@
 //! The port: everything the engine needs from the world (clock, /proc, ptys,
 //! signals, syslog, durable state), as one trait and the types that cross it.
-//! `host::Host` implements it for real; `testkit::FakeSystem` for tests.
+//! `host::Host` implements it for real; `testkit::Fake` for tests.
+//!
+//! `Peer`, `TtyProbe` (and `recovery::FoundLogin`) are declared `pub`, not
+//! `pub(crate)`, only because `host` and `daemon` name them in their own `pub`
+//! items; the `engine` module is crate-private, so none of them leaves the crate.
 
 use crate::core::clock::Timestamp;
 use crate::core::event::Event;
 use crate::core::record::{JournalEntry, SessionRecord};
-use crate::core::session::{ProcRef, Scope, TtyTimes};
+use crate::core::session::{ProcRef, Scope};
+use crate::core::terminal::TtyTimes;
 
 /// A process as the kill logic needs to see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcFacts {
+pub(crate) struct ProcFacts {
     pub proc: ProcRef,
     pub ppid: u32,
     pub ruid: u32,
@@ -19,7 +24,7 @@ pub struct ProcFacts {
 }
 
 /// The imperative shell, as the engine sees it.
-pub trait System {
+pub(crate) trait System {
     fn now(&self) -> Timestamp;
     /// Called before a batch of wake-ups, so probes may cache one /proc scan.
     fn begin_batch(&mut self) {}

@@ -9,7 +9,8 @@ use crate::core::clock::Timestamp;
 use crate::core::event::Event;
 use crate::core::policy::{Limits, Policy};
 use crate::core::record::{JournalEntry, SessionRecord};
-use crate::core::session::{ProcRef, Scope, SessionId, TtyTimes};
+use crate::core::session::{ProcRef, Scope, SessionId};
+use crate::core::terminal::TtyTimes;
 use crate::engine::{Engine, Peer, ProcFacts, System, TtyProbe};
 
 pub(crate) const USER_UID: u32 = 1001;
@@ -111,6 +112,13 @@ impl System for Fake {
         false
     }
     fn compact(&mut self, _live: Vec<SessionRecord>) {}
+}
+
+/// What only tests ask of the engine.
+impl<S: System> Engine<S> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
 }
 
 pub(crate) fn proc(pid: u32, uid: u32) -> ProcFacts {

@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::clock::{Clock, Timestamp};
-use crate::core::event::{Event, Severity};
+use crate::core::event::{Event, EventName, Severity};
 use crate::core::record::{JournalEntry, SessionRecord};
-use crate::core::session::{ProcRef, Scope, TtyTimes};
+use crate::core::session::{ProcRef, Scope};
+use crate::core::terminal::TtyTimes;
 use crate::engine::FoundLogin;
 use crate::engine::{ProcFacts, System, TtyProbe};
 use crate::host::clock::SystemClock;
@@ -131,7 +132,7 @@ impl Host {
         if due {
             self.last_state_error = Some(Instant::now());
             self.syslog.log(
-                &Event::new("state_write_failed")
+                &Event::new(EventName::StateWriteFailed)
                     .with_severity(Severity::Err)
                     .field("what", what)
                     .field("dir", self.state_dir.display())

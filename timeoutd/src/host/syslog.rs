@@ -224,6 +224,7 @@ fn local_civil(t: i64) -> Option<Civil> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::event::EventName;
     use std::sync::atomic::AtomicUsize;
     use std::time::Instant;
 
@@ -318,13 +319,16 @@ mod tests {
             "{got}"
         );
         log.log(
-            &Event::new("killed")
+            &Event::new(EventName::SessionKilled)
                 .field("user", "a b")
                 .with_severity(Severity::Warning),
         );
         let got = recv(&srv);
         assert!(got.starts_with("<84>"), "{got}");
-        assert!(got.ends_with(": event=killed user=\"a b\""), "{got}");
+        assert!(
+            got.ends_with(": event=session_killed user=\"a b\""),
+            "{got}"
+        );
         let big = "x".repeat(20_000);
         log.send(Severity::Info, &big);
         let got = recv(&srv);

@@ -5,7 +5,6 @@ use std::time::Duration;
 use crate::core::clock::Timestamp;
 use crate::core::record::JournalEntry;
 use crate::core::session::SessionId;
-use crate::engine::record_of;
 use crate::engine::recovery::FoundLogin;
 use crate::engine::testkit::*;
 
@@ -18,7 +17,7 @@ fn restarted(
     let mut first = engine(l.clone());
     let id = registered_id(first.register(registration(), ROOT));
     run_until(&mut first, 1003);
-    let rec = record_of(first.session(id).unwrap());
+    let rec = first.session(id).unwrap().record();
     let mut second = engine(l);
     second.sys.now = Timestamp::from_secs(restart_at);
     (rec, second)
