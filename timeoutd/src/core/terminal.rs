@@ -1,6 +1,9 @@
 //! A terminal as the daemon measures it: the three timestamps of its device
 //! node, and how a look at them is read as input, as nothing, or as
-//! timestamps set by hand. Pure: the timestamps come in as values.
+//! timestamps set by hand. Where the login's connection can be read, the
+//! client's last packet is the witness: input the client never sent (TIOCSTI,
+//! or anything else faked from inside) gains nothing. Pure: the timestamps
+//! come in as values.
 
 use std::time::Duration;
 
@@ -28,7 +31,15 @@ pub enum Observation {
     Nothing,
     /// The timestamps were set by hand (ctime moved, or atime is in the future).
     Tampered,
+    /// The kernel recorded input again and again with no client data since
+    /// before its window: credited only at the client's last packet (which
+    /// gains nothing), and worth a `tamper_suspected reason=no_client_input`.
+    Unwitnessed(Timestamp),
 }
+
+/// This many atime moves in a row without client data make [`Observation::Unwitnessed`];
+/// one alone is a late read of type-ahead.
+pub const UNWITNESSED_STREAK: u32 = 2;
 
 /// The kernel stores a new atime only when it enters a new 8-second window,
 /// so input may have gone on until the end of the window that atime opened.
@@ -49,6 +60,10 @@ pub struct TtyWatch {
     /// Until then, ctime changes are sshd still setting the new pty up
     /// (chown, chmod), not tampering.
     settle_until: Timestamp,
+    /// The atime of the last look, to tell a move from a re-read.
+    last_atime: Option<Timestamp>,
+    /// Consecutive atime moves with no client data in their window.
+    unwitnessed_streak: u32,
 }
 
 /// How long after a terminal is found its metadata may still change legitimately.
@@ -62,6 +77,8 @@ impl TtyWatch {
             last_ctime: None,
             tainted: None,
             settle_until: found_at + TTY_SETTLE,
+            last_atime: None,
+            unwitnessed_streak: 0,
         }
     }
 
@@ -77,7 +94,19 @@ impl TtyWatch {
     /// a fresh pty's creation time: reads in its first window move nothing.
     /// In the first [`TTY_SETTLE`] after the terminal is found, ctime changes
     /// are sshd's own set-up and are not held against the session.
-    pub fn observe(&mut self, t: TtyTimes, now: Timestamp, count_output: bool) -> Observation {
+    ///
+    /// `client_last` is when data last arrived from the client on the login's
+    /// connection, if it can be read. Input then counts at the earlier of its
+    /// window's end and that packet: never early, and exact to the second when
+    /// nothing else flows. An atime move with no client data since before its
+    /// window gains nothing.
+    pub fn observe(
+        &mut self,
+        t: TtyTimes,
+        now: Timestamp,
+        count_output: bool,
+        client_last: Option<Timestamp>,
+    ) -> Observation {
         let settling = now < self.settle_until;
         let ctime_moved = !settling && self.last_ctime.is_some_and(|c| c != t.ctime);
         self.last_ctime = Some(t.ctime);
@@ -95,20 +124,46 @@ impl TtyWatch {
             None => (None, None),
         };
         let mut credited = None;
+        let mut unwitnessed = false;
         if Some(t.atime) != taint_a {
-            credited = Some(window_end(t.atime));
+            let (start, end) = window_of(t.atime);
+            credited = Some(client_last.map_or(end, |c| c.min(end)));
+            unwitnessed = self.note_move(t.atime, start, client_last);
         }
         if count_output && Some(t.mtime) != taint_m {
-            credited = credited.max(Some(window_end(t.mtime)));
+            credited = credited.max(Some(window_of(t.mtime).1));
         }
-        credited.map_or(Observation::Nothing, Observation::Input)
+        match credited {
+            Some(at) if unwitnessed => Observation::Unwitnessed(at),
+            Some(at) => Observation::Input(at),
+            None => Observation::Nothing,
+        }
+    }
+
+    /// Counts atime moves that no client data can explain; true once they
+    /// keep happening.
+    fn note_move(&mut self, atime: Timestamp, start: Timestamp, client: Option<Timestamp>) -> bool {
+        let moved = self.last_atime.is_some_and(|a| a != atime);
+        self.last_atime = Some(atime);
+        if !moved {
+            return false;
+        }
+        if client.is_some_and(|c| c < start) {
+            self.unwitnessed_streak = self.unwitnessed_streak.saturating_add(1);
+        } else {
+            self.unwitnessed_streak = 0;
+        }
+        self.unwitnessed_streak >= UNWITNESSED_STREAK
     }
 }
 
-/// The end of the 8-second window a kernel tty timestamp opened.
-fn window_end(stamp: Timestamp) -> Timestamp {
+/// The 8-second window a kernel tty timestamp opened: `[start, end)`.
+fn window_of(stamp: Timestamp) -> (Timestamp, Timestamp) {
     let start = stamp.secs() - stamp.secs().rem_euclid(KERNEL_TTY_STEP_SECS);
-    Timestamp::from_secs(start + KERNEL_TTY_STEP_SECS)
+    (
+        Timestamp::from_secs(start),
+        Timestamp::from_secs(start + KERNEL_TTY_STEP_SECS),
+    )
 }
 
 #[cfg(test)]
@@ -130,11 +185,11 @@ mod tests {
         let now = Timestamp::from_secs(1000);
         let t = at(950_000, 990_000, 900_500);
         assert_eq!(
-            w.observe(t, now, false),
+            w.observe(t, now, false, None),
             Observation::Input(Timestamp::from_secs(952))
         );
         assert_eq!(
-            w.observe(t, now, true),
+            w.observe(t, now, true, None),
             Observation::Input(Timestamp::from_secs(992))
         );
     }
@@ -145,11 +200,11 @@ mod tests {
         let now = Timestamp::from_secs(1000);
         // atime 981 lies in the window [976, 984).
         assert_eq!(
-            w.observe(at(981_000, 0, 900_500), now, false),
+            w.observe(at(981_000, 0, 900_500), now, false, None),
             Observation::Input(Timestamp::from_secs(984))
         );
         assert_eq!(
-            w.observe(at(984_000, 0, 900_500), now, false),
+            w.observe(at(984_000, 0, 900_500), now, false, None),
             Observation::Input(Timestamp::from_secs(992))
         );
     }
@@ -161,7 +216,7 @@ mod tests {
         let mut w = TtyWatch::new("pts/1".into(), Timestamp(0));
         let t = at(990_200, 990_200, 990_300);
         assert_eq!(
-            w.observe(t, Timestamp::from_secs(991), false),
+            w.observe(t, Timestamp::from_secs(991), false, None),
             Observation::Input(Timestamp::from_secs(992))
         );
         // Input in the same second as the chown moves atime to 990.000 < ctime: still counted.
@@ -170,7 +225,8 @@ mod tests {
             w.observe(
                 at(993_000, 993_000, 993_400),
                 Timestamp::from_secs(994),
-                false
+                false,
+                None
             ),
             Observation::Input(Timestamp::from_secs(1000))
         );
@@ -181,15 +237,15 @@ mod tests {
         let mut w = TtyWatch::new("pts/1".into(), Timestamp(0));
         let now = Timestamp::from_secs(1000);
         assert_eq!(
-            w.observe(at(950_000, 950_000, 900_500), now, false),
+            w.observe(at(950_000, 950_000, 900_500), now, false, None),
             Observation::Input(Timestamp::from_secs(952))
         );
         // `touch -a` sets atime and ctime to now.
         let touched = at(995_123, 950_000, 995_123);
-        assert_eq!(w.observe(touched, now, false), Observation::Tampered);
+        assert_eq!(w.observe(touched, now, false, None), Observation::Tampered);
         // Looked at again with nothing new: the touched atime stays uncredited.
         assert_eq!(
-            w.observe(touched, Timestamp::from_secs(1005), false),
+            w.observe(touched, Timestamp::from_secs(1005), false, None),
             Observation::Nothing
         );
         // The kernel moves atime on real input later: credited again.
@@ -197,7 +253,8 @@ mod tests {
             w.observe(
                 at(1_008_000, 950_000, 995_123),
                 Timestamp::from_secs(1010),
-                false
+                false,
+                None
             ),
             Observation::Input(Timestamp::from_secs(1016))
         );
@@ -211,7 +268,8 @@ mod tests {
             w.observe(
                 at(990_200, 990_200, 990_200),
                 Timestamp::from_secs(990),
-                false
+                false,
+                None
             ),
             Observation::Input(Timestamp::from_secs(992))
         );
@@ -219,7 +277,8 @@ mod tests {
             w.observe(
                 at(990_200, 990_200, 990_700),
                 Timestamp::from_secs(991),
-                false
+                false,
+                None
             ),
             Observation::Input(Timestamp::from_secs(992))
         );
@@ -228,7 +287,8 @@ mod tests {
             w.observe(
                 at(1_001_000, 0, 1_001_000),
                 Timestamp::from_secs(1002),
-                false
+                false,
+                None
             ),
             Observation::Tampered
         );
@@ -240,15 +300,101 @@ mod tests {
         let now = Timestamp::from_secs(1000);
         // touch -a -d 2030-01-01 before the first look (ctime = now, too).
         let future = at(1_893_456_000_000, 0, 999_500);
-        assert_eq!(w.observe(future, now, false), Observation::Tampered);
+        assert_eq!(w.observe(future, now, false, None), Observation::Tampered);
         assert_eq!(
-            w.observe(future, Timestamp::from_secs(1001), false),
+            w.observe(future, Timestamp::from_secs(1001), false, None),
             Observation::Tampered
         );
         // Real input: the kernel replaces the future atime with now.
         assert_eq!(
-            w.observe(at(1_002_000, 0, 999_500), Timestamp::from_secs(1003), false),
+            w.observe(
+                at(1_002_000, 0, 999_500),
+                Timestamp::from_secs(1003),
+                false,
+                None
+            ),
             Observation::Input(Timestamp::from_secs(1008))
         );
+    }
+
+    #[test]
+    fn with_a_witness_input_counts_at_the_last_client_packet() {
+        let mut w = TtyWatch::new("pts/1".into(), Timestamp(0));
+        let now = Timestamp::from_secs(1000);
+        // atime 981 opened [976, 984); the client's last packet came at 981.4.
+        let client = Some(Timestamp(981_400));
+        assert_eq!(
+            w.observe(at(981_000, 0, 900_500), now, false, client),
+            Observation::Input(Timestamp(981_400))
+        );
+        // Client data after the window (a keepalive) cannot push it past the window's end.
+        assert_eq!(
+            w.observe(
+                at(981_000, 0, 900_500),
+                now,
+                false,
+                Some(Timestamp(999_000))
+            ),
+            Observation::Input(Timestamp::from_secs(984))
+        );
+    }
+
+    #[test]
+    fn input_the_client_never_sent_gains_nothing_and_is_reported_when_it_repeats() {
+        let mut w = TtyWatch::new("pts/1".into(), Timestamp(0));
+        // Real typing at 950, credited at the packet.
+        let typed = Some(Timestamp(950_300));
+        assert_eq!(
+            w.observe(
+                at(950_000, 0, 900_500),
+                Timestamp::from_secs(955),
+                false,
+                typed
+            ),
+            Observation::Input(Timestamp(950_300))
+        );
+        // TIOCSTI moves atime every window; the client sends nothing.
+        assert_eq!(
+            w.observe(
+                at(961_000, 0, 900_500),
+                Timestamp::from_secs(962),
+                false,
+                typed
+            ),
+            Observation::Input(Timestamp(950_300)),
+            "one late read (type-ahead) is credited at its packet, not reported"
+        );
+        assert_eq!(
+            w.observe(
+                at(969_000, 0, 900_500),
+                Timestamp::from_secs(970),
+                false,
+                typed
+            ),
+            Observation::Unwitnessed(Timestamp(950_300)),
+            "it keeps happening"
+        );
+        // A real keystroke again resets the streak.
+        let typed = Some(Timestamp(977_100));
+        assert_eq!(
+            w.observe(
+                at(977_000, 0, 900_500),
+                Timestamp::from_secs(978),
+                false,
+                typed
+            ),
+            Observation::Input(Timestamp(977_100))
+        );
+    }
+
+    #[test]
+    fn without_a_witness_the_rule_is_the_kernel_window() {
+        let mut w = TtyWatch::new("pts/1".into(), Timestamp(0));
+        for (a, look) in [(961_000, 962), (969_000, 970), (977_000, 978)] {
+            assert_eq!(
+                w.observe(at(a, 0, 900_500), Timestamp::from_secs(look), false, None),
+                Observation::Input(window_of(Timestamp(a)).1)
+            );
+        }
     }
 }

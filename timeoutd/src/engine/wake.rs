@@ -231,6 +231,7 @@ impl<S: System> Engine<S> {
     /// Credits kernel-recorded input on any of the session's terminals.
     fn measure(&mut self, s: &mut Session, now: Timestamp) {
         let mut tampered = Vec::new();
+        let mut unwitnessed = false;
         for i in 0..s.ttys.len() {
             let Some(times) = self.sys.tty_times(&s.ttys[i].name) else {
                 continue;
@@ -238,11 +239,17 @@ impl<S: System> Engine<S> {
             // The clock is read after the stat: on a loaded host a keystroke
             // during a long batch must not look like an atime in the future.
             let seen_at = self.sys.now().max(now);
-            match s.ttys[i].observe(times, seen_at, s.limits.count_output) {
+            let name = s.ttys[i].name.clone();
+            match s.ttys[i].observe(times, seen_at, s.limits.count_output, None) {
                 Observation::Input(at) => s.last_activity = s.last_activity.max(at),
                 Observation::Nothing => {}
+                Observation::Unwitnessed(at) => {
+                    s.last_activity = s.last_activity.max(at);
+                    Session::remember(&mut s.tampers_seen, (name.clone(), now));
+                    unwitnessed = true;
+                    tampered.push(format!("{name}:no client data:atime={}", times.atime.0));
+                }
                 Observation::Tampered => {
-                    let name = s.ttys[i].name.clone();
                     Session::remember(&mut s.tampers_seen, (name.clone(), now));
                     let why = if times.atime > seen_at {
                         "atime in the future"
@@ -256,23 +263,37 @@ impl<S: System> Engine<S> {
                 }
             }
         }
-        if tampered.is_empty() {
-            return;
+        if !tampered.is_empty() {
+            self.log_tamper(s, now, &tampered, unwitnessed);
         }
+    }
+
+    /// `tamper_suspected`, at most once per session per [`TAMPER_LOG_INTERVAL`].
+    fn log_tamper(&mut self, s: &mut Session, now: Timestamp, found: &[String], unwitnessed: bool) {
         let quiet = s
             .last_tamper_log
             .is_some_and(|t| now.since(t) < TAMPER_LOG_INTERVAL);
-        if !quiet {
-            s.last_tamper_log = Some(now);
-            let ev = session_event(EventName::TamperSuspected, s)
-                .with_severity(Severity::Warning)
-                .field("tampered", tampered.join(","))
-                .field(
-                    "detail",
-                    "tty timestamps were set by hand; no activity credited",
-                );
-            self.sys.log(ev);
+        if quiet {
+            return;
         }
+        s.last_tamper_log = Some(now);
+        let (reason, detail) = if unwitnessed {
+            (
+                "no_client_input",
+                "the terminal read input the client never sent; none credited",
+            )
+        } else {
+            (
+                "timestamps_set",
+                "tty timestamps were set by hand; no activity credited",
+            )
+        };
+        let ev = session_event(EventName::TamperSuspected, s)
+            .with_severity(Severity::Warning)
+            .field("reason", reason)
+            .field("tampered", found.join(","))
+            .field("detail", detail);
+        self.sys.log(ev);
     }
 
     fn warn(&mut self, s: &Session, d: Deadline, now: Timestamp) {
