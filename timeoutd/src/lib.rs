@@ -3,5 +3,5 @@
 pub mod config;
 pub mod core;
 pub mod daemon;
-pub mod engine;
+pub(crate) mod engine;
 pub mod host;

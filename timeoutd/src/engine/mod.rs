@@ -89,6 +89,7 @@ impl<S: System> Engine<S> {
         self.sessions.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
