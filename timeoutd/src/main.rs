@@ -1,10 +1,15 @@
 //! `timeoutd`: the command line.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use timeoutd::config;
-use timeoutd::daemon::{self, Options};
+use timeoutd::config::{self, explain};
+use timeoutd::daemon::{self, Options, StartError};
+use timeoutd::host::{nss, posture};
+
+/// Where the detached daemon writes its pid unless told otherwise.
+const DEFAULT_PIDFILE: &str = "/run/session-timeout/timeoutd.pid";
 
 const USAGE: &str = "\
 usage: timeoutd [--config PATH] [--foreground] [--pidfile PATH]
@@ -27,14 +32,35 @@ pam_session_timeout.so.
   --help, --version
 ";
 
+/// What the command line asks for.
 enum Mode {
     Run(Options),
     Check(PathBuf),
     Explain(PathBuf, Vec<String>),
     Posture,
+    Help,
+    Version,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, String> {
+/// A command line that does not parse.
+#[derive(Debug)]
+enum UsageError {
+    MissingValue(&'static str),
+    Unknown(String),
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingValue(flag) => write!(f, "{flag} needs a path"),
+            Self::Unknown(arg) => write!(f, "unknown argument {arg:?}"),
+        }
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, UsageError> {
     let mut config_path = PathBuf::from(config::DEFAULT_PATH);
     let mut foreground = false;
     let mut pidfile = None;
@@ -42,10 +68,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, String> {
     let mut explain: Option<Vec<String>> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--config" => config_path = args.next().ok_or("--config needs a path")?.into(),
+            "--config" => {
+                config_path = args
+                    .next()
+                    .ok_or(UsageError::MissingValue("--config"))?
+                    .into()
+            }
             "--foreground" => foreground = true,
             "--pidfile" => {
-                pidfile = Some(PathBuf::from(args.next().ok_or("--pidfile needs a path")?))
+                let path = args.next().ok_or(UsageError::MissingValue("--pidfile"))?;
+                pidfile = Some(PathBuf::from(path));
             }
             "--check-config" => check = true,
             "--posture" => return Ok(Mode::Posture),
@@ -53,13 +85,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, String> {
             other if explain.is_some() && other.contains('=') && !other.starts_with('-') => {
                 explain.get_or_insert_with(Vec::new).push(other.to_owned())
             }
-            "--help" | "-h" => return Err(String::new()),
-            "--version" => {
-                println!("timeoutd {}", env!("CARGO_PKG_VERSION"));
-                std::process::exit(0);
-            }
+            "--help" | "-h" => return Ok(Mode::Help),
+            "--version" => return Ok(Mode::Version),
             other if check && !other.starts_with('-') => config_path = other.into(),
-            other => return Err(format!("unknown argument {other:?}")),
+            other => return Err(UsageError::Unknown(other.to_owned())),
         }
     }
     if let Some(words) = explain {
@@ -69,7 +98,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, String> {
         return Ok(Mode::Check(config_path));
     }
     if pidfile.is_none() && !foreground {
-        pidfile = Some(PathBuf::from("/run/session-timeout/timeoutd.pid"));
+        pidfile = Some(PathBuf::from(DEFAULT_PIDFILE));
     }
     Ok(Mode::Run(Options {
         config_path,
@@ -81,85 +110,94 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, String> {
 fn main() -> ExitCode {
     let mode = match parse_args(std::env::args().skip(1)) {
         Ok(m) => m,
-        Err(e) if e.is_empty() => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
         Err(e) => {
             eprintln!("timeoutd: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
     match mode {
-        Mode::Check(path) => match config::load(&path) {
-            Ok(cfg) => {
-                print!("{}", timeoutd::config::explain::describe(&cfg));
-                ExitCode::SUCCESS
-            }
-            Err(errs) => {
-                eprintln!("{errs}");
-                eprintln!("timeoutd: {} is not valid", path.display());
-                ExitCode::FAILURE
-            }
-        },
-        Mode::Posture => {
-            let findings = timeoutd::host::posture::check_host();
-            if findings.is_empty() {
-                println!("no weaknesses found");
-                return ExitCode::SUCCESS;
-            }
-            for f in &findings {
-                println!(
-                    "{}: {}
-    remedy: {}",
-                    f.check, f.problem, f.remedy
-                );
-            }
+        Mode::Help => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Mode::Version => {
+            println!("timeoutd {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Mode::Check(path) => check_config(&path),
+        Mode::Posture => posture(),
+        Mode::Explain(path, words) => explain(&path, &words),
+        Mode::Run(opts) => run(&opts),
+    }
+}
+
+/// `--check-config`: the effective policy, or every error in the file.
+fn check_config(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(cfg) => {
+            print!("{}", explain::describe(&cfg));
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            eprintln!("{errs}");
+            eprintln!("timeoutd: {} is not valid", path.display());
             ExitCode::FAILURE
         }
-        Mode::Explain(path, words) => {
-            let cfg = match config::load(&path) {
-                Ok(c) => c,
-                Err(errs) => {
-                    eprintln!("{errs}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match timeoutd::config::explain::parse_facts(&words) {
-                Ok(facts) => {
-                    print!("{}", timeoutd::config::explain::explain(&cfg, &facts));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("timeoutd: --explain: {e}");
-                    ExitCode::from(2)
-                }
-            }
+    }
+}
+
+/// `--posture`: the host's weaknesses, exit 1 if there are any.
+fn posture() -> ExitCode {
+    let findings = posture::check_host();
+    if findings.is_empty() {
+        println!("no weaknesses found");
+        return ExitCode::SUCCESS;
+    }
+    for f in &findings {
+        println!(
+            "{}: {}
+    remedy: {}",
+            f.check, f.problem, f.remedy
+        );
+    }
+    ExitCode::FAILURE
+}
+
+/// `--explain`: which rule a login would match; groups not given on the
+/// command line are those NSS reports for the user.
+fn explain(path: &Path, words: &[String]) -> ExitCode {
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprintln!("{errs}");
+            return ExitCode::FAILURE;
         }
-        Mode::Run(opts) => {
-            let cfg = match config::load(&opts.config_path) {
-                Ok(c) => c,
-                Err(errs) => {
-                    let syslog =
-                        timeoutd::host::syslog::Syslog::new(std::path::Path::new("/dev/log"));
-                    syslog.log(
-                        &timeoutd::core::event::Event::new(
-                            timeoutd::core::event::EventName::ConfigRejected,
-                        )
-                        .with_severity(timeoutd::core::event::Severity::Err)
-                        .field("file", opts.config_path.display())
-                        .field("errors", errs.to_string().replace('\n', "; "))
-                        .field("action", "refusing to start"),
-                    );
-                    eprintln!("{errs}");
-                    eprintln!("timeoutd: refusing to start without a valid policy");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match daemon::run(cfg, &opts) {
-                0 => ExitCode::SUCCESS,
-                _ => ExitCode::FAILURE,
+    };
+    match explain::parse_facts(words, nss::groups_of) {
+        Ok(facts) => {
+            print!("{}", explain::explain(&cfg, &facts));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("timeoutd: --explain: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The daemon itself: start, then serve until SIGTERM or SIGINT.
+fn run(opts: &Options) -> ExitCode {
+    match daemon::start(opts) {
+        Ok(daemon) => {
+            daemon.serve();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if let StartError::Config(errors) = &e {
+                eprintln!("{errors}");
             }
+            eprintln!("timeoutd: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,14 +1,13 @@
 //! Human-readable rendering of a policy (`--check-config`) and of what it
 //! would do to one login (`--explain`), like `sshd -T -C`.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
 use crate::config::Config;
 use crate::core::duration::{self, Human};
 use crate::core::policy::{Criteria, KillScope, Limits, LoginFacts, NottyMode, TtyClass};
-use crate::host::nss;
 
-pub fn limits_line(l: &Limits) -> String {
+fn limits_line(l: &Limits) -> String {
     let warn: Vec<String> = l.warn.iter().map(|w| Human(*w).to_string()).collect();
     format!(
         "idle={} max={} warn=[{}] grace={} count_output={} notty={} kill_scope={}",
@@ -81,10 +80,43 @@ pub fn describe(cfg: &Config) -> String {
     out
 }
 
+/// A word of `--explain` that does not describe a login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FactsError {
+    /// A word without `=`.
+    NotKeyValue(String),
+    /// `tty=` something other than pty, console or none.
+    BadTty(String),
+    /// A key that is not user, groups, service, rhost or tty.
+    UnknownKey(String),
+    /// No `user=`.
+    NoUser,
+}
+
+impl fmt::Display for FactsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotKeyValue(w) => write!(f, "expected key=value, got {w:?}"),
+            Self::BadTty(v) => write!(f, "tty must be pty, console or none, got {v:?}"),
+            Self::UnknownKey(k) => write!(
+                f,
+                "unknown key {k:?}; use user, groups, service, rhost, tty"
+            ),
+            Self::NoUser => write!(f, "user=NAME is required"),
+        }
+    }
+}
+
+impl std::error::Error for FactsError {}
+
 /// Builds the facts of a hypothetical login from `key=value` words:
-/// user, service, rhost, tty (pty|console|none), groups (comma-separated; by
-/// default resolved through NSS if the user exists).
-pub fn parse_facts(words: &[String]) -> Result<LoginFacts, String> {
+/// user, service, rhost, tty (pty|console|none), groups (comma-separated).
+/// Without `groups=`, the user's groups are asked of `groups_of` (the
+/// command line resolves them through NSS; this module touches no system).
+pub fn parse_facts(
+    words: &[String],
+    groups_of: impl FnOnce(&str) -> Vec<String>,
+) -> Result<LoginFacts, FactsError> {
     let mut facts = LoginFacts {
         user: String::new(),
         groups: Vec::new(),
@@ -96,14 +128,13 @@ pub fn parse_facts(words: &[String]) -> Result<LoginFacts, String> {
     for w in words {
         let (k, v) = w
             .split_once('=')
-            .ok_or_else(|| format!("expected key=value, got {w:?}"))?;
+            .ok_or_else(|| FactsError::NotKeyValue(w.clone()))?;
         match k {
             "user" => facts.user = v.to_owned(),
             "service" => facts.service = v.to_owned(),
             "rhost" => facts.rhost = v.to_owned(),
             "tty" => {
-                facts.tty = TtyClass::parse(v)
-                    .ok_or_else(|| format!("tty must be pty, console or none, got {v:?}"))?
+                facts.tty = TtyClass::parse(v).ok_or_else(|| FactsError::BadTty(v.to_owned()))?
             }
             "groups" => {
                 groups = Some(
@@ -113,17 +144,13 @@ pub fn parse_facts(words: &[String]) -> Result<LoginFacts, String> {
                         .collect(),
                 )
             }
-            _ => {
-                return Err(format!(
-                    "unknown key {k:?}; use user, groups, service, rhost, tty"
-                ))
-            }
+            _ => return Err(FactsError::UnknownKey(k.to_owned())),
         }
     }
     if facts.user.is_empty() {
-        return Err("user=NAME is required".into());
+        return Err(FactsError::NoUser);
     }
-    facts.groups = groups.unwrap_or_else(|| nss::groups_of(&facts.user));
+    facts.groups = groups.unwrap_or_else(|| groups_of(&facts.user));
     Ok(facts)
 }
 
@@ -161,6 +188,11 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    /// The groups of a user, when a test gives them itself.
+    fn no_lookup(_user: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     #[test]
     fn explains_the_first_match_and_why_earlier_rules_failed() {
         let cfg = crate::config::parse(
@@ -179,7 +211,7 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let facts = parse_facts(&words).unwrap();
+        let facts = parse_facts(&words, no_lookup).unwrap();
         let text = explain(&cfg, &facts);
         assert!(
             text.contains(
@@ -198,9 +230,21 @@ mod tests {
 
     #[test]
     fn bad_words_are_errors() {
-        assert!(parse_facts(&["service=sshd".into()]).is_err());
-        assert!(parse_facts(&["user=a".into(), "tty=serial".into()]).is_err());
-        assert!(parse_facts(&["user=a".into(), "colour=red".into()]).is_err());
-        assert!(parse_facts(&["nonsense".into()]).is_err());
+        assert!(parse_facts(&["service=sshd".into()], no_lookup).is_err());
+        assert!(parse_facts(&["user=a".into(), "tty=serial".into()], no_lookup).is_err());
+        assert!(parse_facts(&["user=a".into(), "colour=red".into()], no_lookup).is_err());
+        assert!(parse_facts(&["nonsense".into()], no_lookup).is_err());
+    }
+
+    #[test]
+    fn groups_are_looked_up_only_when_not_given() {
+        let given = parse_facts(&["user=a".into(), "groups=x,y".into()], |_| {
+            unreachable!("groups were given")
+        })
+        .unwrap();
+        assert_eq!(given.groups, ["x", "y"]);
+        let looked_up =
+            parse_facts(&["user=a".into()], |user| vec![format!("{user}-group")]).unwrap();
+        assert_eq!(looked_up.groups, ["a-group"]);
     }
 }

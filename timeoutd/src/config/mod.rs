@@ -3,5 +3,8 @@
 
 pub mod explain;
 mod parse;
+mod sections;
+mod types;
 
-pub use parse::*;
+pub use parse::{load, parse};
+pub use types::{Config, ConfigError, ConfigErrors, DaemonConfig, DEFAULT_PATH};

@@ -1,6 +1,7 @@
 //! Tests of config loading: every error located by line and column.
 
 use super::*;
+use std::time::Duration;
 
 fn check(text: &str) -> Result<Config, ConfigErrors> {
     parse(Path::new("/etc/t.toml"), text)

@@ -1,7 +1,14 @@
 //! The socket server against real Unix sockets.
 
 use super::*;
-use session_timeout_proto::{read_frame, write_frame, SessionKey};
+use crate::daemon::conn::READ_TIMEOUT;
+use session_timeout_proto::{read_frame, write_frame, ErrorCode, SessionKey};
+
+impl Server {
+    fn connection_count(&self) -> usize {
+        self.clients.len()
+    }
+}
 
 fn temp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("st-server-{}-{name}", std::process::id()));

@@ -11,7 +11,7 @@ const FILE: &str = "next-session-id";
 const BLOCK: u64 = 1024;
 
 #[derive(Debug)]
-pub struct IdAllocator {
+pub(crate) struct IdAllocator {
     path: PathBuf,
     next: u64,
     reserved_until: u64,
@@ -19,7 +19,7 @@ pub struct IdAllocator {
 
 impl IdAllocator {
     /// Starts after every id reserved by an earlier run. A missing file starts at 1.
-    pub fn open(state_dir: &Path) -> io::Result<Self> {
+    pub(crate) fn open(state_dir: &Path) -> io::Result<Self> {
         let path = state_dir.join(FILE);
         let next = match fs::read_to_string(&path) {
             Ok(text) => text.trim().parse::<u64>().map_err(|_| {
@@ -40,7 +40,7 @@ impl IdAllocator {
 
     /// An allocator that cannot persist (the state directory is unusable):
     /// ids start from the wall clock so they still do not repeat old ones.
-    pub fn volatile(state_dir: &Path, seed: u64) -> Self {
+    pub(crate) fn volatile(state_dir: &Path, seed: u64) -> Self {
         Self {
             path: state_dir.join(FILE),
             next: seed.max(1),
@@ -55,7 +55,7 @@ impl IdAllocator {
     /// after a restart, so when a reservation fails the counter jumps to
     /// `now_ms` (milliseconds since the epoch), far above anything a
     /// persisted counter reaches, and carries on from there.
-    pub fn allocate(&mut self, now_ms: u64) -> (u64, Option<io::Error>) {
+    pub(crate) fn allocate(&mut self, now_ms: u64) -> (u64, Option<io::Error>) {
         let mut err = None;
         if self.next >= self.reserved_until {
             let until = self.next.saturating_add(BLOCK);
@@ -78,7 +78,7 @@ impl IdAllocator {
 
 /// Writes a file so that a crash at any instant leaves the old or the new content:
 /// temporary file, fsync, rename, fsync of the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let tmp = path.with_extension("tmp");
     {

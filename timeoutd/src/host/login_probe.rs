@@ -14,7 +14,7 @@ use crate::host::pty;
 
 /// The terminal named by PAM_TTY, when it names a device ("/dev/pts/3",
 /// "pts/3", "tty1"); `None` for "ssh", X displays and anything odd.
-pub fn tty_from_pam(pam_tty: &str) -> Option<String> {
+pub(crate) fn tty_from_pam(pam_tty: &str) -> Option<String> {
     let name = pam_tty.strip_prefix("/dev/").unwrap_or(pam_tty);
     let plausible = !name.is_empty()
         && !name.contains("..")
@@ -27,14 +27,14 @@ pub fn tty_from_pam(pam_tty: &str) -> Option<String> {
 }
 
 /// `/dev/NAME`.
-pub fn device(name: &str) -> PathBuf {
+pub(crate) fn device(name: &str) -> PathBuf {
     PathBuf::from("/dev").join(name)
 }
 
 /// The login's terminals. With `check_notty`, when none is found, the titles
 /// of the leader's children are read too (`sshd: user@notty` says there will
 /// be none); that needs a pass over /proc, so it is only done until settled.
-pub fn find(
+pub(crate) fn find(
     leader_pid: u32,
     pam_tty: &str,
     check_notty: bool,
@@ -60,7 +60,7 @@ pub fn find(
 
 /// Parent pid → child pids, from one read of each /proc/PID/stat (the kernel
 /// here has no /proc/PID/task/TID/children). Vanished entries are skipped.
-pub fn children_index() -> std::collections::HashMap<u32, Vec<u32>> {
+pub(crate) fn children_index() -> std::collections::HashMap<u32, Vec<u32>> {
     let mut index: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return index;
@@ -78,24 +78,24 @@ pub fn children_index() -> std::collections::HashMap<u32, Vec<u32>> {
 
 /// sshd's session child retitles itself `sshd: USER@notty` when the login has
 /// no terminal, and `sshd: USER@pts/N` when it has one.
-pub fn title_says_notty(title: &str) -> bool {
+pub(crate) fn title_says_notty(title: &str) -> bool {
     title.starts_with("sshd") && title.trim_end().ends_with("@notty")
 }
 
 /// The process title, NULs shown as spaces; empty if unreadable.
-pub fn cmdline(pid: u32) -> String {
+pub(crate) fn cmdline(pid: u32) -> String {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     String::from_utf8_lossy(&raw).replace('\0', " ")
 }
 
 /// rchar + wchar of `/proc/PID/io`: every byte the process read or wrote,
 /// sockets and pipes included.
-pub fn io_bytes(pid: u32) -> Option<u64> {
+pub(crate) fn io_bytes(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
     parse_io(&text)
 }
 
-pub fn parse_io(text: &str) -> Option<u64> {
+pub(crate) fn parse_io(text: &str) -> Option<u64> {
     let mut total: Option<u64> = None;
     for line in text.lines() {
         let value = line

@@ -1,16 +1,17 @@
 //! The real [`System`]: /proc, /dev/pts, signals, syslog, the id file.
 
-pub mod clock;
-pub mod ids;
-pub mod login_probe;
+pub(crate) mod clock;
+pub(crate) mod ids;
+pub(crate) mod login_probe;
 pub mod nss;
 pub mod posture;
-pub mod procfs;
-pub mod pty;
-pub mod signals;
-pub mod state;
-pub mod syslog;
-pub mod tcpinfo;
+pub(crate) mod procfs;
+pub(crate) mod pty;
+pub(crate) mod signals;
+pub(crate) mod state;
+pub(crate) mod syslog;
+#[allow(dead_code)] // read by the activity witness, not wired in yet
+pub(crate) mod tcpinfo;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,11 +34,11 @@ use crate::host::syslog::Syslog;
 /// How long a parent → children index is reused while logins are set up.
 const CHILDREN_TTL: Duration = Duration::from_secs(2);
 /// The revocation list in the state directory.
-pub const REVOCATIONS_FILE: &str = "revocations";
+pub(crate) const REVOCATIONS_FILE: &str = "revocations";
 /// `state_write_failed` is logged at most this often.
 const STATE_ERROR_INTERVAL: Duration = Duration::from_secs(60);
 
-pub struct Host {
+pub(crate) struct Host {
     syslog: Arc<Syslog>,
     ids: IdAllocator,
     store: StateStore,
@@ -54,7 +55,7 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn new(
+    pub(crate) fn new(
         syslog: Arc<Syslog>,
         ids: IdAllocator,
         store: StateStore,
@@ -147,7 +148,7 @@ impl Host {
     /// sshd or login (the leader's audit session id differs from its
     /// parent's), for adoption after a restart.
     /// `programs` are globs over the leader's process name (`sshd`, `login`).
-    pub fn find_logins(&mut self, programs: &[String]) -> Vec<FoundLogin> {
+    pub(crate) fn find_logins(&mut self, programs: &[String]) -> Vec<FoundLogin> {
         if programs.is_empty() {
             return Vec::new();
         }

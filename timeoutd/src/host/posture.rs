@@ -23,7 +23,7 @@ pub fn check_host() -> Vec<Finding> {
     out
 }
 
-pub fn check_tiocsti(value: Option<&str>) -> Option<Finding> {
+pub(crate) fn check_tiocsti(value: Option<&str>) -> Option<Finding> {
     (value.map(str::trim) == Some("1")).then(|| Finding {
         check: "legacy_tiocsti",
         problem: "dev.tty.legacy_tiocsti=1: a background job can push bytes into its own terminal's input (TIOCSTI) and fake activity that no enforcer can tell from typing".into(),
@@ -31,7 +31,7 @@ pub fn check_tiocsti(value: Option<&str>) -> Option<Finding> {
     })
 }
 
-pub fn check_audit(sessionid_available: bool) -> Option<Finding> {
+pub(crate) fn check_audit(sessionid_available: bool) -> Option<Finding> {
     (!sessionid_available).then(|| Finding {
         check: "audit_sessionid",
         problem: "audit session ids are unavailable (/proc/self/sessionid is missing): processes that escape with setsid, nohup or a double fork cannot be tied to their login".into(),
@@ -40,7 +40,7 @@ pub fn check_audit(sessionid_available: bool) -> Option<Finding> {
 }
 
 /// Finds PAM services that use the module without pam_loginuid before it.
-pub fn check_pam_dir(dir: &Path) -> Vec<Finding> {
+pub(crate) fn check_pam_dir(dir: &Path) -> Vec<Finding> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -81,7 +81,7 @@ fn expand(dir: &Path, name: &str, depth: u32) -> Vec<String> {
 
 /// A stack that uses the module must run pam_loginuid first, or the session
 /// has no audit session id of its own.
-pub fn check_stack(service: &str, session_lines: &[String]) -> Option<Finding> {
+pub(crate) fn check_stack(service: &str, session_lines: &[String]) -> Option<Finding> {
     let module_at = session_lines
         .iter()
         .position(|l| l.contains("pam_session_timeout.so"))?;

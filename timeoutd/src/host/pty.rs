@@ -8,20 +8,22 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::host::procfs::{PTS_MAJOR_FIRST, PTS_MAJOR_LAST};
 
 /// Timestamps of a tty device node, in milliseconds since the Unix epoch
 /// (negative before 1970).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PtyTimes {
+pub(crate) struct PtyTimes {
     /// Last input read from the tty (or `touch -a`).
-    pub atime_ms: i64,
+    pub(crate) atime_ms: i64,
     /// Last output written to the tty.
-    pub mtime_ms: i64,
+    pub(crate) mtime_ms: i64,
     /// Last inode change (chmod/chown/utimes); ordinary I/O never sets it.
-    pub ctime_ms: i64,
+    pub(crate) ctime_ms: i64,
     /// Owner of the device node (sshd and login chown it to the user).
-    pub uid: u32,
+    pub(crate) uid: u32,
 }
 
 fn to_ms(secs: i64, nsec: i64) -> i64 {
@@ -41,19 +43,9 @@ fn refuse(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, why.to_owned())
 }
 
-/// `/dev/pts/N`.
-pub fn pts_path(n: u32) -> PathBuf {
-    PathBuf::from(format!("/dev/pts/{n}"))
-}
-
-/// Timestamps of `/dev/pts/N`.
-pub fn stat_pts(n: u32) -> io::Result<PtyTimes> {
-    stat_tty(&pts_path(n))
-}
-
 /// Timestamps of a tty device node. Fails with `InvalidInput` if `path` is
 /// not a character device (symlinks are followed, as by `stat(2)`).
-pub fn stat_tty(path: &Path) -> io::Result<PtyTimes> {
+pub(crate) fn stat_tty(path: &Path) -> io::Result<PtyTimes> {
     let md = fs::metadata(path)?;
     if !md.file_type().is_char_device() {
         return Err(refuse("not a character device"));
@@ -68,7 +60,7 @@ pub fn stat_tty(path: &Path) -> io::Result<PtyTimes> {
 /// a new pty, and the others are not one user's terminal.
 fn is_login_tty(rdev: u64) -> bool {
     let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-    if (136..=143).contains(&major) {
+    if (PTS_MAJOR_FIRST..=PTS_MAJOR_LAST).contains(&major) {
         return true;
     }
     if major == 5 {
@@ -91,7 +83,7 @@ fn is_login_tty(rdev: u64) -> bool {
 ///   terminal (Ctrl-S) or a full buffer gives an error of kind `WouldBlock`.
 /// - One `write(2)`: returns the bytes written, possibly fewer than
 ///   `text.len()`. Use `\n` in `text`; the tty's ONLCR adds the `\r`.
-pub fn write_warning(path: &Path, text: &str) -> io::Result<usize> {
+pub(crate) fn write_warning(path: &Path, text: &str) -> io::Result<usize> {
     let before = fs::symlink_metadata(path)?;
     let ft = before.file_type();
     if !ft.is_char_device() {
@@ -125,19 +117,29 @@ pub(crate) mod test_pty {
     use std::path::PathBuf;
     use std::time::{Duration, Instant};
 
-    pub struct Pair {
+    /// `/dev/pts/N`.
+    pub(crate) fn pts_path(n: u32) -> PathBuf {
+        PathBuf::from(format!("/dev/pts/{n}"))
+    }
+
+    /// Timestamps of `/dev/pts/N`.
+    pub(crate) fn stat_pts(n: u32) -> io::Result<super::PtyTimes> {
+        super::stat_tty(&pts_path(n))
+    }
+
+    pub(crate) struct Pair {
         pub master: File,
         pub slave: File,
         pub n: u32,
     }
 
     impl Pair {
-        pub fn path(&self) -> PathBuf {
-            super::pts_path(self.n)
+        pub(crate) fn path(&self) -> PathBuf {
+            pts_path(self.n)
         }
     }
 
-    pub fn open() -> Pair {
+    pub(crate) fn open() -> Pair {
         let master = OpenOptions::new()
             .read(true)
             .write(true)
@@ -160,13 +162,13 @@ pub(crate) mod test_pty {
             .read(true)
             .write(true)
             .custom_flags(libc::O_NOCTTY)
-            .open(super::pts_path(n))
+            .open(pts_path(n))
             .expect("open slave");
         Pair { master, slave, n }
     }
 
     /// Waits up to `timeout` for `fd` to become readable.
-    pub fn readable(f: &File, timeout: Duration) -> bool {
+    pub(crate) fn readable(f: &File, timeout: Duration) -> bool {
         let mut pfd = libc::pollfd {
             fd: f.as_raw_fd(),
             events: libc::POLLIN,
@@ -179,7 +181,7 @@ pub(crate) mod test_pty {
     }
 
     /// Reads from `f` until `want` bytes arrived or 5 s passed.
-    pub fn read_some(f: &mut File, want: usize) -> Vec<u8> {
+    pub(crate) fn read_some(f: &mut File, want: usize) -> Vec<u8> {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
@@ -197,7 +199,7 @@ pub(crate) mod test_pty {
     }
 
     /// tcflow(3) on `f`.
-    pub fn tcflow(f: &File, action: libc::c_int) {
+    pub(crate) fn tcflow(f: &File, action: libc::c_int) {
         // SAFETY: tcflow on a valid open tty fd.
         let rc = unsafe { libc::tcflow(f.as_raw_fd(), action) };
         assert_eq!(rc, 0, "tcflow: {}", io::Error::last_os_error());
@@ -206,7 +208,7 @@ pub(crate) mod test_pty {
 
 #[cfg(test)]
 mod tests {
-    use super::test_pty::{self, read_some};
+    use super::test_pty::{self, read_some, stat_pts};
     use super::*;
     use crate::host::procfs;
     use std::fs::FileTimes;

@@ -1,6 +1,6 @@
 //! Signalling processes without ever hitting a reused pid.
 //!
-//! [`signal`] first pins the process with a pidfd (`pidfd_open`), then checks
+//! [`signal_each`] first pins the process with a pidfd (`pidfd_open`), then checks
 //! that the pid still has the expected start time, then signals through the
 //! pidfd (`pidfd_send_signal`). If the pid was reused before `pidfd_open`,
 //! the start time differs; if the pinned process exits after the check, the
@@ -13,21 +13,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::host::procfs;
 
-pub use crate::core::session::ProcRef;
-
-impl ProcRef {
-    /// The [`ProcRef`] of a [`procfs::ProcInfo`].
-    pub fn of(info: &procfs::ProcInfo) -> ProcRef {
-        ProcRef {
-            pid: info.pid,
-            start_time: info.start_time,
-        }
-    }
-}
+pub(crate) use crate::core::session::ProcRef;
 
 /// Why a signal was not sent.
 #[derive(Debug)]
-pub enum SignalError {
+pub(crate) enum SignalError {
     /// The process has exited, or its pid now belongs to another process.
     Gone,
     /// Anything else (EPERM, EINVAL, refusing pid 0/1, ...).
@@ -87,21 +77,16 @@ fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Sends `sig` to `p` if and only if the process with pid `p.pid` still
-/// has start time `p.start_time`.
+/// Sends each of `sigs`, in order, to `p` if and only if the process with
+/// pid `p.pid` still has start time `p.start_time`, through one pidfd checked
+/// once (SIGHUP and SIGCONT together cost one open and one /proc read, not two).
 ///
 /// - `Err(Gone)`: the process exited or the pid was reused.
 /// - `Err(Os(_))`: any other failure; pid 0, pid 1 and pids beyond
 ///   `pid_t` are refused with `InvalidInput` / `PermissionDenied`.
 ///
 /// Signal 0 only checks that the process exists and is the same one.
-pub fn signal(p: ProcRef, sig: i32) -> Result<(), SignalError> {
-    signal_each(p, &[sig])
-}
-
-/// Sends each of `sigs`, in order, through one pidfd checked once (SIGHUP and
-/// SIGCONT together cost one open and one /proc read, not two).
-pub fn signal_each(p: ProcRef, sigs: &[i32]) -> Result<(), SignalError> {
+pub(crate) fn signal_each(p: ProcRef, sigs: &[i32]) -> Result<(), SignalError> {
     let pid = libc::pid_t::try_from(p.pid).map_err(|_| {
         SignalError::Os(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -132,14 +117,8 @@ pub fn signal_each(p: ProcRef, sigs: &[i32]) -> Result<(), SignalError> {
     Ok(())
 }
 
-/// Sends `sig` to every process in `procs` (see [`signal`]); returns how
-/// many were signalled. Gone processes and errors are skipped.
-pub fn signal_all(procs: &[ProcRef], sig: i32) -> usize {
-    procs.iter().filter(|p| signal(**p, sig).is_ok()).count()
-}
-
 /// The name of a signal number, `"SIG?"` if unknown.
-pub fn signal_name(sig: i32) -> &'static str {
+pub(crate) fn signal_name(sig: i32) -> &'static str {
     match sig {
         0 => "0",
         libc::SIGHUP => "SIGHUP",
@@ -174,6 +153,17 @@ mod tests {
     use std::os::unix::process::ExitStatusExt;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
+
+    /// One signal through [`signal_each`].
+    fn signal(p: ProcRef, sig: i32) -> Result<(), SignalError> {
+        signal_each(p, &[sig])
+    }
+
+    /// Sends `sig` to every process in `procs` (see [`signal`]); returns how
+    /// many were signalled. Gone processes and errors are skipped.
+    fn signal_all(procs: &[ProcRef], sig: i32) -> usize {
+        procs.iter().filter(|p| signal(**p, sig).is_ok()).count()
+    }
 
     fn sleeper() -> (Child, ProcRef) {
         let child = Command::new("sleep")

@@ -19,7 +19,7 @@ const SNAPSHOT: &str = "sessions.snapshot";
 const JOURNAL: &str = "sessions.journal";
 
 #[derive(Debug)]
-pub struct StateStore {
+pub(crate) struct StateStore {
     dir: PathBuf,
     journal: Option<File>,
     entries: usize,
@@ -27,10 +27,10 @@ pub struct StateStore {
 
 /// What was found on disk at start.
 #[derive(Debug, Default)]
-pub struct Loaded {
-    pub sessions: Vec<SessionRecord>,
+pub(crate) struct Loaded {
+    pub(crate) sessions: Vec<SessionRecord>,
     /// Lines that could not be read (a torn tail after a crash, or damage).
-    pub unreadable: usize,
+    pub(crate) unreadable: usize,
 }
 
 fn read_or_empty(path: &Path) -> io::Result<String> {
@@ -44,7 +44,7 @@ fn read_or_empty(path: &Path) -> io::Result<String> {
 impl StateStore {
     /// Reads what an earlier run left. An unreadable directory is an error
     /// for the caller to log; the store then works from memory and retries.
-    pub fn open(dir: &Path) -> (Self, io::Result<Loaded>) {
+    pub(crate) fn open(dir: &Path) -> (Self, io::Result<Loaded>) {
         let mut store = Self {
             dir: dir.to_owned(),
             journal: None,
@@ -77,7 +77,7 @@ impl StateStore {
     }
 
     /// Appends one entry. On failure the file is reopened next time.
-    pub fn append(&mut self, entry: &JournalEntry) -> io::Result<()> {
+    pub(crate) fn append(&mut self, entry: &JournalEntry) -> io::Result<()> {
         let line = entry.encode();
         let result = self.journal().and_then(|f| f.write_all(line.as_bytes()));
         match result {
@@ -93,12 +93,12 @@ impl StateStore {
     }
 
     /// Whether the journal is long enough to be folded into a snapshot.
-    pub fn wants_compaction(&self, live: usize) -> bool {
+    pub(crate) fn wants_compaction(&self, live: usize) -> bool {
         self.entries > 2 * live + 1024
     }
 
     /// Writes the whole live table as the new snapshot and empties the journal.
-    pub fn compact(&mut self, live: &[SessionRecord]) -> io::Result<()> {
+    pub(crate) fn compact(&mut self, live: &[SessionRecord]) -> io::Result<()> {
         let mut text = String::from("# timeoutd sessions v1\n");
         for r in live {
             text.push_str(&JournalEntry::Upsert(Box::new(r.clone())).encode());

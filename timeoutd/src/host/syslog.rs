@@ -24,17 +24,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::core::event::{Event, Severity};
 
 /// Syslog facility authpriv.
-pub const FACILITY_AUTHPRIV: u8 = 10;
+pub(crate) const FACILITY_AUTHPRIV: u8 = 10;
 /// Program name in every line.
-pub const IDENT: &str = "timeoutd";
+pub(crate) const IDENT: &str = "timeoutd";
 /// Longest message (after escaping) sent, in bytes.
-pub const MAX_MESSAGE: usize = 8 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 8 * 1024;
 /// Send timeout on the socket.
-pub const SEND_TIMEOUT: Duration = Duration::from_millis(25);
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_millis(25);
 
 /// A syslog connection. Cheap to share: every method takes `&self`.
 #[derive(Debug)]
-pub struct Syslog {
+pub(crate) struct Syslog {
     path: PathBuf,
     sock: Mutex<Option<UnixDatagram>>,
     stderr: bool,
@@ -44,7 +44,7 @@ pub struct Syslog {
 impl Syslog {
     /// A client for the datagram socket at `path` (normally `/dev/log`).
     /// Tries to connect now; if that fails, each send tries again.
-    pub fn new(path: &Path) -> Syslog {
+    pub(crate) fn new(path: &Path) -> Syslog {
         Syslog {
             path: path.to_path_buf(),
             sock: Mutex::new(connect(path).ok()),
@@ -55,30 +55,20 @@ impl Syslog {
 
     /// Also print every line on stderr (for `--foreground`).
     #[must_use]
-    pub fn with_stderr(mut self, on: bool) -> Syslog {
+    pub(crate) fn with_stderr(mut self, on: bool) -> Syslog {
         self.stderr = on;
         self
     }
 
-    /// The socket path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// How many lines could not be delivered to the socket so far.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
     /// Logs an event at its own severity.
-    pub fn log(&self, ev: &Event) {
+    pub(crate) fn log(&self, ev: &Event) {
         self.send(ev.severity(), &ev.to_string());
     }
 
     /// Sends one line. Never blocks longer than about one [`SEND_TIMEOUT`]
     /// (two if the socket has to be reconnected), never fails: an undeliverable
-    /// line is counted in [`Syslog::dropped`].
-    pub fn send(&self, severity: Severity, msg: &str) {
+    /// line is counted in `dropped`.
+    pub(crate) fn send(&self, severity: Severity, msg: &str) {
         let body = one_line(msg);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -227,6 +217,13 @@ mod tests {
     use crate::core::event::EventName;
     use std::sync::atomic::AtomicUsize;
     use std::time::Instant;
+
+    impl Syslog {
+        /// How many lines could not be delivered to the socket so far.
+        fn dropped(&self) -> u64 {
+            self.dropped.load(Ordering::Relaxed)
+        }
+    }
 
     struct TempDir(PathBuf);
     impl TempDir {

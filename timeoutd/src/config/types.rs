@@ -1,0 +1,87 @@
+//! What a validated config file says, and what is wrong with an invalid one.
+//! These types are shared by the daemon, `timeoutctl` (which only needs
+//! `[daemon] socket`) and the fuzz targets.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::core::policy::Policy;
+
+pub const DEFAULT_PATH: &str = "/etc/session-timeout.toml";
+
+/// The `[daemon]` table: where things are. Only read at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub socket: PathBuf,
+    pub syslog: PathBuf,
+    pub state_dir: PathBuf,
+    /// Members may use the admin verbs of `timeoutctl` besides root.
+    pub admin_group: Option<String>,
+    /// Process names (globs) of login programs whose sessions, found running
+    /// without a registration at start, are adopted. Empty: adopt nothing.
+    pub adopt: Vec<String>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from(session_timeout_proto::DEFAULT_SOCKET),
+            syslog: PathBuf::from("/dev/log"),
+            state_dir: PathBuf::from("/var/lib/session-timeout"),
+            admin_group: None,
+            adopt: vec!["sshd".to_owned(), "login".to_owned()],
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub daemon: DaemonConfig,
+    pub policy: Policy,
+    /// Problems that do not stop the file from loading (shadowed rules).
+    pub warnings: Vec<ConfigError>,
+}
+
+/// One problem in a config file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+/// All the problems found in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl std::error::Error for ConfigErrors {}

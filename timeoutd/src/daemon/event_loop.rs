@@ -1,0 +1,127 @@
+//! The event loop: wait on the socket, the signalfd and the connections until
+//! the engine's next timer is due, answer what came in, run what is due.
+//! SIGHUP and `timeoutctl reload` reload the policy; SIGTERM and SIGINT stop.
+
+use std::path::Path;
+use std::time::Duration;
+
+use session_timeout_proto::{ErrorCode, Request, Response};
+
+use crate::config;
+use crate::core::clock::Clock;
+use crate::core::event::{Event, EventName, Severity};
+use crate::daemon::server::{Incoming, Server};
+use crate::engine::Engine;
+use crate::host::clock::SystemClock;
+use crate::host::signals::signal_name;
+use crate::host::syslog::Syslog;
+use crate::host::Host;
+
+/// Longest the loop sleeps with nothing due (it wakes for requests anyway).
+const MAX_IDLE_SLEEP: Duration = Duration::from_secs(3600);
+
+/// Whether the loop goes on after one incoming event.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Serves until SIGTERM or SIGINT.
+pub(crate) fn run(
+    engine: &mut Engine<Host>,
+    server: &mut Server,
+    config_path: &Path,
+    syslog: &Syslog,
+) {
+    loop {
+        for incoming in server.poll(time_to_next_wake(engine)) {
+            if let Flow::Stop = answer(incoming, engine, server, config_path, syslog) {
+                return;
+            }
+        }
+        for ev in server.notices.drain(..) {
+            syslog.log(&ev);
+        }
+        engine.run_due();
+    }
+}
+
+/// How long to wait for requests before the engine's next timer is due.
+fn time_to_next_wake(engine: &mut Engine<Host>) -> Duration {
+    match engine.next_wake() {
+        Some(at) => Duration::from_millis(u64::try_from(at.0 - SystemClock.now().0).unwrap_or(0)),
+        None => MAX_IDLE_SLEEP,
+    }
+    .min(MAX_IDLE_SLEEP)
+}
+
+/// Handles one request or signal.
+fn answer(
+    incoming: Incoming,
+    engine: &mut Engine<Host>,
+    server: &mut Server,
+    config_path: &Path,
+    syslog: &Syslog,
+) -> Flow {
+    match incoming {
+        Incoming::Request { conn, req, peer } => {
+            let resp = match req {
+                Request::Reload if engine.is_admin(peer) => reload(engine, config_path, syslog),
+                other => engine.handle(other, peer),
+            };
+            server.reply(conn, &resp);
+        }
+        Incoming::Signal(libc::SIGHUP) => {
+            reload(engine, config_path, syslog);
+        }
+        Incoming::Signal(sig) => {
+            syslog.log(
+                &Event::new(EventName::DaemonStop)
+                    .field("signal", signal_name(sig))
+                    .field("sessions", engine.len()),
+            );
+            return Flow::Stop;
+        }
+    }
+    Flow::Continue
+}
+
+/// SIGHUP or `timeoutctl reload`: a valid file replaces the policy; an
+/// invalid one changes nothing.
+fn reload(engine: &mut Engine<Host>, path: &Path, syslog: &Syslog) -> Response {
+    match config::load(path) {
+        Ok(cfg) => {
+            let rules = cfg.policy.rule_count();
+            engine.set_policy(cfg.policy);
+            engine.admin_group = cfg.daemon.admin_group;
+            syslog.log(
+                &Event::new(EventName::ConfigLoaded)
+                    .field("file", path.display())
+                    .field("rules", rules)
+                    .field("sessions", engine.len()),
+            );
+            let mut message = format!(
+                "{} loaded: {rules} rules, {} live sessions re-matched",
+                path.display(),
+                engine.len()
+            );
+            for w in &cfg.warnings {
+                message.push_str(&format!("\n{w}"));
+            }
+            Response::Done { message }
+        }
+        Err(errs) => {
+            syslog.log(
+                &Event::new(EventName::ConfigRejected)
+                    .with_severity(Severity::Err)
+                    .field("file", path.display())
+                    .field("errors", errs.to_string().replace('\n', "; "))
+                    .field("action", "keeping the running policy"),
+            );
+            Response::Error {
+                code: ErrorCode::Malformed,
+                message: format!("{errs}\nthe running policy was kept"),
+            }
+        }
+    }
+}

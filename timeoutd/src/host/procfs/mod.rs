@@ -1,0 +1,309 @@
+//! The /proc probe: process table, audit session ids, login uids and pty
+//! master fds. What the files say is parsed in [`parse`]; which processes
+//! belong to a login is decided in [`tree`].
+//!
+//! Nothing here panics on /proc content. Processes vanish mid-scan, pids are
+//! reused, files are unreadable, and `comm` may contain spaces, parentheses,
+//! newlines or invalid UTF-8; such entries are skipped or reported as errors.
+//!
+//! [`proc_info`] reads `stat`, `status` and `sessionid` through one directory
+//! fd of `/proc/PID`. If the process dies and its pid is reused meanwhile, the
+//! old directory fd keeps pointing at the dead process and the reads fail
+//! instead of mixing two processes.
+
+use std::ffi::CStr;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+#[cfg(test)]
+pub(crate) use parse::controlling_pts;
+pub(crate) use parse::Stat;
+use parse::{parse_stat, parse_status_uids, parse_tty_index, parse_u32_file};
+pub(crate) use tree::session_processes;
+
+mod parse;
+mod tree;
+
+/// Value of `/proc/PID/sessionid` and `/proc/PID/loginuid` when unset.
+pub(crate) use session_timeout_proto::AUDIT_UNSET;
+
+/// Major number of the first Unix98 pty slave device (`/dev/pts/N`).
+pub(crate) const PTS_MAJOR_FIRST: u32 = 136;
+/// Last major number reserved for Unix98 pty slaves.
+pub(crate) const PTS_MAJOR_LAST: u32 = 143;
+
+/// One process, as seen in one look at /proc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProcInfo {
+    pub(crate) pid: u32,
+    pub(crate) ppid: u32,
+    /// State letter from `stat` (`R`, `S`, `D`, `Z`, `T`, `I`, ...).
+    pub(crate) state: char,
+    /// Controlling tty, kernel `new_encode_dev` encoding; 0 = none.
+    pub(crate) tty_nr: u32,
+    /// Start time in clock ticks after boot (field 22 of `stat`).
+    pub(crate) start_time: u64,
+    /// Command name (lossy UTF-8, may contain any character).
+    pub(crate) comm: String,
+    pub(crate) ruid: u32,
+    pub(crate) euid: u32,
+    /// Audit session id; [`AUDIT_UNSET`] when unset or not available.
+    pub(crate) sessionid: u32,
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("malformed {what}"))
+}
+
+/// An open `/proc/PID` directory.
+struct ProcDir(File);
+
+impl ProcDir {
+    fn open(pid: u32) -> io::Result<ProcDir> {
+        if pid == 0 {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
+        File::open(format!("/proc/{pid}")).map(ProcDir)
+    }
+
+    /// Reads a file of this directory (`name` relative, no slashes).
+    fn read(&self, name: &CStr) -> io::Result<Vec<u8>> {
+        // SAFETY: openat with a valid directory fd (borrowed from `self.0`,
+        // alive for the call), a NUL-terminated relative name and plain flags;
+        // it only returns a new fd or -1.
+        let fd = unsafe {
+            libc::openat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by openat, is open and owned by no
+        // one else; OwnedFd takes over closing it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut buf = Vec::with_capacity(1024);
+        File::from(owned).read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+}
+
+fn parse_stat_of(pid: u32, buf: &[u8]) -> io::Result<Stat> {
+    parse_stat(buf)
+        .filter(|st| st.pid == pid)
+        .ok_or_else(|| invalid("stat"))
+}
+
+/// Reads and parses `/proc/PID/stat`.
+pub(crate) fn read_stat(pid: u32) -> io::Result<Stat> {
+    parse_stat_of(pid, &fs::read(format!("/proc/{pid}/stat"))?)
+}
+
+/// Everything [`ProcInfo`] holds for one process.
+pub(crate) fn proc_info(pid: u32) -> io::Result<ProcInfo> {
+    let dir = ProcDir::open(pid)?;
+    let st = parse_stat_of(pid, &dir.read(c"stat")?)?;
+    let (ruid, euid) = parse_status_uids(&dir.read(c"status")?).ok_or_else(|| invalid("status"))?;
+    let sessionid = match dir.read(c"sessionid") {
+        Ok(buf) => parse_u32_file(&buf).unwrap_or(AUDIT_UNSET),
+        // Kernel without CONFIG_AUDIT: no sessionid file at all.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => AUDIT_UNSET,
+        Err(e) => return Err(e),
+    };
+    Ok(ProcInfo {
+        pid,
+        ppid: st.ppid,
+        state: st.state,
+        tty_nr: st.tty_nr,
+        start_time: st.start_time,
+        comm: st.comm,
+        ruid,
+        euid,
+        sessionid,
+    })
+}
+
+/// Start time (clock ticks after boot) of `pid`, `None` if it is gone.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    read_stat(pid).ok().map(|s| s.start_time)
+}
+
+fn read_audit_id(pid: u32, file: &str) -> Option<u32> {
+    let buf = fs::read(format!("/proc/{pid}/{file}")).ok()?;
+    parse_u32_file(&buf).filter(|v| *v != AUDIT_UNSET)
+}
+
+/// Audit login uid of `pid`; `None` if unset, unreadable or gone.
+pub(crate) fn loginuid(pid: u32) -> Option<u32> {
+    read_audit_id(pid, "loginuid")
+}
+
+/// All processes (numeric entries of /proc), sorted by pid. Entries that
+/// vanish or cannot be read are skipped. Kernel threads are included.
+pub(crate) fn snapshot() -> Vec<ProcInfo> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out: Vec<ProcInfo> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| proc_info(pid).ok())
+        .collect();
+    out.sort_by_key(|p| p.pid);
+    out
+}
+
+/// Pts numbers N of the pty **master** fds `pid` holds: fds whose link target
+/// is a `ptmx` node (`/dev/ptmx`, `/dev/pts/ptmx`) and whose fdinfo has a
+/// `tty-index:` line. Sorted, deduplicated; empty if unreadable.
+pub(crate) fn pty_masters_of(pid: u32) -> Vec<u32> {
+    let Ok(rd) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<u32> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let target = fs::read_link(e.path()).ok()?;
+            if !target.is_absolute() || target.file_name()? != "ptmx" {
+                return None;
+            }
+            let fd = e.file_name();
+            let info = fs::read(Path::new(&format!("/proc/{pid}/fdinfo")).join(fd)).ok()?;
+            parse_tty_index(&info)
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::procfs::tree::descendants;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// Audit session id of `pid`; `None` if unset, unreadable or gone.
+    fn sessionid(pid: u32) -> Option<u32> {
+        read_audit_id(pid, "sessionid")
+    }
+
+    fn pids(v: &[&ProcInfo]) -> Vec<u32> {
+        let mut p: Vec<u32> = v.iter().map(|p| p.pid).collect();
+        p.sort_unstable();
+        p
+    }
+
+    /// Polls `f` for up to 5 s.
+    fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(v) = f() {
+                return Some(v);
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(child: &mut Child) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn own_process() {
+        let me = std::process::id();
+        let st = read_stat(me).expect("stat");
+        let comm = fs::read_to_string(format!("/proc/{me}/comm")).expect("comm");
+        assert_eq!(st.comm, comm.trim_end_matches('\n'));
+        assert_eq!(st.ppid, std::os::unix::process::parent_id());
+        let info = proc_info(me).expect("info");
+        assert_eq!(info.start_time, st.start_time);
+        assert_eq!(start_time(me), Some(st.start_time));
+        let status = fs::read(format!("/proc/{me}/status")).expect("status");
+        assert_eq!(Some((info.ruid, info.euid)), parse_status_uids(&status));
+        let sid = parse_u32_file(&fs::read("/proc/self/sessionid").expect("sid"));
+        assert_eq!(Some(info.sessionid), sid);
+        assert!(proc_info(0).is_err());
+        assert!(read_stat(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn child_with_hostile_name_in_snapshot_and_tree() {
+        let dir = std::env::temp_dir().join(format!("timeoutd-procfs-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("dir");
+        let name = "a) Z 1 (b\nc";
+        let link = dir.join(name);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink("/bin/sleep", &link).expect("symlink");
+        let mut child = Command::new(&link).arg("100").spawn().expect("spawn");
+        let pid = child.id();
+        let info = proc_info(pid).expect("child info");
+        assert_eq!(info.comm, name);
+        assert_eq!(info.ppid, std::process::id());
+        assert_ne!(info.state, 'Z');
+        let snap = snapshot();
+        assert!(snap.windows(2).all(|w| w[0].pid < w[1].pid));
+        assert!(snap.iter().any(|p| p.pid == 1));
+        let c = snap.iter().find(|p| p.pid == pid);
+        assert_eq!(c.map(|c| c.comm.as_str()), Some(name));
+        let tree = descendants(&snap, std::process::id());
+        assert!(tree.iter().any(|p| p.pid == pid));
+        assert!(tree.iter().all(|p| p.pid != 1));
+        assert_eq!(tree.first().map(|p| p.pid), Some(std::process::id()));
+        kill(&mut child);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn audit_session_follows_setsid() {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("echo 4242 > /proc/self/loginuid || exit 3; sleep 100 & setsid sleep 100 & wait")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sh");
+        let sh = child.id();
+        let outer = sessionid(std::process::id()); // set if run from a login
+        let Some(sid) = wait_for(|| sessionid(sh).filter(|s| Some(*s) != outer)) else {
+            // No CAP_AUDIT_CONTROL or no audit support: nothing to check.
+            kill(&mut child);
+            return;
+        };
+        assert_eq!(loginuid(sh), Some(4242));
+        let found = wait_for(|| {
+            let snap = snapshot();
+            let found = session_processes(&snap, sh, 0, Some(sid));
+            let sleeping = found.iter().filter(|p| p.comm == "sleep").count();
+            (found.len() == 3 && sleeping == 2).then(|| pids(&found))
+        })
+        .expect("sh and two sleeps");
+        assert!(found.contains(&sh));
+        let snap = snapshot();
+        let sleeps: Vec<u32> = session_processes(&snap, sh, 0, Some(sid))
+            .iter()
+            .filter(|p| p.pid != sh)
+            .map(|p| p.pid)
+            .collect();
+        for p in &sleeps {
+            assert_eq!(sessionid(*p), Some(sid));
+            assert_eq!(read_stat(*p).expect("sleep stat").comm, "sleep");
+        }
+        // The setsid'd sleep has its own unix session but the same audit one.
+        assert!(sleeps
+            .iter()
+            .any(|p| read_stat(*p).map(|s| s.session == *p).unwrap_or(false)));
+        for p in sleeps {
+            let _ = Command::new("kill").arg("-9").arg(p.to_string()).status();
+        }
+        let _ = child.wait();
+    }
+}
