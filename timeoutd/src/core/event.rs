@@ -110,6 +110,8 @@ event_names! {
     /// Connections are being turned away (too many open, or accept failed;
     /// `detail=`), logged at most every 10 seconds.
     ConnectionLimit => "connection_limit",
+    /// Lines about one caller without rights were held back; `count=` says how many.
+    LogSuppressed => "log_suppressed",
     /// A configuration was loaded.
     ConfigLoaded => "config_loaded",
     /// A configuration was refused: at start-up the daemon does not start;
@@ -156,6 +158,9 @@ pub struct Event {
     name: EventName,
     fields: Vec<(&'static str, String)>,
     severity: Severity,
+    /// Set on lines that a caller without rights can cause: such lines are
+    /// rate-limited per uid when logged. Session events never carry it.
+    caused_by: Option<u32>,
 }
 
 impl Event {
@@ -165,6 +170,7 @@ impl Event {
             name,
             fields: Vec::new(),
             severity: Severity::Info,
+            caused_by: None,
         }
     }
 
@@ -195,6 +201,19 @@ impl Event {
     /// The severity (Info unless set with [`Event::with_severity`]).
     pub(crate) fn severity(&self) -> Severity {
         self.severity
+    }
+
+    /// Marks a line that the caller `uid` can cause at will (a refused or
+    /// malformed request, a refused connection), so it is rate-limited.
+    #[must_use]
+    pub(crate) fn caused_by(mut self, uid: u32) -> Event {
+        self.caused_by = Some(uid);
+        self
+    }
+
+    /// The uid this line is rate-limited under, if any.
+    pub(crate) fn rate_key(&self) -> Option<(u32, EventName)> {
+        self.caused_by.map(|uid| (uid, self.name))
     }
 }
 

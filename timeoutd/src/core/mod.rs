@@ -13,7 +13,6 @@ pub mod escape;
 pub mod event;
 pub(crate) mod matching;
 pub(crate) mod policy;
-#[allow(dead_code)] // not wired into the server yet
 pub(crate) mod ratelimit;
 pub(crate) mod record;
 pub(crate) mod revocations;

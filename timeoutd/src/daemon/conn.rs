@@ -24,6 +24,8 @@ pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const MAX_CONNECTIONS: usize = 4096;
 /// Connections open at once per non-root uid, so one user cannot crowd out logins.
 pub(crate) const MAX_PER_USER: usize = 16;
+/// New connections per second per non-root uid; more are closed at once.
+pub(crate) const NEW_PER_USER_PER_SEC: u32 = 64;
 /// The most bytes buffered from one client: one maximal frame and its prefix.
 const MAX_BUFFERED: usize = 4 + MAX_FRAME;
 /// `connection_limit` is logged at most this often.
@@ -204,6 +206,7 @@ pub(crate) fn poll_timeout<'a>(
 pub(crate) fn malformed_notice(peer: Peer, why: &str) -> Event {
     Event::new(EventName::RequestMalformed)
         .with_severity(Severity::Warning)
+        .caused_by(peer.uid)
         .field("peer_uid", peer.uid)
         .field("peer_pid", peer.pid)
         .field("error", why)
@@ -225,6 +228,16 @@ impl fmt::Display for Refused {
             self.uid, self.open, self.open_by_uid
         )
     }
+}
+
+/// The `connection_limit` line for a connection from `uid` turned away.
+/// It is rate-limited per uid when logged.
+pub(crate) fn refused_notice(uid: u32, why: &str) -> Event {
+    Event::new(EventName::ConnectionLimit)
+        .with_severity(Severity::Warning)
+        .caused_by(uid)
+        .field("peer_uid", uid)
+        .field("detail", why)
 }
 
 /// Whether a new connection from `uid` may be kept, with `open` connections

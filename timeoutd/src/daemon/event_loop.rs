@@ -34,7 +34,7 @@ pub(crate) fn run(
     syslog: &Syslog,
 ) {
     loop {
-        for incoming in server.poll(time_to_next_wake(engine)) {
+        for incoming in server.poll(time_to_next_wake(engine, syslog)) {
             if let Flow::Stop = answer(incoming, engine, server, config_path, syslog) {
                 return;
             }
@@ -42,13 +42,18 @@ pub(crate) fn run(
         for ev in server.notices.drain(..) {
             syslog.log(&ev);
         }
+        syslog.report_suppressed();
         engine.run_due();
     }
 }
 
 /// How long to wait for requests before the engine's next timer is due.
-fn time_to_next_wake(engine: &mut Engine<Host>) -> Duration {
-    match engine.next_wake() {
+fn time_to_next_wake(engine: &mut Engine<Host>, syslog: &Syslog) -> Duration {
+    let next = match (engine.next_wake(), syslog.next_report()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match next {
         Some(at) => Duration::from_millis(u64::try_from(at.0 - SystemClock.now().0).unwrap_or(0)),
         None => MAX_IDLE_SLEEP,
     }

@@ -18,9 +18,12 @@ use std::time::{Duration, Instant};
 
 use session_timeout_proto::{Request, Response};
 
+use crate::core::clock::Clock;
 use crate::core::event::Event;
-use crate::daemon::conn::{self, Conn, Frame, LimitLog};
+use crate::core::ratelimit::WindowLimiter;
+use crate::daemon::conn::{self, Conn, Frame, LimitLog, NEW_PER_USER_PER_SEC};
 use crate::engine::Peer;
+use crate::host::clock::SystemClock;
 
 /// What one poll produced.
 pub(crate) enum Incoming {
@@ -40,6 +43,8 @@ pub(crate) struct Server {
     clients: HashMap<u64, Client>,
     next_token: u64,
     limit_log: LimitLog,
+    /// New connections per non-root uid in the current second.
+    new_per_uid: WindowLimiter<u32>,
     /// Events about clients (malformed requests, limits) for the caller to log.
     pub(crate) notices: Vec<Event>,
 }
@@ -117,6 +122,7 @@ impl Server {
             clients: HashMap::new(),
             next_token: 1,
             limit_log: LimitLog::default(),
+            new_per_uid: WindowLimiter::new(Duration::from_secs(1), NEW_PER_USER_PER_SEC),
             notices: Vec::new(),
         }
     }
@@ -197,6 +203,9 @@ impl Server {
     }
 
     fn accept_all(&mut self) {
+        // The refusals themselves are logged as they happen; only the table
+        // of ended windows needs clearing.
+        let _ = self.new_per_uid.drain(SystemClock.now());
         loop {
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
@@ -214,9 +223,18 @@ impl Server {
                 .values()
                 .filter(|c| c.conn.peer().uid == peer.uid)
                 .count();
-            if let Err(refused) = conn::admit(peer.uid, self.clients.len(), same_user) {
-                self.limit_notice(&refused.to_string());
+            if peer.uid != 0 && !self.new_per_uid.admit(SystemClock.now(), &peer.uid) {
+                let why = format!(
+                    "refusing a connection from uid {}: more than {NEW_PER_USER_PER_SEC} new connections in a second",
+                    peer.uid
+                );
+                self.notices.push(conn::refused_notice(peer.uid, &why));
                 continue; // dropping the stream closes it
+            }
+            if let Err(refused) = conn::admit(peer.uid, self.clients.len(), same_user) {
+                self.notices
+                    .push(conn::refused_notice(peer.uid, &refused.to_string()));
+                continue;
             }
             if stream.set_nonblocking(true).is_err() {
                 continue;

@@ -60,6 +60,7 @@ impl<S: System> Engine<S> {
         self.sys.log(
             Event::new(EventName::RequestDenied)
                 .with_severity(Severity::Warning)
+                .caused_by(peer.uid)
                 .field("request", verb(req))
                 .field("peer_uid", peer.uid)
                 .field("peer_pid", peer.pid)

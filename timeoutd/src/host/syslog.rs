@@ -12,6 +12,10 @@
 //! - Control characters in a message are escaped (`\xNN`, `\u{..}`), so a
 //!   message is always a single line. Messages are cut at 8 KiB.
 //! - [`Syslog::with_stderr`] mirrors every line to stderr (`--foreground`).
+//! - Lines that a caller without rights can cause at will (see
+//!   [`Event::caused_by`]) pass [`CALLER_LINES_PER_WINDOW`] times per uid and
+//!   event per [`CALLER_WINDOW`]; the rest are counted and reported by
+//!   [`Syslog::report_suppressed`] as one `log_suppressed` line each.
 
 use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
@@ -21,7 +25,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::core::event::{Event, Severity};
+use crate::core::clock::{Clock, Timestamp};
+use crate::core::event::{Event, EventName, Severity};
+use crate::core::ratelimit::WindowLimiter;
+use crate::host::clock::SystemClock;
+
+/// The window of the per-caller limit on lines.
+pub(crate) const CALLER_WINDOW: Duration = Duration::from_secs(10);
+/// Lines a caller without rights may cause per event name and window.
+pub(crate) const CALLER_LINES_PER_WINDOW: u32 = 5;
 
 /// Syslog facility authpriv.
 pub(crate) const FACILITY_AUTHPRIV: u8 = 10;
@@ -39,6 +51,7 @@ pub(crate) struct Syslog {
     sock: Mutex<Option<UnixDatagram>>,
     stderr: bool,
     dropped: AtomicU64,
+    callers: Mutex<WindowLimiter<(u32, EventName)>>,
 }
 
 impl Syslog {
@@ -50,6 +63,7 @@ impl Syslog {
             sock: Mutex::new(connect(path).ok()),
             stderr: false,
             dropped: AtomicU64::new(0),
+            callers: Mutex::new(WindowLimiter::new(CALLER_WINDOW, CALLER_LINES_PER_WINDOW)),
         }
     }
 
@@ -60,9 +74,42 @@ impl Syslog {
         self
     }
 
-    /// Logs an event at its own severity.
+    /// Logs an event at its own severity, unless it is one more line that a
+    /// caller without rights caused in this window (root is never limited).
     pub(crate) fn log(&self, ev: &Event) {
+        if let Some(key) = ev.rate_key().filter(|(uid, _)| *uid != 0) {
+            let now = SystemClock.now();
+            if !self.callers().admit(now, &key) {
+                return;
+            }
+        }
         self.send(ev.severity(), &ev.to_string());
+    }
+
+    /// Logs one `log_suppressed` line for each caller and event whose window
+    /// ended with lines held back.
+    pub(crate) fn report_suppressed(&self) {
+        let held = self.callers().drain(SystemClock.now());
+        for r in held {
+            let ev = Event::new(EventName::LogSuppressed).with_severity(Severity::Warning);
+            let ev = match r.key {
+                Some((uid, name)) => ev.field("event", name).field("uid", uid),
+                None => ev.field("event", "any").field("uid", "many"),
+            };
+            let ev = ev
+                .field("count", r.count)
+                .field("window", format!("{}s", CALLER_WINDOW.as_secs()));
+            self.send(ev.severity(), &ev.to_string());
+        }
+    }
+
+    /// When [`Syslog::report_suppressed`] next has something to say.
+    pub(crate) fn next_report(&self) -> Option<Timestamp> {
+        self.callers().next_report()
+    }
+
+    fn callers(&self) -> std::sync::MutexGuard<'_, WindowLimiter<(u32, EventName)>> {
+        self.callers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sends one line. Never blocks longer than about one [`SEND_TIMEOUT`]
@@ -374,5 +421,54 @@ mod tests {
             t.elapsed()
         );
         assert_eq!(log.dropped(), 2);
+    }
+
+    #[test]
+    fn lines_a_caller_without_rights_causes_are_limited_per_uid_and_session_events_never() {
+        let dir = TempDir::new();
+        let path = dir.0.join("log");
+        let srv = server(&path);
+        srv.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        // Read while the lines are sent: the socket's queue is short.
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = srv.recv(&mut buf) {
+                lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            lines
+        });
+        let log = Syslog::new(&path);
+        let junk = |uid| {
+            Event::new(EventName::RequestMalformed)
+                .caused_by(uid)
+                .field("peer_uid", uid)
+        };
+        for _ in 0..50 {
+            log.log(&junk(1000));
+            log.log(&junk(0));
+            log.log(&Event::new(EventName::SessionExpired).field("user", "alice"));
+        }
+        log.log(&junk(1001));
+        let lines = reader.join().unwrap();
+        assert_eq!(log.dropped(), 0);
+        let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+        assert_eq!(count("peer_uid=1000"), CALLER_LINES_PER_WINDOW as usize);
+        assert_eq!(
+            count("peer_uid=1001"),
+            1,
+            "another uid has its own allowance"
+        );
+        assert_eq!(count("peer_uid=0"), 50, "root is never limited");
+        assert_eq!(
+            count("event=session_expired"),
+            50,
+            "session events are never limited"
+        );
+        assert!(
+            log.next_report().is_some(),
+            "the held-back lines will be reported"
+        );
     }
 }
