@@ -5,42 +5,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use st_testkit::daemon::Limits;
 use st_testkit::daemon::{self as kit, daemon_table};
 pub use st_testkit::procs::{fd_targets, Sample};
 use st_testkit::syslog::SyslogSink;
 
 use crate::json::J;
-
-/// One table of limits, in the config's own words ("15m", "off").
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub idle: String,
-    pub max: String,
-    pub warn: Vec<String>,
-    pub grace: String,
-}
-
-impl Limits {
-    pub fn new(idle: &str, max: &str, warn: &[&str]) -> Limits {
-        Limits {
-            idle: idle.into(),
-            max: max.into(),
-            warn: warn.iter().map(|w| (*w).to_owned()).collect(),
-            grace: "10s".into(),
-        }
-    }
-
-    fn toml(&self) -> String {
-        let warn: Vec<String> = self.warn.iter().map(|w| format!("{w:?}")).collect();
-        format!(
-            "idle = {:?}\nmax = {:?}\nwarn = [{}]\ngrace = {:?}\n",
-            self.idle,
-            self.max,
-            warn.join(", "),
-            self.grace
-        )
-    }
-}
 
 /// The config file: our socket, our syslog socket, our state directory
 /// (the daemon's default `adopt`), `defaults`, and one rule per (name, PAM

@@ -58,6 +58,39 @@ pub fn daemon_table(
     t
 }
 
+/// One table of limits, in the config's own words ("15m", "off").
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub idle: String,
+    pub max: String,
+    pub warn: Vec<String>,
+    pub grace: String,
+}
+
+impl Limits {
+    /// These limits with a grace of 10 s.
+    pub fn new(idle: &str, max: &str, warn: &[&str]) -> Limits {
+        Limits {
+            idle: idle.into(),
+            max: max.into(),
+            warn: warn.iter().map(|w| (*w).to_owned()).collect(),
+            grace: "10s".into(),
+        }
+    }
+
+    /// The table's `key = value` lines.
+    pub fn toml(&self) -> String {
+        let warn: Vec<String> = self.warn.iter().map(|w| toml_str(w)).collect();
+        format!(
+            "idle = {}\nmax = {}\nwarn = [{}]\ngrace = {}\n",
+            toml_str(&self.idle),
+            toml_str(&self.max),
+            warn.join(", "),
+            toml_str(&self.grace)
+        )
+    }
+}
+
 /// Creates `dir` (and parents) owned by us with mode 0700, as the daemon
 /// wants its state directory.
 pub fn private_dir(dir: &Path) -> io::Result<()> {

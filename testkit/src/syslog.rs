@@ -92,11 +92,16 @@ impl SyslogSink {
 
     /// Waits until some line (received at any time) satisfies `pred`.
     pub fn wait_line(&self, timeout: Duration, pred: impl Fn(&LogLine) -> bool) -> Option<LogLine> {
+        self.wait_for(timeout, |lines| lines.iter().find(|l| pred(l)).cloned())
+    }
+
+    /// Waits until `look` finds something in the lines received so far.
+    fn wait_for<T>(&self, timeout: Duration, look: impl Fn(&[LogLine]) -> Option<T>) -> Option<T> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.lock();
         loop {
-            if let Some(l) = lines.iter().find(|l| pred(l)) {
-                return Some(l.clone());
+            if let Some(found) = look(&lines) {
+                return Some(found);
             }
             let now = Instant::now();
             if now >= deadline {
@@ -171,23 +176,10 @@ impl SyslogSink {
 
     /// Waits until daemon `pid` logged at least `n` `event` lines.
     pub fn wait_count(&self, pid: u32, event: &str, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut lines = self.lock();
-        loop {
-            if lines.iter().filter(|l| l.is(pid, event)).count() >= n {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            lines = self
-                .shared
-                .cond
-                .wait_timeout(lines, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        self.wait_for(timeout, |lines| {
+            (lines.iter().filter(|l| l.is(pid, event)).count() >= n).then_some(())
+        })
+        .is_some()
     }
 
     /// Drops the lines of a daemon that is gone (keeps memory flat).

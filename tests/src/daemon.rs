@@ -6,30 +6,19 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-pub use st_testkit::daemon::{daemon_table, private_dir, toml_str, Daemon, Launch, Output};
+pub use st_testkit::daemon::{daemon_table, private_dir, toml_str, Daemon, Launch, Limits, Output};
 
 use crate::syslog::SyslogSink;
 
 /// How long the daemon may take to emit `daemon_start`.
 const START_BOUND: Duration = Duration::from_secs(15);
 
-/// The `[defaults]` policy of the daemon.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub idle: String,
-    pub max: String,
-    pub warn: Vec<String>,
-    pub grace: String,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            idle: "15s".into(),
-            max: "30s".into(),
-            warn: vec!["10s".into()],
-            grace: "2s".into(),
-        }
+/// The `[defaults]` policy of the tests' daemon unless they say otherwise:
+/// 15 s idle, 30 s max, a warning 10 s before, 2 s grace.
+pub fn short_limits() -> Limits {
+    Limits {
+        grace: "2s".into(),
+        ..Limits::new("15s", "30s", &["10s"])
     }
 }
 
@@ -55,21 +44,13 @@ pub fn config_text_with(
     limits: &Limits,
     extra: &ConfigExtra,
 ) -> String {
-    let warn: Vec<String> = limits.warn.iter().map(|w| toml_str(w)).collect();
     let mut text = format!(
         "# Written by the session-timeout e2e tests.\n\
          # Tests run side by side: never take over another test's logins.\n\
          {}\n\
-         [defaults]\n\
-         idle = {}\n\
-         max = {}\n\
-         warn = [{}]\n\
-         grace = {}\n",
+         [defaults]\n{}",
         daemon_table(socket, syslog, state_dir, Some(&[])),
-        toml_str(&limits.idle),
-        toml_str(&limits.max),
-        warn.join(", "),
-        toml_str(&limits.grace),
+        limits.toml(),
     );
     for line in &extra.defaults {
         text.push_str(line);

@@ -56,7 +56,7 @@ pub struct EnvBuilder {
 impl Default for EnvBuilder {
     fn default() -> Self {
         EnvBuilder {
-            limits: Limits::default(),
+            limits: daemon::short_limits(),
             daemon: true,
             module: Some(FailMode::Open),
             sshd: true,
