@@ -5,9 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use session_timeout_proto::{
-    read_frame, write_frame, Registration, Request, Response, Target, AUDIT_UNSET,
-};
+use session_timeout_proto::client::exchange_on;
+use session_timeout_proto::{Registration, Request, Response, Target, AUDIT_UNSET, MAX_REPLY};
 
 use crate::fleet::Leader;
 use crate::sys;
@@ -25,23 +24,13 @@ pub struct Reply {
     pub t_recv_ns: i64,
 }
 
+/// Connects non-blocking as the module does and runs the protocol's one
+/// client exchange on that stream.
 pub fn exchange(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply, String> {
     let t_send_ns = now_ns();
     let deadline = Instant::now() + timeout;
-    let mut s = sys::connect_nonblocking(socket).map_err(|e| format!("connect: {e}"))?;
-    let left = || {
-        deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| "timed out".to_owned())
-    };
-    s.set_write_timeout(Some(left()?))
-        .map_err(|e| e.to_string())?;
-    write_frame(&mut s, &req.encode()).map_err(|e| format!("send: {e}"))?;
-    s.set_read_timeout(Some(left()?))
-        .map_err(|e| e.to_string())?;
-    let body = read_frame(&mut s).map_err(|e| format!("receive: {e}"))?;
-    let resp = Response::decode(&body).map_err(|e| format!("decode: {e}"))?;
+    let s = sys::connect_nonblocking(socket).map_err(|e| format!("connect: {e}"))?;
+    let resp = exchange_on(&s, req, deadline, MAX_REPLY).map_err(|e| e.to_string())?;
     Ok(Reply {
         resp,
         t_send_ns,

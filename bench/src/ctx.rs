@@ -8,7 +8,7 @@ use crate::daemon::{Daemon, Limits};
 use crate::fleet::{Fleet, Leader, SpawnSpec};
 use crate::host::{self, Host};
 use crate::opts::Opts;
-use crate::syslog::SyslogSink;
+use st_testkit::syslog::SyslogSink;
 
 pub struct Ctx {
     pub opts: Opts,

@@ -1,49 +1,20 @@
-//! Running the real timeoutd: a config of our own, start, readiness, stop,
-//! and what /proc says about it.
+//! The benchmark's daemon: a config of our own (limits per PAM service),
+//! run by the test kit's runner; what /proc says about it, as JSON.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub use st_testkit::daemon::Limits;
+use st_testkit::daemon::{self as kit, daemon_table};
+pub use st_testkit::procs::{fd_targets, Sample};
+use st_testkit::syslog::SyslogSink;
+
 use crate::json::J;
-use crate::sys;
-use crate::syslog::SyslogSink;
-use crate::util::{now_ns, stat_fields, wait_until};
 
-/// One table of limits, in the config's own words ("15m", "off").
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub idle: String,
-    pub max: String,
-    pub warn: Vec<String>,
-    pub grace: String,
-}
-
-impl Limits {
-    pub fn new(idle: &str, max: &str, warn: &[&str]) -> Limits {
-        Limits {
-            idle: idle.into(),
-            max: max.into(),
-            warn: warn.iter().map(|w| (*w).to_owned()).collect(),
-            grace: "10s".into(),
-        }
-    }
-
-    fn toml(&self) -> String {
-        let warn: Vec<String> = self.warn.iter().map(|w| format!("{w:?}")).collect();
-        format!(
-            "idle = {:?}\nmax = {:?}\nwarn = [{}]\ngrace = {:?}\n",
-            self.idle,
-            self.max,
-            warn.join(", "),
-            self.grace
-        )
-    }
-}
-
-/// The config file: our socket, our syslog socket, our state directory,
-/// `defaults`, and one rule per (name, PAM service, limits).
+/// The config file: our socket, our syslog socket, our state directory
+/// (the daemon's default `adopt`), `defaults`, and one rule per (name, PAM
+/// service, limits).
 pub fn config_text(
     socket: &Path,
     syslog: &Path,
@@ -52,10 +23,8 @@ pub fn config_text(
     rules: &[(&str, &str, Limits)],
 ) -> String {
     let mut s = format!(
-        "# Written by st-bench.\n[daemon]\nsocket = {:?}\nsyslog = {:?}\nstate_dir = {:?}\n\n[defaults]\n{}",
-        socket.display().to_string(),
-        syslog.display().to_string(),
-        state_dir.display().to_string(),
+        "# Written by st-bench.\n{}\n[defaults]\n{}",
+        daemon_table(socket, syslog, state_dir, None),
         defaults.toml()
     );
     for (name, service, limits) in rules {
@@ -67,15 +36,17 @@ pub fn config_text(
     s
 }
 
+/// A running daemon: the test kit's runner, ready once it logged its
+/// `daemon_start` and made its socket.
 pub struct Daemon {
     pub pid: u32,
     pub socket: PathBuf,
-    child: Child,
+    inner: kit::Daemon,
 }
 
 impl Daemon {
-    /// Starts `timeoutd --config DIR/timeoutd.toml --foreground` and waits for
-    /// its `daemon_start` event and its socket.
+    /// Starts `timeoutd --config DIR/timeoutd.toml --foreground` (stderr in
+    /// DIR/stderr.log) and waits for its `daemon_start` event and its socket.
     pub fn start(
         bin: &Path,
         dir: &Path,
@@ -89,122 +60,45 @@ impl Daemon {
         let cfg = dir.join("timeoutd.toml");
         let text = config_text(&socket, &sink.path, &state, defaults, rules);
         fs::write(&cfg, text).map_err(|e| format!("{}: {e}", cfg.display()))?;
-        let stderr = fs::File::create(dir.join("stderr.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--foreground")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-        let mut d = Daemon {
-            pid: child.id(),
-            socket,
-            child,
+        let launch = kit::Launch {
+            binary: bin,
+            config: &cfg,
+            socket: &socket,
+            output: kit::Output {
+                log: dir.join("stderr.log"),
+                append: false,
+                stdout: false,
+            },
+            start_bound: Duration::from_secs(10),
+            serving: None,
         };
-        let up = sink.wait_count(d.pid, "daemon_start", 1, Duration::from_secs(10))
-            && wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
-                d.socket.exists()
-            });
-        if !up {
-            let log = fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
-            let _ = d.child.kill();
-            let _ = d.child.wait();
-            return Err(format!("timeoutd did not come up; its stderr:\n{log}"));
-        }
-        Ok(d)
+        let inner = kit::Daemon::start(&launch, sink).map_err(|e| e.to_string())?;
+        Ok(Daemon {
+            pid: inner.pid(),
+            socket,
+            inner,
+        })
     }
 
     pub fn sample(&self) -> Option<Sample> {
-        Sample::take(self.pid)
+        self.inner.sample()
     }
 
     /// SIGTERM, then SIGKILL after 5 s.
     pub fn stop(mut self) {
-        let _ = sys::kill_child(self.pid, libc::SIGTERM);
-        let ended = wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        });
-        if !ended {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.inner.terminate(Duration::from_secs(5));
     }
 }
 
-/// What the daemon's descriptors point to (`/proc/PID/fd/*`).
-pub fn fd_targets(pid: u32) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| fs::read_link(e.path()).ok())
-                .map(|t| t.display().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// One look at the daemon in /proc.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Sample {
-    pub t_ns: i64,
-    /// utime + stime, clock ticks.
-    pub cpu_ticks: u64,
-    /// Time on CPU from /proc/PID/schedstat, nanoseconds.
-    pub sched_ns: u64,
-    pub voluntary: u64,
-    pub involuntary: u64,
-    pub rss_kb: u64,
-    pub rss_anon_kb: u64,
-    pub fds: usize,
-}
-
-impl Sample {
-    pub fn take(pid: u32) -> Option<Sample> {
-        let t_ns = now_ns();
-        let f = stat_fields(pid)?;
-        let utime: u64 = f.get(11)?.parse().ok()?;
-        let stime: u64 = f.get(12)?.parse().ok()?;
-        let sched_ns = fs::read_to_string(format!("/proc/{pid}/schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0)
-        };
-        let fds = fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|d| d.count())
-            .unwrap_or(0);
-        Some(Sample {
-            t_ns,
-            cpu_ticks: utime + stime,
-            sched_ns,
-            voluntary: field("voluntary_ctxt_switches:"),
-            involuntary: field("nonvoluntary_ctxt_switches:"),
-            rss_kb: field("VmRSS:"),
-            rss_anon_kb: field("RssAnon:"),
-            fds,
-        })
-    }
-
-    pub fn to_json(self) -> J {
-        J::obj([
-            ("rss_kib", J::from(self.rss_kb)),
-            ("rss_anon_kib", J::from(self.rss_anon_kb)),
-            ("fds", J::from(self.fds)),
-            ("cpu_ticks", J::from(self.cpu_ticks)),
-            ("sched_ns", J::from(self.sched_ns)),
-            ("ctxt_voluntary", J::from(self.voluntary)),
-            ("ctxt_involuntary", J::from(self.involuntary)),
-        ])
-    }
+/// A sample as the report's JSON.
+pub fn sample_json(s: Sample) -> J {
+    J::obj([
+        ("rss_kib", J::from(s.rss_kb)),
+        ("rss_anon_kib", J::from(s.rss_anon_kb)),
+        ("fds", J::from(s.fds)),
+        ("cpu_ticks", J::from(s.cpu_ticks)),
+        ("sched_ns", J::from(s.sched_ns)),
+        ("ctxt_voluntary", J::from(s.voluntary)),
+        ("ctxt_involuntary", J::from(s.involuntary)),
+    ])
 }

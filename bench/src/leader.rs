@@ -17,9 +17,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
-use crate::pam_ffi::Pam;
 use crate::sys;
 use crate::util::now_ns;
+use st_testkit::pam::Pam;
 
 /// Size of one report record on the pipe (atomic: below PIPE_BUF).
 pub const RECORD_SIZE: usize = 24;

@@ -12,12 +12,10 @@ mod json;
 mod leader;
 mod monitor;
 mod opts;
-mod pam_ffi;
 mod phases;
 mod report;
 mod stats;
 mod sys;
-mod syslog;
 mod util;
 
 use std::io::Write as _;
@@ -29,7 +27,7 @@ use crate::fleet::Fleet;
 use crate::host::{first_existing, Host};
 use crate::opts::{Opts, PHASES, USAGE};
 use crate::report::Report;
-use crate::syslog::SyslogSink;
+use st_testkit::syslog::{SinkOptions, SyslogSink};
 
 const PAM_PERMIT: [&str; 4] = [
     "/lib/x86_64-linux-gnu/security/pam_permit.so",
@@ -135,8 +133,14 @@ fn run(opts: Opts) -> Result<ExitCode, String> {
         std::fs::write(pam_dir.join(phases::scale::service(*n)), text)
             .map_err(|e| format!("writing PAM services: {e}"))?;
     }
-    let sink = SyslogSink::start(&host.tmp.join("syslog.sock"))
-        .map_err(|e| format!("syslog socket: {e}"))?;
+    let sink = SyslogSink::start(
+        &host.tmp.join("syslog.sock"),
+        // Bursts of thousands of lines at once (storm, scale).
+        SinkOptions {
+            rcvbuf: Some(32 << 20),
+        },
+    )
+    .map_err(|e| format!("syslog socket: {e}"))?;
     let fleet = Fleet::start(&exe, &Ctx::pam_env(&pam_wrapper, &pam_dir))
         .map_err(|e| format!("starting the spawner: {e}"))?;
     let mut report = Report::default();

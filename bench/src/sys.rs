@@ -1,5 +1,5 @@
 //! Thin wrappers over the system calls the harness needs. Every `unsafe`
-//! block of the crate is here or in `pam_ffi.rs`; callers get safe functions
+//! block of the crate is here (libpam's are in the test kit); callers get safe functions
 //! that return `io::Result`.
 
 use std::ffi::CString;
@@ -311,21 +311,6 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 pub fn set_pipe_size(fd: RawFd, bytes: i32) {
     // SAFETY: F_SETPIPE_SZ takes an integer.
     unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, bytes) };
-}
-
-/// Grows a socket's receive buffer beyond rmem_max (needs CAP_NET_ADMIN; best effort).
-pub fn set_rcvbuf_force(fd: RawFd, bytes: i32) {
-    let v: libc::c_int = bytes;
-    // SAFETY: `v` is a live int of the size passed.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&raw const v).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
 }
 
 /// Raises RLIMIT_NOFILE towards `n`: both limits if allowed

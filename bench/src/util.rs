@@ -1,51 +1,12 @@
-//! Small helpers: clocks, /proc reads, polling.
+//! Small helpers: a deterministic generator and a realtime sleep; and,
+//! from the test kit, the realtime clock, start times, random names and
+//! bounded polling.
 
-use std::fs;
-use std::io::Read;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// CLOCK_REALTIME in nanoseconds: the clock of the daemon's deadlines and of
-/// tty timestamps.
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// The fields of /proc/PID/stat after the command name (field 3 is index 0).
-pub fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let close = text.rfind(')')?;
-    Some(
-        text[close + 1..]
-            .split_ascii_whitespace()
-            .map(str::to_owned)
-            .collect(),
-    )
-}
-
-/// Field 22 of /proc/PID/stat: start time in clock ticks after boot.
-pub fn start_time(pid: u32) -> Option<u64> {
-    stat_fields(pid)?.get(19)?.parse().ok()
-}
-
-/// 16 random hex digits from the kernel.
-pub fn random_hex(digits: usize) -> String {
-    let mut buf = vec![0u8; digits.div_ceil(2)];
-    let ok = fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .is_ok();
-    if !ok {
-        let seed = now_ns() as u64 ^ u64::from(std::process::id());
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (seed >> ((i % 8) * 8)) as u8;
-        }
-    }
-    let mut s: String = buf.iter().map(|b| format!("{b:02x}")).collect();
-    s.truncate(digits);
-    s
-}
+pub use st_testkit::procs::start_time;
+pub use st_testkit::wait::wait_until;
+pub use st_testkit::{now_ns, random_hex};
 
 /// A tiny deterministic generator (xorshift), for reproducible schedules.
 pub struct Rng(u64);
@@ -68,20 +29,6 @@ impl Rng {
     pub fn range_f64(&mut self, lo: f64, hi: f64) -> f64 {
         let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         lo + (hi - lo) * u
-    }
-}
-
-/// Polls `f` every `step` until it is true or `timeout` passes.
-pub fn wait_until(timeout: Duration, step: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(step);
     }
 }
 

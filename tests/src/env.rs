@@ -9,13 +9,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::daemon::{ConfigExtra, Daemon, Limits};
+use crate::daemon::{self, ConfigExtra, Daemon, Limits};
 use crate::pam::{module_line, overlay_text, FailMode, PamService};
 use crate::ssh_client::{Exit, Ready, Seen, SshOpts, SshSession};
 use crate::sshd::Sshd;
-use crate::syslog::{LogLine, SyslogSink};
+use crate::syslog::{SinkOptions, SyslogSink};
 use crate::users::TestUser;
 use crate::util::file_tail;
+use crate::LogLine;
 use crate::{binaries, new_prefix, require_environment, sweep};
 
 /// `/tmp/<prefix>`, removed on drop.
@@ -55,7 +56,7 @@ pub struct EnvBuilder {
 impl Default for EnvBuilder {
     fn default() -> Self {
         EnvBuilder {
-            limits: Limits::default(),
+            limits: daemon::short_limits(),
             daemon: true,
             module: Some(FailMode::Open),
             sshd: true,
@@ -129,7 +130,9 @@ impl EnvBuilder {
         let bins = (self.daemon || self.module.is_some()).then(binaries);
         let prefix = new_prefix();
         let dir = TempDir::create(&prefix);
-        let syslog = SyslogSink::bind(&dir.0.join("syslog.sock"));
+        let sink_path = dir.0.join("syslog.sock");
+        let syslog = SyslogSink::start(&sink_path, SinkOptions::default())
+            .unwrap_or_else(|e| panic!("binding syslog socket {}: {e}", sink_path.display()));
         let user = TestUser::create(&prefix, &dir.0);
         let socket = if self.daemon {
             dir.0.join("timeoutd.sock")
@@ -139,7 +142,7 @@ impl EnvBuilder {
         };
         let daemon = self.daemon.then(|| {
             let b = bins.as_ref().expect("binaries");
-            Daemon::start_with(
+            daemon::start(
                 &b.timeoutd,
                 &dir.0,
                 &socket,
@@ -214,6 +217,24 @@ impl Env {
         &self.dir.0
     }
 
+    /// A copy of `binary` that the test users can run: `<dir>/bin/NAME`,
+    /// mode 0755 in 0755 directories, removed with the test's directory.
+    /// The build directory may not be theirs to reach (a clone in /root,
+    /// mode 0700), so a test never runs it there as a test user.
+    pub fn runnable_by_users(&self, binary: &Path) -> PathBuf {
+        let bin = self.dir().join("bin");
+        if !bin.exists() {
+            fs::create_dir(&bin).unwrap_or_else(|e| panic!("creating {}: {e}", bin.display()));
+            fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod bin dir");
+        }
+        let name = binary.file_name().expect("a binary has a file name");
+        let copy = bin.join(name);
+        fs::copy(binary, &copy)
+            .unwrap_or_else(|e| panic!("copying {} to {}: {e}", binary.display(), copy.display()));
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod the copy");
+        copy
+    }
+
     /// Starts `ssh -tt user@127.0.0.1` to this test's sshd.
     pub fn ssh(&self) -> SshSession {
         let sshd = self.sshd.as_ref().expect("this Env has no sshd");
@@ -248,7 +269,7 @@ impl Env {
             self.syslog.dump()
         ));
         if let Some(d) = &self.daemon {
-            r.push_str(&format!("--- timeoutd output ---\n{}\n", d.output()));
+            r.push_str(&format!("--- timeoutd output ---\n{}\n", d.output(8000)));
         }
         if let Some(s) = &self.sshd {
             r.push_str(&format!("--- sshd log ---\n{}\n", file_tail(&s.log, 6000)));

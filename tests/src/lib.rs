@@ -7,10 +7,12 @@
 //!
 //! Modules by concern:
 //! - [`env`]: one test's world ([`Env`]), built by [`EnvBuilder`];
-//! - [`users`], [`pam`], [`sshd`], [`daemon`], [`syslog`], [`ssh_client`]: its parts,
+//! - [`users`], [`pam`], [`sshd`], [`daemon`], [`ssh_client`]: its parts,
 //!   each an RAII guard that cleans up on drop, also when a test panics;
 //! - [`sweep`]: removes leftovers of crashed earlier runs;
-//! - [`procs`], [`util`]: /proc scanning, bounded waits;
+//! - [`syslog`], [`events`], [`procs`]: the syslog sink, its line parser and
+//!   the /proc readers, from the test kit (`testkit/`) shared with the benchmark;
+//! - [`util`]: bounded waits, helper commands;
 //! - [`audit`]: processes by audit session id, state, ignored signals;
 //! - [`spawn`]: processes the harness starts as a user, outside any login;
 //! - [`login`]: one interactive login driven by a test (type, wait, check the end).
@@ -23,12 +25,10 @@ pub mod daemon;
 pub mod env;
 pub mod login;
 pub mod pam;
-pub mod procs;
 pub mod spawn;
 pub mod ssh_client;
 pub mod sshd;
 pub mod sweep;
-pub mod syslog;
 pub mod users;
 pub mod util;
 
@@ -37,7 +37,10 @@ pub use env::{Env, EnvBuilder};
 pub use login::Login;
 pub use pam::FailMode;
 pub use ssh_client::{Exit, Ready, Seen, SshOpts, SshSession};
-pub use syslog::LogLine;
+pub use st_testkit::events::LogLine;
+/// The test kit shared with the benchmark: /proc readers, the syslog sink
+/// and the event-line parser, used here under these names.
+pub use st_testkit::{events, procs, syslog};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -192,7 +195,7 @@ pub fn new_prefix() -> String {
     let p = format!(
         "stt{:08x}{n:02x}{}",
         std::process::id(),
-        util::random_hex(2)
+        util::random_hex(4)
     );
     debug_assert!(sweep::creator_pid(&p).is_some());
     p

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::audit::{self, Proc};
 use crate::ssh_client::{Exit, Ready, SshSession};
-use crate::syslog::LogLine;
 use crate::util::poll_until;
 use crate::Env;
+use crate::LogLine;
 
 /// Bound for login plus the readiness probe (key exchange, PAM, bash start).
 pub const LOGIN: Duration = Duration::from_secs(20);

@@ -52,15 +52,7 @@ impl PamService {
             text.push_str(l);
             text.push('\n');
         }
-        let path = PathBuf::from("/etc/pam.d").join(service);
-        assert!(!path.exists(), "{} already exists", path.display());
-        let guard = PamService {
-            service: service.to_string(),
-            path,
-        };
-        fs::write(&guard.path, text)
-            .unwrap_or_else(|e| panic!("writing {}: {e}", guard.path.display()));
-        guard
+        PamService::write_text(service, &text)
     }
 
     /// `/etc/pam.d/<service>` with exactly `text` (no copy of sshd's stack).

@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::json::{self, Json};
+use serde_json::Value as Json;
 use support::{secs, toml_list, World, EVENT, HANDS_OFF};
 
 /// Limits far from the tests' few seconds, for this test's users only (see
@@ -24,7 +24,18 @@ fn calm(n: &[String]) -> String {
 }
 
 fn parse_json(text: &str, w: &World) -> Json {
-    json::parse(text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text:?}\n{}", w.report(&[])))
+    serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {text:?}\n{}", w.report(&[])))
+}
+
+/// A string field of a JSON object.
+fn str_of<'a>(v: &'a Json, key: &str) -> Option<&'a str> {
+    v.get(key)?.as_str()
+}
+
+/// A number field of a JSON object.
+fn num_of(v: &Json, key: &str) -> Option<f64> {
+    v.get(key)?.as_f64()
 }
 
 /// No line for session `id` with one of `events` has arrived. Callers check
@@ -145,10 +156,10 @@ fn k2_revoked_login_is_refused_until_unrevoke_or_ttl() {
         w.report(&[])
     );
     let list = parse_json(&w.ctl_ok(&["revocations", "--json"]), &w);
-    let entries = list.array().expect("an array");
+    let entries = list.as_array().expect("an array");
     assert!(
         entries.len() == 1
-            && entries[0].str("user") == Some(user.as_str())
+            && str_of(&entries[0], "user") == Some(user.as_str())
             && entries[0].get("until") == Some(&Json::Null),
         "{list:?}"
     );
@@ -189,7 +200,7 @@ fn k2_revoked_login_is_refused_until_unrevoke_or_ttl() {
     );
     w.expect_login_works(0, "after the TTL");
     let list = parse_json(&w.ctl_ok(&["revocations", "--json"]), &w);
-    assert_eq!(list.array().map(<[Json]>::len), Some(0), "{list:?}");
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list:?}");
 }
 
 /// A stack without the `account` line: the session phase refuses the revoked
@@ -238,12 +249,12 @@ fn k4_revocation_survives_daemon_restart() {
         "{table}"
     );
     let list = parse_json(&w.ctl_ok(&["revocations", "--json"]), &w);
-    let entries = list.array().expect("an array");
+    let entries = list.as_array().expect("an array");
     assert!(
         entries.len() == 1
-            && entries[0].str("user") == Some(user.as_str())
-            && entries[0].str("reason") == Some("persist-me")
-            && entries[0].num("by_uid") == Some(0.0),
+            && str_of(&entries[0], "user") == Some(user.as_str())
+            && str_of(&entries[0], "reason") == Some("persist-me")
+            && num_of(&entries[0], "by_uid") == Some(0.0),
         "{list:?}"
     );
     let told = format!("Logins for {user} are suspended");
@@ -330,15 +341,15 @@ fn k5_user_status_shows_own_session_and_admin_verbs_are_refused() {
     let out = String::from_utf8_lossy(&mine.ssh.output()[from..end.end]).into_owned();
     let body = between(&out, "ST2B", "ST2E").unwrap_or_default();
     let list = parse_json(&body, &w);
-    let sessions = list.array().expect("an array");
+    let sessions = list.as_array().expect("an array");
     assert_eq!(sessions.len(), 1, "{body}");
     let s = &sessions[0];
     assert_eq!(
-        (s.num("id"), s.str("user"), s.num("uid")),
+        (num_of(s, "id"), str_of(s, "user"), num_of(s, "uid")),
         (mine.id.parse().ok(), Some(w.name(0)), Some(f64::from(uid))),
         "{body}"
     );
-    assert_ne!(s.num("uid"), Some(f64::from(other_uid)));
+    assert_ne!(num_of(s, "uid"), Some(f64::from(other_uid)));
     for key in [
         "id",
         "user",
@@ -363,8 +374,8 @@ fn k5_user_status_shows_own_session_and_admin_verbs_are_refused() {
     ] {
         assert!(s.get(key).is_some(), "no {key:?} in {body}");
     }
-    let idle_left = s.num("idle_remaining").expect("idle_remaining") as u64;
-    let max_left = s.num("max_remaining").expect("max_remaining") as u64;
+    let idle_left = num_of(s, "idle_remaining").expect("idle_remaining") as u64;
+    let max_left = num_of(s, "max_remaining").expect("max_remaining") as u64;
     // The absolute deadline counts from registration.
     let since_open = end.at - mine.open.at;
     let expected_max = Duration::from_secs(max)
@@ -454,17 +465,17 @@ fn k7_list_json_matches_the_logins() {
     let list = parse_json(&text, &w);
     let ours = [w.name(0), w.name(1)];
     let rows: Vec<&Json> = list
-        .array()
+        .as_array()
         .expect("an array")
         .iter()
-        .filter(|r| r.str("user").is_some_and(|u| ours.contains(&u)))
+        .filter(|r| str_of(r, "user").is_some_and(|u| ours.contains(&u)))
         .collect();
     let listed: BTreeSet<(String, String)> = rows
         .iter()
         .map(|r| {
             (
-                r.num("id").map(|n| n.to_string()).unwrap_or_default(),
-                r.str("user").unwrap_or_default().to_string(),
+                num_of(r, "id").map(|n| n.to_string()).unwrap_or_default(),
+                str_of(r, "user").unwrap_or_default().to_string(),
             )
         })
         .collect();
@@ -482,28 +493,28 @@ fn k7_list_json_matches_the_logins() {
     for (l, tty) in logins.iter().zip(&ttys) {
         let r = rows
             .iter()
-            .find(|r| r.num("id").map(|n| n.to_string()) == Some(l.id.clone()))
+            .find(|r| num_of(r, "id").map(|n| n.to_string()) == Some(l.id.clone()))
             .expect("listed");
         let i = if l.open.get("user") == Some(w.name(0)) {
             0
         } else {
             1
         };
-        assert_eq!(r.num("uid"), Some(f64::from(w.user(i).uid())), "{text}");
-        assert_eq!(r.str("service"), Some(w.service.as_str()), "{text}");
-        assert_eq!(r.str("rhost"), Some("127.0.0.1"), "{text}");
-        assert_eq!(r.str("rule"), Some("tests"), "{text}");
-        assert_eq!(r.str("state"), Some("active"), "{text}");
-        assert_eq!(r.str("tty"), tty.get("found"), "{text}\n{}", tty.raw);
+        assert_eq!(num_of(r, "uid"), Some(f64::from(w.user(i).uid())), "{text}");
+        assert_eq!(str_of(r, "service"), Some(w.service.as_str()), "{text}");
+        assert_eq!(str_of(r, "rhost"), Some("127.0.0.1"), "{text}");
+        assert_eq!(str_of(r, "rule"), Some("tests"), "{text}");
+        assert_eq!(str_of(r, "state"), Some("active"), "{text}");
+        assert_eq!(str_of(r, "tty"), tty.get("found"), "{text}\n{}", tty.raw);
         assert_eq!(
-            r.num("leader_pid").map(|p| p.to_string()),
+            num_of(r, "leader_pid").map(|p| p.to_string()),
             l.open.get("pid").map(str::to_string),
             "{text}\n{}",
             l.open.raw
         );
-        let started = r.num("started").unwrap_or(0.0) as i64;
+        let started = num_of(r, "started").unwrap_or(0.0) as i64;
         assert!(started >= started_after && started <= now_secs(), "{text}");
-        let max = r.num("max_deadline").unwrap_or(0.0) as i64;
+        let max = num_of(r, "max_deadline").unwrap_or(0.0) as i64;
         assert_eq!(max - started, 3600, "{text}");
     }
     let table = w.ctl_ok(&["list"]);
@@ -520,7 +531,7 @@ fn k7_list_json_matches_the_logins() {
     }
     // `show` adds the processes of the login.
     let show = parse_json(&w.ctl_ok(&["show", &logins[0].id, "--json"]), &w);
-    let pids = show.get("pids").and_then(Json::array).map(<[Json]>::len);
+    let pids = show.get("pids").and_then(Json::as_array).map(Vec::len);
     assert!(pids.is_some_and(|n| n > 0), "{show:?}");
 }
 

@@ -467,7 +467,7 @@ fn d7_pam_module_adds_under_5ms_with_the_daemon_down() {
     for (name, text) in &stacks {
         fs::write(dir.0.join(name), text).expect("writing a PAM stack");
     }
-    let pam = sup::Pam::load(&dir.0);
+    let pam = sup::PamProbe::load(&dir.0);
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); stacks.len()];
     for run in 0..=RUNS {
         for (i, (name, _)) in stacks.iter().enumerate() {

@@ -280,7 +280,7 @@ fn e10_su_session_inside_ssh_ends_only_its_subtree() {
         .rule_toml(rule)
         .start();
     let other = env.second_user();
-    let password = format!("pw-{}", e2e::util::random_hex(8));
+    let password = format!("pw-{}", e2e::util::random_hex(16));
     other.set_password(&password);
     let outer = Login::start(&env);
     let outer_sid = outer.audit_session();

@@ -10,6 +10,10 @@
 //!   and promptly;
 //! - afterwards the daemon is the same process, still answers, and holds no
 //!   more file descriptors than before (no fd leak).
+//!
+//! Valid requests go through the protocol's one client exchange; the hostile
+//! bytes, half frames and idle connections are written on raw sockets, since
+//! sending what no client would is the point.
 
 // Test code: a failed assumption here is a failed test, so it may unwrap and panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -21,6 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::{procs, util, Env};
+use session_timeout_proto::client::exchange;
 use session_timeout_proto::{
     encode_frame, read_frame_limited, ErrorCode, FrameError, Registration, Request, Response,
     AUDIT_UNSET, MAX_FRAME, MAX_REPLY,
@@ -49,9 +54,7 @@ struct Fixture {
 }
 
 fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or_else(|e| panic!("reading /proc/{pid}/fd: {e}"))
+    procs::fd_count(pid).unwrap_or_else(|| panic!("cannot read /proc/{pid}/fd"))
 }
 
 fn connect(env: &Env) -> UnixStream {
@@ -128,12 +131,8 @@ impl Fixture {
     /// Ready means: it answers `status` (on a loaded machine the daemon can
     /// take seconds to start serving).
     fn wait_serving(&self) {
-        let body = encode_frame(&Request::Status.encode());
         let served = util::poll_until(START, Duration::from_millis(20), || {
-            let mut s = connect(&self.env);
-            s.write_all(&body).ok()?;
-            let reply = read_frame_limited(&mut s, MAX_REPLY).ok()?;
-            Response::decode(&reply).ok()
+            exchange(&self.env.socket, &Request::Status, REPLY, MAX_REPLY).ok()
         });
         assert!(
             matches!(served, Some(Response::Sessions(_))),
@@ -165,13 +164,9 @@ impl Fixture {
             sessionid: AUDIT_UNSET,
         });
         let t = Instant::now();
-        let mut s = connect(&self.env);
-        s.write_all(&encode_frame(&req.encode()))
-            .expect("sending register");
-        let body = read_frame_limited(&mut s, MAX_REPLY)
+        let resp = exchange(&self.env.socket, &req, REPLY, MAX_REPLY)
             .unwrap_or_else(|e| panic!("no reply to register: {e}\n{}", self.env.report(None)));
-        let took = t.elapsed();
-        (Response::decode(&body).expect("decodable reply"), took)
+        (resp, t.elapsed())
     }
 
     /// A valid register is answered within [`PROMPT`].

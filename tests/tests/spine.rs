@@ -10,6 +10,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -385,7 +386,9 @@ fn t6_unprivileged_registration_is_denied() {
     std::fs::set_permissions(&env.socket, std::fs::Permissions::from_mode(0o666))
         .expect("chmod socket");
     let uid = env.user.uid();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_register-as"))
+    // Run as the test user: a copy it can reach, wherever the build is.
+    let register_as = env.runnable_by_users(Path::new(env!("CARGO_BIN_EXE_register-as")));
+    let mut child = Command::new(&register_as)
         .arg(&env.socket)
         .arg(env.user.name())
         .arg(uid.to_string())

@@ -14,10 +14,10 @@ use session_timeout_proto::{read_frame, write_frame, Request, SessionKey, VERSIO
 use crate::client::{self, MODULE_TIMEOUT};
 use crate::ctx::{everyday_limits, Ctx};
 use crate::json::J;
-use crate::pam_ffi::{Pam, PAM_SUCCESS};
 use crate::report::Report;
 use crate::stats::{summarize, summary_json, Summary};
 use crate::util::{start_time, wait_until};
+use st_testkit::pam::{Pam, PAM_SUCCESS};
 
 /// The three stacks: (label, PAM service).
 pub const STACKS: [(&str, &str); 3] = [

@@ -258,8 +258,8 @@ fn row_json(row: &Row) -> J {
         ("worst_window_s", J::num(row.worst_window_s)),
         ("wakeups_per_s", J::num(row.wakeups_per_s)),
         ("rss_per_session_kib", J::num(row.per_session_kib())),
-        ("baseline", row.base.to_json()),
-        ("end", row.end.to_json()),
+        ("baseline", crate::daemon::sample_json(row.base)),
+        ("end", crate::daemon::sample_json(row.end)),
         ("sessions_lost", J::from(row.lost)),
         ("quiet_s", J::num(row.quiet_s)),
         ("quiet_cpu_pct", J::opt(row.quiet_pct)),
@@ -502,8 +502,10 @@ fn steady(
 fn events_between(ctx: &Ctx, d: &Daemon, from: i64, to: i64) -> Vec<(String, usize)> {
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
     for e in ctx.sink.lock().iter() {
-        if e.pid == d.pid && (from..=to).contains(&e.t_ns) {
-            *counts.entry(e.name.clone()).or_default() += 1;
+        if let (Some(name), true) = (e.event(), e.pid == Some(d.pid)) {
+            if (from..=to).contains(&e.t_ns) {
+                *counts.entry(name.to_owned()).or_default() += 1;
+            }
         }
     }
     counts.into_iter().collect()

@@ -150,8 +150,8 @@ fn storm(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<()
             ("latency_ms", summary_json(sum)),
             ("wall_s", J::num(wall.as_secs_f64())),
             ("daemon_session_open_events", J::from(opened)),
-            ("daemon_before", before.to_json()),
-            ("daemon_after", after.to_json()),
+            ("daemon_before", crate::daemon::sample_json(before)),
+            ("daemon_after", crate::daemon::sample_json(after)),
             ("daemon_fds_opened_since", J::Arr(new_fds)),
         ]),
     );

@@ -8,12 +8,11 @@
 //! socket is world-writable. Exit status: 0 a reply was printed, 2 bad usage,
 //! 3 no reply (connection failed or closed).
 
-use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::Duration;
 
-use session_timeout_proto::{
-    read_frame, write_frame, Registration, Request, Response, AUDIT_UNSET,
-};
+use session_timeout_proto::client::exchange;
+use session_timeout_proto::{Registration, Request, Response, AUDIT_UNSET, MAX_REPLY};
 
 fn read_u32(path: &str) -> u32 {
     std::fs::read_to_string(path)
@@ -49,27 +48,13 @@ fn main() {
         sessionid: read_u32("/proc/self/sessionid"),
         ..Default::default()
     };
-    let mut s = match UnixStream::connect(&args[1]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("connect {}: {e}", args[1]);
-            std::process::exit(3);
-        }
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
-    if let Err(e) = write_frame(&mut s, &Request::Register(reg).encode()) {
-        eprintln!("sending the request: {e}");
-        std::process::exit(3);
-    }
-    let body = match read_frame(&mut s) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("reading the reply: {e}");
-            std::process::exit(3);
-        }
-    };
-    match Response::decode(&body) {
+    let reply = exchange(
+        Path::new(&args[1]),
+        &Request::Register(reg),
+        Duration::from_secs(5),
+        MAX_REPLY,
+    );
+    match reply {
         Ok(Response::Registered { session_id, .. }) => {
             println!("response=registered session_id={session_id}")
         }
@@ -82,7 +67,7 @@ fn main() {
         Ok(Response::Refused { message }) => println!("response=refused message={message:?}"),
         Ok(other) => println!("response=other {other:?}"),
         Err(e) => {
-            eprintln!("undecodable reply: {e}");
+            eprintln!("{}: {e}", args[1]);
             std::process::exit(3);
         }
     }

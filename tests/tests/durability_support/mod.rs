@@ -11,18 +11,18 @@
 //! - audit-session scans, the accounting check, and an in-process PAM
 //!   latency probe (libpam's `pam_start_confdir`, no pam_wrapper needed).
 
-use std::ffi::{c_char, c_int, c_void, CString};
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::net::UnixStream;
+use std::ffi::c_int;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::ssh_client::{READY_MARKER, READY_PROBE};
 use e2e::syslog::SyslogSink;
-use e2e::util::{file_tail, poll_until, run, terminate_child};
+use e2e::util::{poll_until, run};
 use e2e::{procs, Env, FailMode, LogLine, SshSession};
-use session_timeout_proto::{read_frame_limited, write_frame, Request, Response, MAX_REPLY};
+use st_testkit::daemon::{daemon_table, private_dir, Daemon, Launch, Output};
+use st_testkit::pam::{Conversation, Pam};
 
 /// Bound for login plus the readiness probe.
 pub const LOGIN: Duration = Duration::from_secs(20);
@@ -51,14 +51,11 @@ pub fn config_text(
 ) -> String {
     let warn: Vec<String> = p.warn.iter().map(|w| format!("{w:?}")).collect();
     format!(
-        "# Written by durability.rs.\n\
-         [daemon]\nsocket = {:?}\nsyslog = {:?}\nstate_dir = {:?}\nadopt = [\"sshd*\"]\n\n\
+        "# Written by durability.rs.\n{}\n\
          [defaults]\nidle = \"off\"\nmax = \"off\"\nwarn = []\n\n\
          [[rule]]\nname = \"this-test\"\nusers = [{user:?}]\n\
          idle = {:?}\nmax = {:?}\nwarn = [{}]\ngrace = {:?}\n",
-        socket.display().to_string(),
-        syslog.display().to_string(),
-        state_dir.display().to_string(),
+        daemon_table(socket, syslog, state_dir, Some(&["sshd*"])),
         p.idle,
         p.max,
         warn.join(", "),
@@ -76,9 +73,7 @@ pub fn world(p: &Policy) -> (Env, PathBuf) {
         .module(Some(FailMode::Open))
         .start();
     let state = env.dir().join("state");
-    fs::create_dir(&state).expect("creating the state dir");
-    fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .expect("chmod state dir");
+    private_dir(&state).expect("creating the state dir");
     let config = env.dir().join("own-timeoutd.toml");
     let text = config_text(&env.socket, &env.syslog.path, &state, env.user.name(), p);
     fs::write(&config, text).expect("writing the config");
@@ -97,119 +92,65 @@ pub fn edit_pam(env: &Env, from: &str, to: &str) {
     fs::write(&pam.path, text.replace(from, to)).expect("rewriting the PAM file");
 }
 
-/// A timeoutd the test controls. Dropping it continues (if stopped) and
-/// terminates it.
-pub struct OwnDaemon {
-    child: Child,
-    pub log: PathBuf,
-    /// Just before the process was spawned: everything it does comes after.
-    pub spawned_at: Instant,
-    /// When its `daemon_start` arrived.
-    pub started_at: Instant,
+/// A timeoutd the test controls: the test kit's [`Daemon`] (dropping it
+/// continues it if stopped and terminates it), started on the test's config
+/// and appending to one log across restarts.
+pub struct OwnDaemon(Daemon);
+
+impl std::ops::Deref for OwnDaemon {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for OwnDaemon {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.0
+    }
 }
 
 impl OwnDaemon {
     /// Starts `timeoutd --config CONFIG --foreground` and waits for the
-    /// `daemon_start` that carries its pid (earlier runs logged theirs too).
+    /// `daemon_start` that carries its pid (earlier runs logged theirs too),
+    /// and then until it answers a `status` request (a login made before the
+    /// daemon serves waits for its reply until the module's timeout).
     pub fn start(env: &Env, config: &Path) -> OwnDaemon {
         let bins = e2e::binaries();
-        let log = env.dir().join("own-timeoutd.log");
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("daemon log");
-        let spawned_at = Instant::now();
-        let child = Command::new(&bins.timeoutd)
-            .arg("--config")
-            .arg(config)
-            .arg("--foreground")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup"))
-            .stderr(out)
-            .spawn()
-            .expect("starting timeoutd");
-        let mut d = OwnDaemon {
-            child,
-            log,
-            spawned_at,
-            started_at: Instant::now(),
-        };
-        let pid = d.pid().to_string();
-        let deadline = Instant::now() + START_BOUND;
-        loop {
-            let slice = Duration::from_millis(100);
-            if let Some(l) = env
-                .syslog
-                .wait_event("daemon_start", &[("pid", &pid)], slice)
-            {
-                d.started_at = l.at;
-                d.wait_serving(env, deadline);
-                return d;
-            }
-            if let Ok(Some(st)) = d.child.try_wait() {
-                panic!("timeoutd exited at start ({st})\n{}", d.report(env));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no daemon_start pid={pid} within {START_BOUND:?}\n{}",
-                d.report(env)
-            );
-        }
-    }
-
-    /// Ready means: it answers a `status` request (a login made before the
-    /// daemon serves waits for its reply until the module's timeout).
-    fn wait_serving(&mut self, env: &Env, deadline: Instant) {
-        let body = Request::Status.encode();
-        let answered = poll_until(
-            deadline.saturating_duration_since(Instant::now()),
-            Duration::from_millis(20),
-            || {
-                let mut s = UnixStream::connect(&env.socket).ok()?;
-                s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-                write_frame(&mut s, &body).ok()?;
-                let reply = read_frame_limited(&mut s, MAX_REPLY).ok()?;
-                Response::decode(&reply).ok()
+        let launch = Launch {
+            binary: &bins.timeoutd,
+            config,
+            socket: &env.socket,
+            output: Output {
+                log: env.dir().join("own-timeoutd.log"),
+                append: true,
+                stdout: true,
             },
-        );
-        assert!(
-            matches!(answered, Some(Response::Sessions(_))),
-            "the daemon did not answer status within {START_BOUND:?}: {answered:?}\n{}",
-            self.report(env)
-        );
+            start_bound: START_BOUND,
+            serving: Some(START_BOUND),
+        };
+        let d = Daemon::start(&launch, &env.syslog).unwrap_or_else(|e| {
+            panic!("{e}\n{}", env.report(None));
+        });
         eprintln!(
             "timeoutd {} served {} ms after its daemon_start",
-            self.pid(),
-            self.started_at.elapsed().as_millis()
+            d.pid(),
+            d.started_at.elapsed().as_millis()
         );
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        OwnDaemon(d)
     }
 
     /// `kill -9`, and reap it.
     pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.kill();
     }
 
     /// SIGTERM and wait for the exit (a normal stop).
     pub fn terminate(&mut self) {
         assert!(
-            terminate_child(&mut self.child, Duration::from_secs(10)).is_some(),
+            self.0.terminate(Duration::from_secs(10)).is_some(),
             "timeoutd did not stop"
         );
-    }
-
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: our child, not reaped (callers only signal a running daemon).
-        unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
     }
 
     /// The test's report plus this daemon's output (all runs).
@@ -217,17 +158,8 @@ impl OwnDaemon {
         format!(
             "{}--- own timeoutd output ---\n{}\n",
             env.report(None),
-            file_tail(&self.log, 6000)
+            self.output(6000)
         )
-    }
-}
-
-impl Drop for OwnDaemon {
-    fn drop(&mut self) {
-        if self.running() {
-            self.signal(libc::SIGCONT);
-            let _ = terminate_child(&mut self.child, Duration::from_secs(5));
-        }
     }
 }
 
@@ -367,110 +299,35 @@ pub fn accounting_problems(sink: &SyslogSink, user: &str) -> Vec<String> {
 
 // ---- in-process PAM ----
 
-const PAM_TTY: c_int = 3;
-const PAM_RHOST: c_int = 4;
-const PAM_CONV_ERR: c_int = 19;
-
-#[repr(C)]
-struct PamConv {
-    conv: extern "C" fn(c_int, *mut *const c_void, *mut *mut c_void, *mut c_void) -> c_int,
-    appdata: *mut c_void,
-}
-
-extern "C" fn no_conversation(
-    _n: c_int,
-    _msg: *mut *const c_void,
-    _resp: *mut *mut c_void,
-    _data: *mut c_void,
-) -> c_int {
-    PAM_CONV_ERR
-}
-
-type StartConfdir = unsafe extern "C" fn(
-    *const c_char,
-    *const c_char,
-    *const PamConv,
-    *const c_char,
-    *mut *mut c_void,
-) -> c_int;
-type HandleFlags = unsafe extern "C" fn(*mut c_void, c_int) -> c_int;
-type SetItem = unsafe extern "C" fn(*mut c_void, c_int, *const c_void) -> c_int;
-
 /// libpam, loaded into this process, running stacks from a directory of our
 /// own (`pam_start_confdir`, Linux-PAM 1.4+): no /etc/pam.d, no wrapper.
-pub struct Pam {
-    confdir: CString,
-    start: StartConfdir,
-    open: HandleFlags,
-    close: HandleFlags,
-    end: HandleFlags,
-    set_item: SetItem,
+pub struct PamProbe {
+    confdir: PathBuf,
 }
 
-fn sym<T: Copy>(lib: *mut c_void, name: &str) -> T {
-    let c = CString::new(name).expect("symbol name");
-    // SAFETY: lib is a live dlopen handle; c is NUL-terminated.
-    let p = unsafe { libc::dlsym(lib, c.as_ptr()) };
-    assert!(!p.is_null(), "libpam has no {name} (Linux-PAM 1.4+ needed)");
-    assert_eq!(std::mem::size_of::<T>(), std::mem::size_of::<*mut c_void>());
-    // SAFETY: T is the function pointer type of this libpam symbol (same size).
-    unsafe { std::mem::transmute_copy(&p) }
-}
-
-impl Pam {
-    pub fn load(confdir: &Path) -> Pam {
-        let name = CString::new("libpam.so.0").expect("name");
-        // SAFETY: NUL-terminated name; the handle is kept for the process's life.
-        let lib = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW) };
-        assert!(
-            !lib.is_null(),
-            "cannot dlopen libpam.so.0 (install libpam0g)"
-        );
-        Pam {
-            confdir: CString::new(confdir.as_os_str().as_encoded_bytes()).expect("confdir"),
-            start: sym(lib, "pam_start_confdir"),
-            open: sym(lib, "pam_open_session"),
-            close: sym(lib, "pam_close_session"),
-            end: sym(lib, "pam_end"),
-            set_item: sym(lib, "pam_set_item"),
+impl PamProbe {
+    pub fn load(confdir: &Path) -> PamProbe {
+        PamProbe {
+            confdir: confdir.to_path_buf(),
         }
     }
 
-    /// Runs `service`'s session stack for `user` once: returns the result of
+    /// Runs `service`'s session stack for `user` once (every conversation
+    /// refused, PAM_TTY `ssh`, PAM_RHOST 127.0.0.1): returns the result of
     /// `pam_open_session` and how long that call took.
     pub fn open_session(&self, service: &str, user: &str) -> (c_int, Duration) {
-        let conv = PamConv {
-            conv: no_conversation,
-            appdata: std::ptr::null_mut(),
-        };
-        let (svc, usr) = (CString::new(service).unwrap(), CString::new(user).unwrap());
-        let (tty, rhost) = (
-            CString::new("ssh").unwrap(),
-            CString::new("127.0.0.1").unwrap(),
-        );
-        let mut h: *mut c_void = std::ptr::null_mut();
-        // SAFETY: every pointer is a live NUL-terminated string or our conv
-        // struct, which outlive the handle (pam_end is called below).
-        unsafe {
-            let rc = (self.start)(
-                svc.as_ptr(),
-                usr.as_ptr(),
-                &conv,
-                self.confdir.as_ptr(),
-                &mut h,
-            );
-            assert_eq!(rc, 0, "pam_start_confdir({service}) = {rc}");
-            (self.set_item)(h, PAM_TTY, tty.as_ptr().cast());
-            (self.set_item)(h, PAM_RHOST, rhost.as_ptr().cast());
-            let t = Instant::now();
-            let rc = (self.open)(h, 0);
-            let took = t.elapsed();
-            if rc == 0 {
-                (self.close)(h, 0);
-            }
-            (self.end)(h, rc);
-            (rc, took)
+        let mut pam = Pam::start_with(service, user, Conversation::RefuseAll, Some(&self.confdir))
+            .unwrap_or_else(|rc| panic!("pam_start_confdir({service}) = {rc}"));
+        pam.set_tty("ssh");
+        pam.set_rhost("127.0.0.1");
+        let t = Instant::now();
+        let rc = pam.open_session();
+        let took = t.elapsed();
+        if rc == 0 {
+            pam.close_session();
         }
+        pam.end(rc);
+        (rc, took)
     }
 }
 
@@ -485,9 +342,8 @@ pub fn median(mut d: Vec<Duration>) -> Duration {
 /// The first `event` line of daemon `d` (earlier runs logged the same
 /// events; the syslog tag `timeoutd[PID]` tells them apart).
 pub fn event_of(env: &Env, d: &OwnDaemon, event: &str) -> e2e::LogLine {
-    let tag = format!("timeoutd[{}]:", d.pid());
     env.syslog
-        .wait_line(EVENT, |l| l.event() == Some(event) && l.raw.contains(&tag))
+        .wait_line(EVENT, |l| l.is(d.pid(), event))
         .unwrap_or_else(|| panic!("no {event} from timeoutd {}\n{}", d.pid(), d.report(env)))
 }
 

@@ -19,12 +19,10 @@
 
 #![allow(dead_code)] // each test file uses a part of it
 
-pub mod json;
 pub mod run;
 
 use std::collections::HashSet;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -144,7 +142,8 @@ impl WorldBuilder {
             .sshd(false)
             .start();
         let bins = e2e::binaries();
-        let ctl = timeoutctl();
+        // Test users run it too (`ctl_as`, typed in their sessions).
+        let ctl = env.runnable_by_users(&timeoutctl());
         let dir = env.dir().to_path_buf();
         let mut extra = Vec::new();
         for i in 1..self.users {
@@ -164,9 +163,7 @@ impl WorldBuilder {
         }
         let socket = dir.join("timeoutd.sock");
         let state_dir = dir.join("state");
-        fs::create_dir(&state_dir).expect("creating state dir");
-        fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o700))
-            .expect("chmod state dir");
+        e2e::daemon::private_dir(&state_dir).expect("creating state dir");
         let config = dir.join("policy.toml");
         let header = daemon_table(&socket, &env.syslog.path, &state_dir);
         let names: Vec<String> = (0..self.users).map(name).collect();
@@ -210,10 +207,8 @@ impl WorldBuilder {
 /// The `[daemon]` table every config of a world starts with.
 fn daemon_table(socket: &Path, syslog: &Path, state_dir: &Path) -> String {
     format!(
-        "# Written by the session-timeout e2e tests.\n[daemon]\nsocket = {:?}\nsyslog = {:?}\nstate_dir = {:?}\nadopt = []\n\n",
-        socket.display().to_string(),
-        syslog.display().to_string(),
-        state_dir.display().to_string()
+        "# Written by the session-timeout e2e tests.\n{}\n",
+        e2e::daemon::daemon_table(socket, syslog, state_dir, Some(&[]))
     )
 }
 

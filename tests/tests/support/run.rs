@@ -1,12 +1,13 @@
 //! Running things to the end with a bound: commands, `timeoutctl`, and a
 //! timeoutd of the test's own.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
-use e2e::util::{file_tail, poll_until, terminate_child, wait_child_timeout};
+use e2e::daemon::{Daemon, Launch, Output};
+use e2e::util::wait_child_timeout;
 use e2e::Env;
 
 /// `timeoutctl` next to the binaries the harness tests (`E2E_BIN_DIR` or the
@@ -103,15 +104,27 @@ pub fn run_bounded(cmd: &mut Command, bound: Duration) -> Run {
     }
 }
 
-/// Bound for the daemon's start-up, adoption of running logins included.
+/// Bound for the daemon's start-up, adoption of running logins included:
+/// about one /proc scan per adopted login, with thousands of processes on
+/// the host, seconds.
 const START_UP: Duration = Duration::from_secs(60);
 
-/// A timeoutd this test started, with its own config file.
+/// A timeoutd this test started, with its own config file: the test kit's
+/// [`Daemon`], which terminates it on drop.
 #[derive(Debug)]
-pub struct Timeoutd {
-    child: Child,
-    pub log: PathBuf,
-    pub started_at: Instant,
+pub struct Timeoutd(Daemon);
+
+impl std::ops::Deref for Timeoutd {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Timeoutd {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.0
+    }
 }
 
 impl Timeoutd {
@@ -125,94 +138,30 @@ impl Timeoutd {
     /// session_open, no rhost) and its registration merged into that. An
     /// answered `status` proves the start-up is over.
     pub fn start(binary: &Path, config: &Path, env: &Env, log: &Path, socket: &Path) -> Timeoutd {
-        let since = Instant::now();
-        let out = File::create(log).expect("creating daemon log");
-        let child = Command::new(binary)
-            .arg("--config")
-            .arg(config)
-            .arg("--foreground")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup log"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        let mut d = Timeoutd {
-            child,
-            log: log.to_path_buf(),
-            started_at: since,
+        let launch = Launch {
+            binary,
+            config,
+            socket,
+            output: Output {
+                log: log.to_path_buf(),
+                append: false,
+                stdout: true,
+            },
+            start_bound: Duration::from_secs(15),
+            serving: Some(START_UP),
         };
-        let deadline = since + Duration::from_secs(15);
-        // Short slices so that a daemon dying at start fails the test at once.
-        loop {
-            let l = env.syslog.wait_line(Duration::from_millis(100), |l| {
-                l.at >= since && l.event() == Some("daemon_start")
-            });
-            if let Some(l) = l {
-                d.started_at = l.at;
-                // Start-up takes about one /proc scan per adopted login: with
-                // thousands of processes on the host, seconds. timeoutctl
-                // gives up after 10 s; ask again, within a bound.
-                let ctl = timeoutctl();
-                let mut last = None;
-                let answered = poll_until(START_UP, Duration::from_millis(100), || {
-                    let mut status = Command::new(&ctl);
-                    status.arg("--socket").arg(socket).arg("status");
-                    let r = run_bounded(&mut status, Duration::from_secs(15));
-                    let ok = r.ok();
-                    last = Some(r);
-                    ok.then_some(())
-                });
-                if answered.is_none() {
-                    let r = last.map(|r| r.describe()).unwrap_or_default();
-                    panic!(
-                        "the daemon did not answer within {START_UP:?}: {r}\n{}",
-                        file_tail(log, 4000)
-                    );
-                }
-                return d;
-            }
-            if let Ok(Some(st)) = d.child.try_wait() {
-                panic!(
-                    "timeoutd exited at start ({st}):\n{}\n--- config ---\n{}",
-                    file_tail(log, 4000),
-                    fs::read_to_string(config).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no daemon_start within 15 s:\n{}\n--- syslog ---\n{}",
-                file_tail(log, 4000),
-                env.syslog.dump()
-            );
-        }
+        let d = Daemon::start(&launch, &env.syslog)
+            .unwrap_or_else(|e| panic!("{e}\n--- syslog ---\n{}", env.syslog.dump()));
+        Timeoutd(d)
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Sends `sig` to the daemon (our unreaped child, so the pid is ours).
+    /// Sends `sig` to the daemon, which must be running.
     pub fn signal(&mut self, sig: i32) {
-        assert!(self.running(), "the daemon is not running");
-        // SAFETY: try_wait said the child is not reaped, so its pid is ours.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert!(self.0.signal(sig), "the daemon is not running");
     }
 
     /// SIGTERM by pid, and waits (bounded) for the exit.
     pub fn stop(mut self) -> Option<ExitStatus> {
-        self.signal(libc::SIGTERM);
-        wait_child_timeout(&mut self.child, Duration::from_secs(10))
-    }
-}
-
-impl Drop for Timeoutd {
-    fn drop(&mut self) {
-        if terminate_child(&mut self.child, Duration::from_secs(5)).is_none() {
-            eprintln!("e2e cleanup: timeoutd {} did not exit", self.child.id());
-        }
+        self.0.stop(Duration::from_secs(10))
     }
 }

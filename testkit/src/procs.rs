@@ -1,14 +1,16 @@
-//! Finding and signalling processes through /proc.
+//! Reading /proc: a process's stat, uids and argv, who descends from whom,
+//! its open descriptors and a sample of its resource use; and signalling
+//! processes checked by start time.
 //!
-//! Only ever used on processes the tests caused: descendants of a sshd or
-//! daemon the test started, or processes of a user the test created.
+//! Only ever used on processes the callers caused: descendants of a sshd or
+//! daemon they started, or processes of a user they created.
 
 use std::collections::HashMap;
 use std::fs;
 use std::time::Duration;
 
-use crate::util::poll_until;
-
+use crate::now_ns;
+use crate::wait::poll_until;
 /// What the harness needs from `/proc/PID/stat` and `/proc/PID/status`.
 #[derive(Debug, Clone)]
 pub struct ProcInfo {
@@ -126,4 +128,89 @@ pub fn kill_all_until_gone(find: impl Fn() -> Vec<u32>, bound: Duration) -> Vec<
 pub fn alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+/// The fields of /proc/PID/stat after the command name (field 3 is index 0).
+pub fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = text.rfind(')')?;
+    Some(
+        text[close + 1..]
+            .split_ascii_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// Field 22 of /proc/PID/stat: start time in clock ticks after boot.
+pub fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|s| s.start_time)
+}
+
+/// How many descriptors a process holds (`/proc/PID/fd`).
+pub fn fd_count(pid: u32) -> Option<usize> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .ok()
+}
+
+/// What a process's descriptors point to (`/proc/PID/fd/*`), sorted.
+pub fn fd_targets(pid: u32) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| fs::read_link(e.path()).ok())
+                .map(|t| t.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// One look at a process in /proc.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sample {
+    /// When, on CLOCK_REALTIME (ns).
+    pub t_ns: i64,
+    /// utime + stime, clock ticks.
+    pub cpu_ticks: u64,
+    /// Time on CPU from /proc/PID/schedstat, nanoseconds.
+    pub sched_ns: u64,
+    pub voluntary: u64,
+    pub involuntary: u64,
+    pub rss_kb: u64,
+    pub rss_anon_kb: u64,
+    pub fds: usize,
+}
+
+impl Sample {
+    pub fn take(pid: u32) -> Option<Sample> {
+        let t_ns = now_ns();
+        let f = stat_fields(pid)?;
+        let utime: u64 = f.get(11)?.parse().ok()?;
+        let stime: u64 = f.get(12)?.parse().ok()?;
+        let sched_ns = fs::read_to_string(format!("/proc/{pid}/schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        Some(Sample {
+            t_ns,
+            cpu_ticks: utime + stime,
+            sched_ns,
+            voluntary: field("voluntary_ctxt_switches:"),
+            involuntary: field("nonvoluntary_ctxt_switches:"),
+            rss_kb: field("VmRSS:"),
+            rss_anon_kb: field("RssAnon:"),
+            fds: fd_count(pid).unwrap_or(0),
+        })
+    }
 }
