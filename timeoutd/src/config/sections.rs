@@ -7,9 +7,9 @@ use toml::Spanned;
 
 use crate::config::parse::{Errors, RawTable, Strings};
 use crate::core::duration;
-use crate::core::matching::HostPattern;
+use crate::core::policy::matching::HostPattern;
+use crate::core::policy::template::Template;
 use crate::core::policy::{Criteria, KillScope, Limits, NottyMode, Policy, Rule, TtyClass};
-use crate::core::template::Template;
 
 fn limit(
     v: &Option<Spanned<String>>,

@@ -7,15 +7,11 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
-pub(crate) mod deadline;
 pub mod duration;
 pub mod escape;
 pub mod event;
-pub(crate) mod matching;
 pub(crate) mod policy;
 pub(crate) mod ratelimit;
 pub(crate) mod record;
 pub(crate) mod revocations;
 pub(crate) mod session;
-pub(crate) mod template;
-pub(crate) mod terminal;

@@ -152,14 +152,14 @@ impl<S: System> Engine<S> {
     }
 
     fn info(&self, s: &Session) -> SessionInfo {
-        let ds = crate::core::deadline::deadlines(
+        let ds = crate::core::session::deadline::deadlines(
             &s.limits,
             s.registered_at,
             s.last_activity,
             s.idle_measured(),
             s.not_before,
         );
-        let at = |r: crate::core::deadline::Reason| {
+        let at = |r: crate::core::session::deadline::Reason| {
             ds.iter().find(|d| d.reason == r).map_or(0, |d| d.at.secs())
         };
         SessionInfo {
@@ -176,8 +176,8 @@ impl<S: System> Engine<S> {
             },
             started: s.registered_at.secs(),
             last_activity: s.last_activity.secs(),
-            idle_deadline: at(crate::core::deadline::Reason::Idle),
-            max_deadline: at(crate::core::deadline::Reason::Max),
+            idle_deadline: at(crate::core::session::deadline::Reason::Idle),
+            max_deadline: at(crate::core::session::deadline::Reason::Max),
             now: self.sys.now().secs(),
             leader_pid: s.leader.pid,
             audit_session: match s.scope {

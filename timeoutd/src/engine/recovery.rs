@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::core::clock::Timestamp;
-use crate::core::deadline;
 use crate::core::duration::Human;
 use crate::core::event::{EventName, Severity};
 use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::deadline;
 use crate::core::session::{EndReason, Login, ProcRef, Scope, Session, SessionId};
 use crate::engine::{initial_tty_class, session_event, Engine, System};
 

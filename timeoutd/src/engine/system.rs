@@ -9,8 +9,8 @@
 use crate::core::clock::Timestamp;
 use crate::core::event::Event;
 use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::terminal::TtyTimes;
 use crate::core::session::{ProcRef, Scope};
-use crate::core::terminal::TtyTimes;
 
 /// A process as the kill logic needs to see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

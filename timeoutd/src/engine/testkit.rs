@@ -9,8 +9,8 @@ use crate::core::clock::Timestamp;
 use crate::core::event::Event;
 use crate::core::policy::{Limits, Policy};
 use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::terminal::TtyTimes;
 use crate::core::session::{ProcRef, Scope, SessionId};
-use crate::core::terminal::TtyTimes;
 use crate::engine::{Engine, Peer, ProcFacts, System, TtyProbe};
 
 pub(crate) const USER_UID: u32 = 1001;

@@ -6,14 +6,14 @@
 use std::time::Duration;
 
 use crate::core::clock::Timestamp;
-use crate::core::deadline::{self, Deadline, Step};
 use crate::core::duration::Human;
 use crate::core::escape;
 use crate::core::event::{EventName, Severity};
 use crate::core::policy::{Policy, TtyClass};
 use crate::core::record::JournalEntry;
+use crate::core::session::deadline::{self, Deadline, Step};
+use crate::core::session::terminal::{Observation, TtyWatch};
 use crate::core::session::{EndReason, Phase, Session, SessionId};
-use crate::core::terminal::{Observation, TtyWatch};
 use crate::engine::{session_event, Engine, System};
 
 /// How long after registration the login's terminal is looked for eagerly;

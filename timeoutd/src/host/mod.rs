@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use crate::core::clock::{Clock, Timestamp};
 use crate::core::event::{Event, EventName, Severity};
 use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::terminal::TtyTimes;
 use crate::core::session::{ProcRef, Scope};
-use crate::core::terminal::TtyTimes;
 use crate::engine::FoundLogin;
 use crate::engine::{ProcFacts, System, TtyProbe};
 use crate::host::clock::SystemClock;
@@ -160,7 +160,7 @@ impl Host {
         for p in &snap {
             let is_login_program = programs
                 .iter()
-                .any(|g| crate::core::matching::glob(g, &p.comm));
+                .any(|g| crate::core::policy::matching::glob(g, &p.comm));
             if !is_login_program || p.sessionid == procfs::AUDIT_UNSET || p.pid == me || p.ruid != 0
             {
                 continue;

@@ -260,7 +260,7 @@ fn max_only_exempts_a_login_without_terminal_from_idle() {
 
 #[test]
 fn the_rule_is_matched_again_once_the_terminal_kind_is_known() {
-    use crate::core::matching::HostPattern;
+    use crate::core::policy::matching::HostPattern;
     use crate::core::policy::{Criteria, Rule, TtyClass};
     let mut p = Policy::new(limits(Some(900), None, &[]));
     p.rules.push(Rule {

@@ -1,11 +1,14 @@
 //! The policy: ordered rules over `[defaults]`; the first rule whose every
 //! listed criterion matches decides the limits. Pure data and matching.
 
+pub(crate) mod matching;
+pub(crate) mod template;
+
 use std::fmt;
 use std::time::Duration;
 
-use crate::core::matching::{glob, has_wildcard, rhost_matches, HostPattern};
-use crate::core::template::Template;
+use crate::core::policy::matching::{glob, has_wildcard, rhost_matches, HostPattern};
+use crate::core::policy::template::Template;
 
 /// How idle time is measured for a session without a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,14 +1,17 @@
 //! One tracked login session: who it is, which processes are its own, what
 //! has been seen of it, and the step of its ending. Pure.
 
+pub(crate) mod deadline;
+pub(crate) mod terminal;
+
 use std::fmt;
 use std::time::Duration;
 
 use crate::core::clock::Timestamp;
-use crate::core::deadline::{Reason, WarnMemory};
 use crate::core::policy::{Limits, LoginFacts, NottyMode, Policy, TtyClass};
 use crate::core::record::SessionRecord;
-use crate::core::terminal::TtyWatch;
+use crate::core::session::deadline::{Reason, WarnMemory};
+use crate::core::session::terminal::TtyWatch;
 
 /// The daemon's id for a session, unique across restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
