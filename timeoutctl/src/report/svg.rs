@@ -125,7 +125,7 @@ fn limit_lines(out: &mut String, top: f64, lines: &[Line]) {
         let dx = if anchor == "end" { -4.0 } else { 4.0 };
         let _ = write!(
             out,
-            r##"<line class="limit {class}" data-limit="{}" x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{}" stroke="{color}" stroke-width="2" stroke-dasharray="6 4"/><text x="{:.1}" y="{ly:.1}" fill="{color}" text-anchor="{anchor}" font-weight="bold">{who} {} {}</text>"##,
+            r##"<line class="limit {class}" data-limit="{}" x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{}" stroke="{color}" stroke-width="2" stroke-dasharray="6 4"/><text x="{:.1}" y="{ly:.1}" fill="{color}" stroke="white" stroke-width="4" paint-order="stroke" text-anchor="{anchor}" font-weight="bold">{who} {} {}</text>"##,
             l.name,
             y1 - 10.0,
             x + dx,
