@@ -118,6 +118,9 @@ pub enum Verb {
     Reload,
     /// Your own sessions and the time left on each.
     Status(JsonFlag),
+    /// Lifetimes, idle gaps, outliers and what-if limits from timeoutd's
+    /// session summaries in log files (needs no daemon).
+    Report(Box<crate::report::ReportArgs>),
     /// Print a shell completion script (for packagers; needs no daemon).
     Completions {
         /// The shell the script is for.
@@ -155,7 +158,7 @@ impl Verb {
             Self::Revocations(_) => Request::Revocations,
             Self::Reload => Request::Reload,
             Self::Status(_) => Request::Status,
-            Self::Completions { .. } => return None,
+            Self::Completions { .. } | Self::Report(_) => return None,
         })
     }
 

@@ -7,6 +7,7 @@
 mod cli;
 mod json;
 mod render;
+mod report;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -98,6 +99,7 @@ fn run(cli: &Cli) -> ExitCode {
     let req = match (verb, verb.request()) {
         (_, Some(req)) => req,
         (Verb::Completions { shell }, None) => return print_completions(*shell),
+        (Verb::Report(args), None) => return report::run(args, &cli.config),
         (_, None) => return ExitCode::SUCCESS,
     };
     let socket = socket_path(cli);
