@@ -11,7 +11,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use timeoutd::core::event::Event;
+use timeoutd::core::event::{Event, EventName};
 
 /// 2026-11-20T10:00:00Z.
 const T: i64 = 1_795_687_200;
@@ -88,7 +88,7 @@ fn messages() -> Vec<(&'static str, String)> {
         "event=session_open id=1 user=alice rule=staff".to_owned(),
     )];
     for (i, (user, rule, duration, idle_max, gaps, end, li, lm)) in SESSIONS.iter().enumerate() {
-        let ev = Event::new("session_summary")
+        let ev = Event::new(EventName::SessionSummary)
             .field("v", 1)
             .field("id", i + 1)
             .field("user", user)

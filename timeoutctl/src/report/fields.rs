@@ -107,12 +107,12 @@ fn brace_escape(chars: &mut std::str::CharIndices<'_>) -> Result<char, FieldErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use timeoutd::core::event::Event;
+    use timeoutd::core::event::{Event, EventName};
 
     #[test]
     fn round_trips_the_event_writer() {
         let hostile = "x\" event=forged\u{1b}]0;t\u{7}\n\t\r\\ \u{9b}\u{202e}José";
-        let line = Event::new("session_summary")
+        let line = Event::new(EventName::SessionSummary)
             .field("user", hostile)
             .field("tty", "pts/3")
             .field("gaps", "")

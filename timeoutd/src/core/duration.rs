@@ -59,7 +59,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses a limit that may be `"off"`.
-pub(crate) fn parse_limit(text: &str) -> Result<Option<Duration>, String> {
+pub fn parse_limit(text: &str) -> Result<Option<Duration>, String> {
     if text.trim() == "off" {
         return Ok(None);
     }

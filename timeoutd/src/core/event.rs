@@ -89,6 +89,8 @@ event_names! {
     SessionTerminated => "session_terminated",
     /// The session ended by itself (`reason=logout|leader_gone|lost_while_down`, `duration=`).
     SessionClose => "session_close",
+    /// The evidence one ended session leaves, for `timeoutctl report`.
+    SessionSummary => "session_summary",
     /// A later look changed which rule applies.
     SessionRematched => "session_rematched",
     /// The terminal's timestamps were set by hand.

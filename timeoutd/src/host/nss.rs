@@ -4,10 +4,10 @@ use std::ffi::{CStr, CString};
 
 /// A user's name, uid and primary gid.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct UserEntry {
-    pub(crate) name: String,
-    pub(crate) uid: u32,
-    pub(crate) gid: u32,
+pub struct UserEntry {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Runs a reentrant NSS lookup with a buffer that grows on ERANGE.
@@ -22,7 +22,7 @@ fn with_buffer<T>(mut call: impl FnMut(&mut [u8]) -> Result<Option<T>, i32>) -> 
     }
 }
 
-pub(crate) fn user_by_name(user: &str) -> Option<UserEntry> {
+pub fn user_by_name(user: &str) -> Option<UserEntry> {
     let name = CString::new(user).ok()?;
     with_buffer(|buf| {
         // SAFETY: passwd is plain old data; all-zero is a valid out-parameter.
@@ -82,7 +82,7 @@ pub(crate) fn user_by_uid(uid: u32) -> Option<UserEntry> {
     })
 }
 
-pub(crate) fn group_name(gid: u32) -> Option<String> {
+pub fn group_name(gid: u32) -> Option<String> {
     with_buffer(|buf| {
         // SAFETY: group is plain old data; all-zero is a valid out-parameter.
         let mut grp: libc::group = unsafe { std::mem::zeroed() };
