@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use timeoutd::config::{self, explain};
 use timeoutd::daemon::{self, Options, StartError};
-use timeoutd::host::{nss, posture};
+use timeoutd::host::{nss, pam_account, posture};
 
 /// Where the detached daemon writes its pid unless told otherwise.
 const DEFAULT_PIDFILE: &str = "/run/session-timeout/timeoutd.pid";
@@ -40,6 +40,11 @@ enum Mode {
     Posture,
     Help,
     Version,
+    /// The re-validation child: one PAM account check, then exit.
+    AccountCheck {
+        service: String,
+        user: String,
+    },
 }
 
 /// A command line that does not parse.
@@ -52,7 +57,7 @@ enum UsageError {
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::MissingValue(flag) => write!(f, "{flag} needs a path"),
+            Self::MissingValue(flag) => write!(f, "{flag} needs a value"),
             Self::Unknown(arg) => write!(f, "unknown argument {arg:?}"),
         }
     }
@@ -81,6 +86,15 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, UsageError
             }
             "--check-config" => check = true,
             "--posture" => return Ok(Mode::Posture),
+            pam_account::CHILD_FLAG => {
+                let service = args
+                    .next()
+                    .ok_or(UsageError::MissingValue(pam_account::CHILD_FLAG))?;
+                let user = args
+                    .next()
+                    .ok_or(UsageError::MissingValue(pam_account::CHILD_FLAG))?;
+                return Ok(Mode::AccountCheck { service, user });
+            }
             "--explain" => explain = Some(Vec::new()),
             other if explain.is_some() && other.contains('=') && !other.starts_with('-') => {
                 explain.get_or_insert_with(Vec::new).push(other.to_owned())
@@ -128,6 +142,11 @@ fn main() -> ExitCode {
         Mode::Posture => posture(),
         Mode::Explain(path, words) => explain(&path, &words),
         Mode::Run(opts) => run(&opts),
+        Mode::AccountCheck { service, user } => {
+            let code = pam_account::check_in_this_process(&service, &user);
+            print!("{}", pam_account::child_output(code));
+            ExitCode::SUCCESS
+        }
     }
 }
 

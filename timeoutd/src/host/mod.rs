@@ -4,6 +4,7 @@ pub(crate) mod clock;
 pub(crate) mod ids;
 pub(crate) mod login_probe;
 pub mod nss;
+pub mod pam_account;
 pub mod posture;
 pub(crate) mod procfs;
 pub(crate) mod pty;

@@ -1,0 +1,280 @@
+//! Runs the PAM account phase (`pam_acct_mgmt`) for one user, in a child
+//! process of its own, so a module that hangs, leaks or crashes costs one
+//! short-lived process and never blocks or grows the daemon.
+//!
+//! The child is the daemon's own binary started as
+//! `timeoutd --pam-account-check SERVICE USER`: it calls libpam with a
+//! conversation that accepts informational and error messages and refuses
+//! every prompt, prints `pam_result=N` and exits. The parent reads that line;
+//! a child that runs past the timeout is killed.
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::io::{self, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::core::revalidate::CheckOutcome;
+
+/// The hidden flag of the child mode.
+pub const CHILD_FLAG: &str = "--pam-account-check";
+
+const PAM_SILENT: c_int = 0x8000;
+const PAM_CONV_ERR: c_int = 19;
+const PAM_BUF_ERR: c_int = 5;
+const PAM_ERROR_MSG: c_int = 3;
+const PAM_TEXT_INFO: c_int = 4;
+
+#[repr(C)]
+struct PamMessage {
+    msg_style: c_int,
+    msg: *const c_char,
+}
+
+#[repr(C)]
+struct PamResponse {
+    resp: *mut c_char,
+    resp_retcode: c_int,
+}
+
+type ConvFn = unsafe extern "C" fn(
+    c_int,
+    *mut *const PamMessage,
+    *mut *mut PamResponse,
+    *mut c_void,
+) -> c_int;
+
+#[repr(C)]
+struct PamConv {
+    conv: Option<ConvFn>,
+    appdata_ptr: *mut c_void,
+}
+
+#[repr(C)]
+struct PamHandle {
+    _private: [u8; 0],
+}
+
+#[link(name = "pam")]
+extern "C" {
+    fn pam_start(
+        service: *const c_char,
+        user: *const c_char,
+        conv: *const PamConv,
+        pamh: *mut *mut PamHandle,
+    ) -> c_int;
+    fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    fn pam_end(pamh: *mut PamHandle, status: c_int) -> c_int;
+}
+
+/// Answers informational and error messages with empty responses and
+/// refuses any prompt: re-validation never asks anyone anything.
+unsafe extern "C" fn refuse_prompts(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    _appdata: *mut c_void,
+) -> c_int {
+    let Ok(n) = usize::try_from(num_msg) else {
+        return PAM_CONV_ERR;
+    };
+    if n == 0 || msg.is_null() || resp.is_null() {
+        return PAM_CONV_ERR;
+    }
+    for i in 0..n {
+        // SAFETY: libpam passes `num_msg` valid message pointers in `msg`
+        // (Linux-PAM's layout: an array of pointers).
+        let m = unsafe { *msg.add(i) };
+        if m.is_null() {
+            return PAM_CONV_ERR;
+        }
+        // SAFETY: m is non-null and points to a pam_message owned by libpam.
+        let style = unsafe { (*m).msg_style };
+        if style != PAM_ERROR_MSG && style != PAM_TEXT_INFO {
+            return PAM_CONV_ERR;
+        }
+    }
+    // SAFETY: calloc of n responses; libpam frees the array (and any resp
+    // strings, here all null) with free().
+    let replies = unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) };
+    if replies.is_null() {
+        return PAM_BUF_ERR;
+    }
+    // SAFETY: resp is non-null (checked above) and writable by contract.
+    unsafe { *resp = replies.cast() };
+    0
+}
+
+/// The child mode: runs the account phase of `service` for `user` and
+/// returns libpam's code. Called only in the short-lived child.
+pub fn check_in_this_process(service: &str, user: &str) -> i32 {
+    let (Ok(service), Ok(user)) = (CString::new(service), CString::new(user)) else {
+        return PAM_CONV_ERR;
+    };
+    let conv = PamConv {
+        conv: Some(refuse_prompts),
+        appdata_ptr: std::ptr::null_mut(),
+    };
+    let mut pamh: *mut PamHandle = std::ptr::null_mut();
+    // SAFETY: service and user are NUL-terminated and outlive the call; conv
+    // lives until pam_end below; pamh is a valid out-pointer.
+    let rc = unsafe { pam_start(service.as_ptr(), user.as_ptr(), &conv, &mut pamh) };
+    if rc != 0 || pamh.is_null() {
+        return rc;
+    }
+    // SAFETY: pamh was returned by a successful pam_start and is not yet ended.
+    let result = unsafe { pam_acct_mgmt(pamh, PAM_SILENT) };
+    // SAFETY: pamh is ended exactly once, here.
+    unsafe { pam_end(pamh, result) };
+    result
+}
+
+/// A check running in a child process.
+#[derive(Debug)]
+pub struct RunningCheck {
+    pub uid: u32,
+    pub user: String,
+    child: Child,
+    deadline: Instant,
+}
+
+impl RunningCheck {
+    /// Starts `exe --pam-account-check SERVICE USER` (normally the daemon's
+    /// own binary), to be answered within `timeout`.
+    pub fn start(
+        exe: &std::path::Path,
+        service: &str,
+        uid: u32,
+        user: &str,
+        timeout: Duration,
+    ) -> io::Result<Self> {
+        let child = Command::new(exe)
+            .arg(CHILD_FLAG)
+            .arg(service)
+            .arg(user)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .env_clear()
+            .spawn()?;
+        Ok(Self {
+            uid,
+            user: user.to_owned(),
+            child,
+            deadline: Instant::now() + timeout,
+        })
+    }
+
+    /// The outcome if the check is over (or overdue, then it is killed);
+    /// `None` while it is still running within its time.
+    pub fn poll(&mut self, now: Instant) -> Option<CheckOutcome> {
+        match self.child.try_wait() {
+            Ok(Some(_)) => Some(self.read_outcome()),
+            Ok(None) if now >= self.deadline => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                Some(CheckOutcome::TimedOut)
+            }
+            Ok(None) => None,
+            Err(_) => Some(CheckOutcome::Failed),
+        }
+    }
+
+    /// When the check must be over.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    fn read_outcome(&mut self) -> CheckOutcome {
+        let mut out = String::new();
+        if let Some(mut pipe) = self.child.stdout.take() {
+            let _ = pipe.by_ref().take(256).read_to_string(&mut out);
+        }
+        parse_child_output(&out)
+    }
+}
+
+impl Drop for RunningCheck {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The child's line `pam_result=N`.
+pub fn child_output(code: i32) -> String {
+    format!("pam_result={code}\n")
+}
+
+fn parse_child_output(out: &str) -> CheckOutcome {
+    out.lines()
+        .find_map(|l| l.strip_prefix("pam_result="))
+        .and_then(|n| n.trim().parse().ok())
+        .map_or(CheckOutcome::Failed, CheckOutcome::Returned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::revalidate::code;
+
+    #[test]
+    fn child_output_round_trips_and_garbage_is_a_failure() {
+        assert_eq!(
+            parse_child_output(&child_output(13)),
+            CheckOutcome::Returned(13)
+        );
+        assert_eq!(parse_child_output(""), CheckOutcome::Failed);
+        assert_eq!(parse_child_output("pam_result=x\n"), CheckOutcome::Failed);
+    }
+
+    #[test]
+    fn a_child_that_hangs_is_killed_at_its_deadline() {
+        let mut c = RunningCheck {
+            uid: 1,
+            user: "u".into(),
+            child: Command::new("/bin/sleep")
+                .arg("30")
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+            deadline: Instant::now() + Duration::from_millis(100),
+        };
+        assert_eq!(c.poll(Instant::now()), None);
+        let late = Instant::now() + Duration::from_millis(200);
+        assert_eq!(c.poll(late), Some(CheckOutcome::TimedOut));
+    }
+
+    #[test]
+    fn a_child_that_answers_is_read() {
+        let mut c = RunningCheck {
+            uid: 1,
+            user: "u".into(),
+            child: Command::new("/bin/echo")
+                .arg("pam_result=13")
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+            deadline: Instant::now() + Duration::from_secs(10),
+        };
+        let until = Instant::now() + Duration::from_secs(5);
+        let outcome = loop {
+            if let Some(o) = c.poll(Instant::now()) {
+                break o;
+            }
+            assert!(Instant::now() < until, "echo did not finish");
+            std::thread::yield_now();
+        };
+        assert_eq!(outcome, CheckOutcome::Returned(code::ACCT_EXPIRED));
+    }
+
+    #[test]
+    fn an_unknown_service_or_user_gives_a_pam_error_not_a_crash() {
+        // No service file: libpam falls back to /etc/pam.d/other; an unknown
+        // user is refused by pam_unix. Either way a code comes back.
+        let rc = check_in_this_process("session-timeout-test-none", "no-such-user-xyz");
+        assert_ne!(rc, code::SUCCESS);
+        assert_eq!(check_in_this_process("bad\0service", "u"), PAM_CONV_ERR);
+    }
+}
