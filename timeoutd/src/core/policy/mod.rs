@@ -3,6 +3,8 @@
 
 pub(crate) mod matching;
 pub(crate) mod template;
+#[allow(dead_code)] // time-of-day windows, not wired into the rules yet
+pub(crate) mod window;
 
 use std::fmt;
 use std::time::Duration;
