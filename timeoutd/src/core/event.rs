@@ -114,6 +114,8 @@ event_names! {
     ConnectionLimit => "connection_limit",
     /// Lines about one caller without rights were held back; `count=` says how many.
     LogSuppressed => "log_suppressed",
+    /// Lines could not be delivered to syslog; said once delivery works again.
+    LogLinesDropped => "log_lines_dropped",
     /// A configuration was loaded.
     ConfigLoaded => "config_loaded",
     /// A configuration was refused: at start-up the daemon does not start;

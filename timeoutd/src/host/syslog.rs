@@ -51,6 +51,8 @@ pub(crate) struct Syslog {
     sock: Mutex<Option<UnixDatagram>>,
     stderr: bool,
     dropped: AtomicU64,
+    /// Dropped lines not yet reported with `log_lines_dropped`.
+    unreported: AtomicU64,
     callers: Mutex<WindowLimiter<(u32, EventName)>>,
 }
 
@@ -63,6 +65,7 @@ impl Syslog {
             sock: Mutex::new(connect(path).ok()),
             stderr: false,
             dropped: AtomicU64::new(0),
+            unreported: AtomicU64::new(0),
             callers: Mutex::new(WindowLimiter::new(CALLER_WINDOW, CALLER_LINES_PER_WINDOW)),
         }
     }
@@ -129,6 +132,36 @@ impl Syslog {
         }
         if !self.deliver(line.as_bytes()) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.unreported.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.report_dropped(&stamp);
+    }
+
+    /// Lines that could not be delivered since the daemon started.
+    pub(crate) fn dropped_total(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Once delivery works again, says how many lines were lost before
+    /// (`log_lines_dropped count=N`), so a gap in the log is never silent.
+    fn report_dropped(&self, stamp: &str) {
+        let lost = self.unreported.swap(0, Ordering::Relaxed);
+        if lost == 0 {
+            return;
+        }
+        let ev = Event::new(EventName::LogLinesDropped)
+            .with_severity(Severity::Warning)
+            .field("count", lost)
+            .field("total", self.dropped_total());
+        let line = format_line(
+            ev.severity(),
+            stamp,
+            std::process::id(),
+            &one_line(&ev.to_string()),
+        );
+        if !self.deliver(line.as_bytes()) {
+            self.unreported.fetch_add(lost, Ordering::Relaxed);
         }
     }
 
@@ -268,7 +301,7 @@ mod tests {
     impl Syslog {
         /// How many lines could not be delivered to the socket so far.
         fn dropped(&self) -> u64 {
-            self.dropped.load(Ordering::Relaxed)
+            self.dropped_total()
         }
     }
 
@@ -391,6 +424,13 @@ mod tests {
         let srv = server(&path);
         log.send(Severity::Info, "first");
         assert!(recv(&srv).ends_with(": first"));
+        // The lost line is accounted for as soon as delivery works again.
+        let report = recv(&srv);
+        assert!(
+            report.ends_with(": event=log_lines_dropped count=1 total=1"),
+            "{report}"
+        );
+        assert!(report.starts_with("<84>"), "warning severity: {report}");
 
         // syslogd restarts: the old socket file is replaced.
         drop(srv);
