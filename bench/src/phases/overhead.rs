@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use session_timeout_proto::{read_frame, write_frame, Request, SessionKey, VERSION};
 
-use crate::client::{self, MODULE_TIMEOUT};
-use crate::ctx::{everyday_limits, Ctx};
-use crate::json::J;
-use crate::report::Report;
-use crate::stats::{summarize, summary_json, Summary};
+use crate::harness::ctx::{everyday_limits, Ctx};
+use crate::load::client::{self, MODULE_TIMEOUT};
+use crate::results::json::J;
+use crate::results::report::Report;
+use crate::results::stats::{summarize, summary_json, Summary};
 use crate::util::{start_time, wait_until};
 use st_testkit::pam::{Pam, PAM_SUCCESS};
 
@@ -192,7 +192,11 @@ pub fn run(ctx: &mut Ctx, r: &mut Report) -> Result<(), String> {
     res
 }
 
-fn measure(ctx: &mut Ctx, r: &mut Report, d: &crate::daemon::Daemon) -> Result<(), String> {
+fn measure(
+    ctx: &mut Ctx,
+    r: &mut Report,
+    d: &crate::harness::daemon::Daemon,
+) -> Result<(), String> {
     // The payloads the module exchanges, and the daemon's replies, probed with
     // a real registration of the harness itself.
     let me = std::process::id();

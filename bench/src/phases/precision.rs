@@ -9,14 +9,14 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use crate::client::{self, Registered};
-use crate::ctx::Ctx;
-use crate::daemon::{Daemon, Limits};
-use crate::fleet::Leader;
-use crate::json::J;
-use crate::monitor::LeaderState;
-use crate::report::Report;
-use crate::stats::{summarize, summary_json, Summary};
+use crate::harness::ctx::Ctx;
+use crate::harness::daemon::{Daemon, Limits};
+use crate::load::client::{self, Registered};
+use crate::load::fleet::Leader;
+use crate::load::monitor::LeaderState;
+use crate::results::json::J;
+use crate::results::report::Report;
+use crate::results::stats::{summarize, summary_json, Summary};
 use crate::util::{now_ns, sleep_until_ns, wait_until, Rng};
 
 /// The kernel stores a tty's atime only when it enters a new 8-second window.

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use session_timeout_proto::Response;
 
-use crate::client;
-use crate::ctx::{everyday_limits, Ctx};
-use crate::daemon::Daemon;
-use crate::fleet::Leader;
-use crate::json::J;
-use crate::report::Report;
-use crate::stats::{summarize, summary_json};
+use crate::harness::ctx::{everyday_limits, Ctx};
+use crate::harness::daemon::Daemon;
+use crate::load::client;
+use crate::load::fleet::Leader;
+use crate::results::json::J;
+use crate::results::report::Report;
+use crate::results::stats::{summarize, summary_json};
 use crate::util::wait_until;
 
 pub fn run(ctx: &mut Ctx, r: &mut Report) -> Result<(), String> {

@@ -5,13 +5,13 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::client;
-use crate::ctx::{everyday_limits, Ctx};
-use crate::daemon::{Daemon, Sample};
-use crate::fleet::{Leader, SpawnSpec};
-use crate::json::J;
-use crate::report::Report;
-use crate::stats::{summarize, summary_json, Summary};
+use crate::harness::ctx::{everyday_limits, Ctx};
+use crate::harness::daemon::{Daemon, Sample};
+use crate::load::client;
+use crate::load::fleet::{Leader, SpawnSpec};
+use crate::results::json::J;
+use crate::results::report::Report;
+use crate::results::stats::{summarize, summary_json, Summary};
 use crate::sys;
 use crate::util::{now_ns, sleep_until_ns};
 
@@ -258,8 +258,8 @@ fn row_json(row: &Row) -> J {
         ("worst_window_s", J::num(row.worst_window_s)),
         ("wakeups_per_s", J::num(row.wakeups_per_s)),
         ("rss_per_session_kib", J::num(row.per_session_kib())),
-        ("baseline", crate::daemon::sample_json(row.base)),
-        ("end", crate::daemon::sample_json(row.end)),
+        ("baseline", crate::harness::daemon::sample_json(row.base)),
+        ("end", crate::harness::daemon::sample_json(row.end)),
         ("sessions_lost", J::from(row.lost)),
         ("quiet_s", J::num(row.quiet_s)),
         ("quiet_cpu_pct", J::opt(row.quiet_pct)),

@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::client;
-use crate::ctx::{everyday_limits, Ctx};
-use crate::daemon::Daemon;
-use crate::fleet::Leader;
-use crate::json::J;
-use crate::report::Report;
-use crate::stats::{summarize, summary_json};
+use crate::harness::ctx::{everyday_limits, Ctx};
+use crate::harness::daemon::Daemon;
+use crate::load::client;
+use crate::load::fleet::Leader;
+use crate::results::json::J;
+use crate::results::report::Report;
+use crate::results::stats::{summarize, summary_json};
 
 pub fn run(ctx: &mut Ctx, r: &mut Report) -> Result<(), String> {
     let d = ctx.start_daemon("storm", &everyday_limits(), &[])?;
@@ -29,7 +29,7 @@ pub fn run(ctx: &mut Ctx, r: &mut Report) -> Result<(), String> {
 fn storm(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(), String> {
     std::thread::sleep(Duration::from_millis(300));
     let before = d.sample().ok_or("daemon gone")?;
-    let fds_before = crate::daemon::fd_targets(d.pid);
+    let fds_before = crate::harness::daemon::fd_targets(d.pid);
     let next = AtomicUsize::new(0);
     let lat: Mutex<Vec<f64>> = Mutex::new(Vec::with_capacity(leaders.len()));
     let failures: Mutex<Vec<String>> = Mutex::default();
@@ -63,7 +63,7 @@ fn storm(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<()
     // Connections are closed by the clients; give the daemon a moment to reap them.
     std::thread::sleep(Duration::from_millis(500));
     let after = d.sample().ok_or("daemon gone")?;
-    let fds_after = crate::daemon::fd_targets(d.pid);
+    let fds_after = crate::harness::daemon::fd_targets(d.pid);
     let new_fds: Vec<J> = fds_after
         .iter()
         .filter(|t| !fds_before.contains(t))
@@ -150,8 +150,8 @@ fn storm(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<()
             ("latency_ms", summary_json(sum)),
             ("wall_s", J::num(wall.as_secs_f64())),
             ("daemon_session_open_events", J::from(opened)),
-            ("daemon_before", crate::daemon::sample_json(before)),
-            ("daemon_after", crate::daemon::sample_json(after)),
+            ("daemon_before", crate::harness::daemon::sample_json(before)),
+            ("daemon_after", crate::harness::daemon::sample_json(after)),
             ("daemon_fds_opened_since", J::Arr(new_fds)),
         ]),
     );
