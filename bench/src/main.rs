@@ -3,18 +3,10 @@
 //! a login storm, enforcement precision, revocation, and steady-state cost at
 //! scale. See docs/BENCHMARKS.md.
 
-mod client;
-mod ctx;
-mod daemon;
-mod fleet;
-mod host;
-mod json;
-mod leader;
-mod monitor;
-mod opts;
+mod harness;
+mod load;
 mod phases;
-mod report;
-mod stats;
+mod results;
 mod sys;
 mod util;
 
@@ -22,11 +14,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use crate::ctx::Ctx;
-use crate::fleet::Fleet;
-use crate::host::{first_existing, Host};
-use crate::opts::{Opts, PHASES, USAGE};
-use crate::report::Report;
+use crate::harness::ctx::Ctx;
+use crate::harness::host::{first_existing, Host};
+use crate::harness::opts::{Opts, PHASES, USAGE};
+use crate::load::fleet::Fleet;
+use crate::results::report::Report;
 use st_testkit::syslog::{SinkOptions, SyslogSink};
 
 const PAM_PERMIT: [&str; 4] = [
@@ -44,7 +36,7 @@ const PAM_WRAPPER: [&str; 3] = [
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("__spawner") => return ExitCode::from(leader::spawner_main() as u8),
+        Some("__spawner") => return ExitCode::from(load::leader::spawner_main() as u8),
         Some("__pam-loop") => return phases::overhead::pam_loop_main(&args[1..]),
         Some("__floor-server") => return phases::overhead::floor_server_main(&args[1..]),
         _ => {}
@@ -68,12 +60,12 @@ fn main() -> ExitCode {
         eprintln!("st-bench: must run as root (it creates a user, raises kernel.pty.max and runs timeoutd)");
         return ExitCode::from(2);
     }
-    if let Err(e) = host::on_interrupt(host::restore) {
+    if let Err(e) = harness::host::on_interrupt(harness::host::restore) {
         eprintln!("st-bench: {e}");
         return ExitCode::from(1);
     }
     let outcome = std::panic::catch_unwind(|| run(opts));
-    host::restore();
+    harness::host::restore();
     match outcome {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
@@ -97,6 +89,42 @@ fn take_copy(from: &Path, dir: &Path) -> Result<PathBuf, String> {
 }
 
 fn run(opts: Opts) -> Result<ExitCode, String> {
+    let (mut ctx, mut report) = prepare(opts)?;
+    for phase in PHASES {
+        if !ctx.opts.runs(phase) {
+            continue;
+        }
+        eprintln!("st-bench: {phase} ...");
+        let t = std::time::Instant::now();
+        let res = run_phase(phase, &mut ctx, &mut report);
+        eprintln!(
+            "st-bench: {phase} done in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        if let Err(e) = res {
+            eprintln!("st-bench: {phase}: {e}");
+            report.error(phase, e);
+        }
+    }
+    report.meta("load average at end", loadavg());
+    finish(ctx, report)
+}
+
+/// Runs one phase by its name in `PHASES` (the one place a phase is wired in).
+fn run_phase(phase: &str, ctx: &mut Ctx, report: &mut Report) -> Result<(), String> {
+    match phase {
+        "overhead" => phases::overhead::run(ctx, report),
+        "storm" => phases::storm::run(ctx, report),
+        "absolute" => phases::precision::run_absolute(ctx, report),
+        "idle" => phases::precision::run_idle(ctx, report),
+        "revoke" => phases::revoke::run(ctx, report),
+        _ => phases::scale::run(ctx, report),
+    }
+}
+
+/// Sets up the host, copies the binaries under test, writes the PAM services,
+/// and starts the syslog sink and the spawner.
+fn prepare(opts: Opts) -> Result<(Ctx, Report), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let bin_dir = opts
         .bin_dir
@@ -115,9 +143,44 @@ fn run(opts: Opts) -> Result<ExitCode, String> {
     let timeoutd = take_copy(&bin_dir.join("timeoutd"), &bin)?;
     let module = take_copy(&bin_dir.join("libpam_session_timeout.so"), &bin)?;
     let pam_dir = host.dir("pam.d");
+    write_pam_services(&opts, &host, &pam_dir, &pam_permit, &module)?;
+    let sink = SyslogSink::start(
+        &host.tmp.join("syslog.sock"),
+        // Bursts of thousands of lines at once (storm, scale).
+        SinkOptions {
+            rcvbuf: Some(32 << 20),
+        },
+    )
+    .map_err(|e| format!("syslog socket: {e}"))?;
+    let fleet = Fleet::start(&exe, &Ctx::pam_env(&pam_wrapper, &pam_dir))
+        .map_err(|e| format!("starting the spawner: {e}"))?;
+    let mut report = Report::default();
+    meta(&mut report, &opts, &bin_dir, &timeoutd, &module);
+    let ctx = Ctx {
+        opts,
+        host,
+        exe,
+        timeoutd,
+        pam_wrapper,
+        pam_dir,
+        sink,
+        fleet,
+    };
+    Ok((ctx, report))
+}
+
+/// The PAM services the phases log in through: overhead's, and one per
+/// scale step (each with its own daemon's socket).
+fn write_pam_services(
+    opts: &Opts,
+    host: &Host,
+    pam_dir: &Path,
+    pam_permit: &Path,
+    module: &Path,
+) -> Result<(), String> {
     let up = host.tmp.join("overhead").join("timeoutd.sock");
     let down = host.tmp.join("overhead").join("absent.sock");
-    phases::overhead::write_services(&pam_dir, &pam_permit, &module, &up, &down)
+    phases::overhead::write_services(pam_dir, pam_permit, module, &up, &down)
         .map_err(|e| format!("writing PAM services: {e}"))?;
     for n in &opts.scale {
         let sock = host
@@ -133,52 +196,12 @@ fn run(opts: Opts) -> Result<ExitCode, String> {
         std::fs::write(pam_dir.join(phases::scale::service(*n)), text)
             .map_err(|e| format!("writing PAM services: {e}"))?;
     }
-    let sink = SyslogSink::start(
-        &host.tmp.join("syslog.sock"),
-        // Bursts of thousands of lines at once (storm, scale).
-        SinkOptions {
-            rcvbuf: Some(32 << 20),
-        },
-    )
-    .map_err(|e| format!("syslog socket: {e}"))?;
-    let fleet = Fleet::start(&exe, &Ctx::pam_env(&pam_wrapper, &pam_dir))
-        .map_err(|e| format!("starting the spawner: {e}"))?;
-    let mut report = Report::default();
-    meta(&mut report, &opts, &bin_dir, &timeoutd, &module);
-    let mut ctx = Ctx {
-        opts,
-        host,
-        exe,
-        timeoutd,
-        pam_wrapper,
-        pam_dir,
-        sink,
-        fleet,
-    };
-    for phase in PHASES {
-        if !ctx.opts.runs(phase) {
-            continue;
-        }
-        eprintln!("st-bench: {phase} ...");
-        let t = std::time::Instant::now();
-        let res = match phase {
-            "overhead" => phases::overhead::run(&mut ctx, &mut report),
-            "storm" => phases::storm::run(&mut ctx, &mut report),
-            "absolute" => phases::precision::run_absolute(&mut ctx, &mut report),
-            "idle" => phases::precision::run_idle(&mut ctx, &mut report),
-            "revoke" => phases::revoke::run(&mut ctx, &mut report),
-            _ => phases::scale::run(&mut ctx, &mut report),
-        };
-        eprintln!(
-            "st-bench: {phase} done in {:.1} s",
-            t.elapsed().as_secs_f64()
-        );
-        if let Err(e) = res {
-            eprintln!("st-bench: {phase}: {e}");
-            report.error(phase, e);
-        }
-    }
-    report.meta("load average at end", loadavg());
+    Ok(())
+}
+
+/// Stops the fleet and the sink, prints the report and writes its files; the
+/// exit code says whether every figure was produced.
+fn finish(ctx: Ctx, report: Report) -> Result<ExitCode, String> {
     let Ctx { fleet, sink, .. } = ctx;
     fleet.shutdown();
     drop(sink);

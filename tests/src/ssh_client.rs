@@ -79,6 +79,76 @@ impl std::fmt::Debug for SshSession {
     }
 }
 
+/// The `ssh` command line for `user@127.0.0.1:port` with `key`, as `opts`
+/// says: no config file, no agent, no host key checks, piped stdio.
+fn ssh_command(port: u16, user: &str, key: &Path, opts: &SshOpts) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.arg(if opts.tty { "-tt" } else { "-T" });
+    for o in &opts.options {
+        cmd.arg("-o").arg(o);
+    }
+    cmd.arg("-F")
+        .arg("/dev/null")
+        .arg("-i")
+        .arg(key)
+        .arg("-p")
+        .arg(port.to_string())
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .arg(format!("{user}@127.0.0.1"))
+        .args(&opts.command)
+        // A plain terminal type keeps the remote prompt free of escape sequences.
+        .env("TERM", "dumb")
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A thread that notes the instant ssh exits, then reaps it.
+fn watch_exit(pid: u32, sh: Arc<Shared>, pr: Arc<Mutex<Proc>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        // Wait for the exit without reaping (WNOWAIT), note the instant,
+        // then reap under the lock.
+        // SAFETY: siginfo_t is plain data; waitid only writes into it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: valid pointer to `info`; pid is our unreaped child.
+            let r = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    pid as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                )
+            };
+            if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+        let at = Instant::now();
+        let mut p = pr.lock().unwrap();
+        let status = p.child.wait().expect("reaping ssh");
+        p.reaped = true;
+        drop(p);
+        sh.state.lock().unwrap().exit = Some(Exit { status, at });
+        sh.cond.notify_all();
+    })
+}
+
 fn pump(mut r: impl Read + Send + 'static, shared: Arc<Shared>, is_stdout: bool) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
@@ -144,39 +214,7 @@ impl SshSession {
 
     /// `ssh` to `user@127.0.0.1:port` with `key`, as `opts` says.
     pub fn spawn_opts(port: u16, user: &str, key: &Path, opts: &SshOpts) -> SshSession {
-        let mut cmd = Command::new("ssh");
-        cmd.arg(if opts.tty { "-tt" } else { "-T" });
-        for o in &opts.options {
-            cmd.arg("-o").arg(o);
-        }
-        cmd.arg("-F")
-            .arg("/dev/null")
-            .arg("-i")
-            .arg(key)
-            .arg("-p")
-            .arg(port.to_string())
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "ConnectTimeout=10",
-            ])
-            .arg(format!("{user}@127.0.0.1"))
-            .args(&opts.command)
-            // A plain terminal type keeps the remote prompt free of escape sequences.
-            .env("TERM", "dumb")
-            .env_remove("SSH_AUTH_SOCK")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut cmd = ssh_command(port, user, key, opts);
         let spawned_at = Instant::now();
         let mut child = cmd
             .spawn()
@@ -193,40 +231,11 @@ impl SshSession {
             child,
             reaped: false,
         }));
-        let mut threads = vec![
+        let threads = vec![
             pump(stdout, shared.clone(), true),
             pump(stderr, shared.clone(), false),
+            watch_exit(pid, shared.clone(), proc_.clone()),
         ];
-        let (sh, pr) = (shared.clone(), proc_.clone());
-        threads.push(std::thread::spawn(move || {
-            // Wait for the exit without reaping (WNOWAIT), note the instant,
-            // then reap under the lock.
-            // SAFETY: siginfo_t is plain data; waitid only writes into it.
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            loop {
-                // SAFETY: valid pointer to `info`; pid is our unreaped child.
-                let r = unsafe {
-                    libc::waitid(
-                        libc::P_PID,
-                        pid as libc::id_t,
-                        &mut info,
-                        libc::WEXITED | libc::WNOWAIT,
-                    )
-                };
-                if r == 0
-                    || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
-                {
-                    break;
-                }
-            }
-            let at = Instant::now();
-            let mut p = pr.lock().unwrap();
-            let status = p.child.wait().expect("reaping ssh");
-            p.reaped = true;
-            drop(p);
-            sh.state.lock().unwrap().exit = Some(Exit { status, at });
-            sh.cond.notify_all();
-        }));
         SshSession {
             spawned_at,
             pid,

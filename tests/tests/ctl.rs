@@ -6,60 +6,16 @@
 // Test code: a failed assumption here is a failed test, so it may unwrap and panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ctl_support;
 mod support;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ctl_support::{
+    assert_untouched, calm, clock_secs, listing, now_secs, num_of, parse_json, status, str_of,
+};
 use serde_json::Value as Json;
 use support::{secs, toml_list, World, EVENT, HANDS_OFF};
-
-/// Limits far from the tests' few seconds, for this test's users only (see
-/// HANDS_OFF): only timeoutctl ends sessions here.
-fn calm(n: &[String]) -> String {
-    format!(
-        "{HANDS_OFF}[[rule]]\nname = \"tests\"\nusers = {}\nidle = \"10m\"\nmax = \"1h\"\nwarn = [\"1m\"]\n",
-        toml_list(n)
-    )
-}
-
-fn parse_json(text: &str, w: &World) -> Json {
-    serde_json::from_str(text)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {text:?}\n{}", w.report(&[])))
-}
-
-/// A string field of a JSON object.
-fn str_of<'a>(v: &'a Json, key: &str) -> Option<&'a str> {
-    v.get(key)?.as_str()
-}
-
-/// A number field of a JSON object.
-fn num_of(v: &Json, key: &str) -> Option<f64> {
-    v.get(key)?.as_f64()
-}
-
-/// No line for session `id` with one of `events` has arrived. Callers check
-/// after something that the daemon does after such a line would be sent.
-fn assert_untouched(w: &World, id: &str, events: &[&str]) {
-    let hit = w
-        .env
-        .syslog
-        .lines()
-        .into_iter()
-        .find(|l| l.get("id") == Some(id) && l.event().is_some_and(|e| events.contains(&e)));
-    assert!(
-        hit.is_none(),
-        "session {id} was acted on: {hit:?}\n{}",
-        w.report(&[])
-    );
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// `revoke --user` ends both live sessions of that user at once, and not the
 /// session of another user.
@@ -262,13 +218,6 @@ fn k4_revocation_survives_daemon_restart() {
     w.expect_event_since(restarted, "login_refused", &[("user", &user)]);
 }
 
-/// Text between two markers that only the shell's evaluation prints.
-fn between(out: &str, start: &str, end: &str) -> Option<String> {
-    let a = out.find(start)? + start.len();
-    let b = a + out[a..].find(end)?;
-    Some(out[a..b].trim().to_string())
-}
-
 /// A user types `timeoutctl status --json` in their own session: it shows
 /// that session only (another user is logged in too), and the time it says
 /// is left predicts the actual close within 2 s. Their `list` and `kill`
@@ -289,124 +238,12 @@ fn k5_user_status_shows_own_session_and_admin_verbs_are_refused() {
     let (uid, other_uid) = (w.user(0).uid(), w.user(1).uid());
     let mine = w.login(0);
     let other = w.login(1);
-
-    // Admin verbs, as the user (SO_PEERCRED says who asks).
-    for (verb, args) in [
-        ("list", vec!["list"]),
-        ("kill", vec!["kill", other.id.as_str()]),
-    ] {
-        let r = w.ctl_as(0, &args);
-        assert!(
-            r.code() == Some(1)
-                && r.stderr
-                    .starts_with("timeoutctl: refused (PermissionDenied): "),
-            "{}",
-            r.describe()
-        );
-        w.expect_event(
-            "request_denied",
-            &[("request", verb), ("peer_uid", &uid.to_string())],
-        );
-    }
-    assert_untouched(&w, &other.id, &["session_killed", "session_terminated"]);
-    assert!(other.ssh.exit().is_none(), "{}", w.report(&[&other.ssh]));
-
-    // The plain-text status, from outside the session.
-    let text = w.ctl_as(0, &["status"]);
-    assert!(text.ok(), "{}", text.describe());
-    assert!(
-        text.stdout.contains(&format!("session {} (", mine.id))
-            && !text.stdout.contains(&format!("session {} (", other.id))
-            && text.stdout.contains("more idle")
-            && text.stdout.lines().count() == 1,
-        "{}",
-        text.describe()
-    );
-
-    // Typed in the session, as a user would. Only the shell's evaluation
-    // prints the markers, never the echo of the typed line.
-    let from = mine.ssh.output_len();
-    let typed = mine
-        .ssh
-        .send(&format!(
-            "echo ST$((1+1))B; {} --socket {} status --json; echo ST$((1+1))E\n",
-            w.ctl.display(),
-            w.socket.display()
-        ))
-        .expect("typing");
-    let end = mine
-        .ssh
-        .wait_output_from("ST2E", from, EVENT)
-        .unwrap_or_else(|| panic!("no status output\n{}", w.report(&[&mine.ssh])));
-    let out = String::from_utf8_lossy(&mine.ssh.output()[from..end.end]).into_owned();
-    let body = between(&out, "ST2B", "ST2E").unwrap_or_default();
-    let list = parse_json(&body, &w);
-    let sessions = list.as_array().expect("an array");
-    assert_eq!(sessions.len(), 1, "{body}");
-    let s = &sessions[0];
-    assert_eq!(
-        (num_of(s, "id"), str_of(s, "user"), num_of(s, "uid")),
-        (mine.id.parse().ok(), Some(w.name(0)), Some(f64::from(uid))),
-        "{body}"
-    );
-    assert_ne!(num_of(s, "uid"), Some(f64::from(other_uid)));
-    for key in [
-        "id",
-        "user",
-        "uid",
-        "service",
-        "tty",
-        "rhost",
-        "rule",
-        "state",
-        "started",
-        "last_activity",
-        "idle_seconds",
-        "idle_deadline",
-        "idle_remaining",
-        "max_deadline",
-        "max_remaining",
-        "leader_pid",
-        "audit_session",
-        "pids",
-        "warnings",
-        "tampers",
-    ] {
-        assert!(s.get(key).is_some(), "no {key:?} in {body}");
-    }
-    let idle_left = num_of(s, "idle_remaining").expect("idle_remaining") as u64;
-    let max_left = num_of(s, "max_remaining").expect("max_remaining") as u64;
-    // The absolute deadline counts from registration.
-    let since_open = end.at - mine.open.at;
-    let expected_max = Duration::from_secs(max)
-        .saturating_sub(since_open)
-        .as_secs();
-    assert!(
-        max_left.abs_diff(expected_max) <= 2,
-        "max_remaining {max_left}, expected {expected_max}: {body}"
-    );
-    // The idle time left must predict when the session really closes.
-    let predicted = end.at + Duration::from_secs(idle_left);
-    let exit = w.expect_exit(&mine.ssh, Duration::from_secs(idle + 8 + 2 + 10));
-    let off = if exit.at > predicted {
-        exit.at - predicted
-    } else {
-        predicted - exit.at
-    };
-    eprintln!(
-        "k5: status said {idle_left}s of idle left; the session closed {} after the status was typed ({} off)",
-        secs(exit.at - typed),
-        secs(off)
-    );
-    assert!(
-        off <= Duration::from_secs(2),
-        "status said {idle_left}s of idle time left {} before the close: {} off\n{}",
-        secs(exit.at - end.at),
-        secs(off),
-        w.report(&[&mine.ssh])
-    );
-    let ex = w.expect_event("session_expired", &[("id", &mine.id)]);
-    assert_eq!(ex.get("reason"), Some("idle"), "{}", ex.raw);
+    status::admin_verbs_are_refused(&w, uid, &other);
+    status::plain_status_shows_only_mine(&w, &mine, &other);
+    let st = status::type_status_json(&w, &mine);
+    status::names_the_user_only(&w, &mine, &st, uid, other_uid);
+    status::has_every_field(&st);
+    status::remaining_times_predict_the_close(&w, &mine, &st, idle, max);
 }
 
 /// `kill ID` ends that session and not the user's other one.
@@ -461,87 +298,11 @@ fn k7_list_json_matches_the_logins() {
         .iter()
         .map(|l| w.expect_event("session_tty", &[("id", &l.id)]))
         .collect();
-    let text = w.ctl_ok(&["list", "--json"]);
-    let list = parse_json(&text, &w);
-    let ours = [w.name(0), w.name(1)];
-    let rows: Vec<&Json> = list
-        .as_array()
-        .expect("an array")
-        .iter()
-        .filter(|r| str_of(r, "user").is_some_and(|u| ours.contains(&u)))
-        .collect();
-    let listed: BTreeSet<(String, String)> = rows
-        .iter()
-        .map(|r| {
-            (
-                num_of(r, "id").map(|n| n.to_string()).unwrap_or_default(),
-                str_of(r, "user").unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    let logged: BTreeSet<(String, String)> = logins
-        .iter()
-        .map(|l| {
-            (
-                l.id.clone(),
-                l.open.get("user").unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    assert_eq!(listed, logged, "{text}");
-    let started_after = now_secs() - 120;
-    for (l, tty) in logins.iter().zip(&ttys) {
-        let r = rows
-            .iter()
-            .find(|r| num_of(r, "id").map(|n| n.to_string()) == Some(l.id.clone()))
-            .expect("listed");
-        let i = if l.open.get("user") == Some(w.name(0)) {
-            0
-        } else {
-            1
-        };
-        assert_eq!(num_of(r, "uid"), Some(f64::from(w.user(i).uid())), "{text}");
-        assert_eq!(str_of(r, "service"), Some(w.service.as_str()), "{text}");
-        assert_eq!(str_of(r, "rhost"), Some("127.0.0.1"), "{text}");
-        assert_eq!(str_of(r, "rule"), Some("tests"), "{text}");
-        assert_eq!(str_of(r, "state"), Some("active"), "{text}");
-        assert_eq!(str_of(r, "tty"), tty.get("found"), "{text}\n{}", tty.raw);
-        assert_eq!(
-            num_of(r, "leader_pid").map(|p| p.to_string()),
-            l.open.get("pid").map(str::to_string),
-            "{text}\n{}",
-            l.open.raw
-        );
-        let started = num_of(r, "started").unwrap_or(0.0) as i64;
-        assert!(started >= started_after && started <= now_secs(), "{text}");
-        let max = num_of(r, "max_deadline").unwrap_or(0.0) as i64;
-        assert_eq!(max - started, 3600, "{text}");
-    }
-    let table = w.ctl_ok(&["list"]);
-    for l in &logins {
-        let user = l.open.get("user").unwrap_or_default();
-        assert!(
-            table.lines().any(|row| {
-                let cells: Vec<&str> = row.split_whitespace().collect();
-                cells.first() == Some(&l.id.as_str()) && cells.get(1) == Some(&user)
-            }),
-            "no row for {} {user}:\n{table}",
-            l.id
-        );
-    }
-    // `show` adds the processes of the login.
-    let show = parse_json(&w.ctl_ok(&["show", &logins[0].id, "--json"]), &w);
-    let pids = show.get("pids").and_then(Json::as_array).map(Vec::len);
-    assert!(pids.is_some_and(|n| n > 0), "{show:?}");
-}
-
-/// "HH:MM:SS" as seconds of the day.
-fn clock_secs(s: &str) -> Option<i64> {
-    let f: Vec<i64> = s
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    (f.len() == 3).then(|| f[0] * 3600 + f[1] * 60 + f[2])
+    let listed = listing::list_json_of_our_users(&w);
+    listing::lists_exactly_the_logins(&listed, &logins);
+    listing::rows_match_the_logins(&w, &listed, &logins, &ttys);
+    listing::table_has_a_row_per_login(&w, &logins);
+    listing::show_lists_the_processes(&w, &logins[0]);
 }
 
 /// The banner names the idle limit and the clock time of the absolute limit.

@@ -24,17 +24,10 @@ use std::time::{Duration, Instant};
 
 use durability_support as sup;
 use durability_support::{
-    assert_accounting, event_of, login_time, logout, refused_login_time, refused_start, OwnDaemon,
-    Policy, EVENT, LOGIN,
+    assert_accounting, event_of, login_time, logout, refused_login_time, refused_start, secs,
+    steps, OwnDaemon, Policy, EVENT, LOGIN, ON_TIME,
 };
 use e2e::SshSession;
-
-/// How late a session may end after its deadline (the issue's bound).
-const ON_TIME: Duration = Duration::from_secs(2);
-
-fn secs(d: Duration) -> String {
-    format!("{:.2}s", d.as_secs_f64())
-}
 
 /// Issue: "`kill -9` the daemon while two sessions are live, then restart
 /// it. Both are still warned and ended on their original deadlines, within
@@ -65,70 +58,10 @@ fn d1_kill9_restart_keeps_both_sessions_and_their_deadlines() {
         .map(|l| l.get("id").unwrap().to_string())
         .collect();
 
-    first.kill9();
-    let killed_at = Instant::now();
-    let second = OwnDaemon::start(&env, &config);
-    eprintln!(
-        "d1: killed {} after the first login; restarted in {}",
-        secs(killed_at - ssh[0].spawned_at),
-        secs(second.started_at - killed_at)
-    );
-    for id in &ids {
-        env.expect_event("session_restored", &[("id", id)], EVENT, None);
-    }
-    let restored = event_of(&env, &second, "state_restored");
-    // At least ours (a daemon also adopts, persists and restores the logins
-    // of concurrent tests, under its defaults, which limit nothing).
-    assert!(
-        restored.get("restored").and_then(|n| n.parse::<u32>().ok()) >= Some(2),
-        "{}",
-        restored.raw
-    );
+    let second = steps::kill9_and_restart(&env, &config, &mut first, &ssh[0], &ids);
     let after_restart: Vec<usize> = ssh.iter().map(SshSession::output_len).collect();
-
-    let give_up = Duration::from_secs(60);
-    for (i, s) in ssh.iter().enumerate() {
-        let warning = env.expect_output(s, "will be closed in", after_restart[i], give_up);
-        let exit = env.expect_exit(s, give_up);
-        let (from_spawn, from_ready) = (exit.at - s.spawned_at, exit.at - ready[i].seen);
-        eprintln!(
-            "d1: session {i} warned {} and closed {} after ssh started ({} after ready)",
-            secs(warning.at - s.spawned_at),
-            secs(from_spawn),
-            secs(from_ready)
-        );
-        // Registered between spawn and ready: the deadline lies between those + 40 s.
-        assert!(
-            from_spawn >= max && from_ready <= max + ON_TIME,
-            "session {i} closed {} after spawn, {} after ready; deadline 40 s (+2 s)\n{}",
-            secs(from_spawn),
-            secs(from_ready),
-            second.report(&env)
-        );
-        assert!(
-            warning.at - s.spawned_at >= max - warn
-                && warning.at - ready[i].seen <= max - warn + ON_TIME,
-            "session {i} warned {} after spawn; its warning was due 30 s after login\n{}",
-            secs(warning.at - s.spawned_at),
-            second.report(&env)
-        );
-    }
-    for id in &ids {
-        let exp = env.expect_event("session_expired", &[("id", id)], EVENT, None);
-        assert_eq!(exp.get("reason"), Some("max"), "{}", exp.raw);
-        env.expect_event("session_terminated", &[("id", id)], EVENT, None);
-    }
-    assert!(
-        env.syslog
-            .find("session_adopted", &[("user", &user)])
-            .is_none()
-            && env
-                .syslog
-                .find("session_close", &[("reason", "lost_while_down")])
-                .is_none(),
-        "a live session was adopted or lost instead of restored\n{}",
-        second.report(&env)
-    );
+    steps::warned_and_closed_on_time(&env, &second, &ssh, &ready, &after_restart, (max, warn));
+    steps::expired_at_max_and_never_adopted_or_lost(&env, &second, &ids, &user);
     assert_accounting(&env, &second);
 }
 
@@ -304,30 +237,7 @@ fn d4_read_only_state_dir_still_enforces_and_logs_state_write_failed() {
 
     // Writable again: the next change is persisted (the daemon retries).
     drop(ro);
-    let again = env.ssh();
-    env.expect_ready(&again, LOGIN);
-    let open2 = sup::wait_sessions(&env.syslog, "session_open", env.user.name(), 2, EVENT);
-    let id2 = open2
-        .last()
-        .and_then(|l| l.get("id"))
-        .expect("second session")
-        .to_string();
-    let journal = state.join("sessions.journal");
-    let needle = format!("U\ts1\t{id2}\t");
-    let persisted = e2e::util::poll_until(EVENT, Duration::from_millis(50), || {
-        fs::read_to_string(&journal)
-            .ok()?
-            .contains(&needle)
-            .then_some(())
-    });
-    assert!(
-        persisted.is_some(),
-        "session {id2} is not in {} once the dir is writable again\n{}",
-        journal.display(),
-        d.report(&env)
-    );
-    logout(&env, &again);
-    env.expect_event("session_close", &[("id", &id2)], EVENT, None);
+    steps::writable_again_persists(&env, &d, &state);
     assert_accounting(&env, &d);
 }
 

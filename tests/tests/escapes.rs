@@ -10,6 +10,8 @@
 // Test code: a failed assumption here is a failed test, so it may unwrap and panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod escapes_support;
+
 use std::time::Duration;
 
 use e2e::audit::{self, Proc};
@@ -17,63 +19,9 @@ use e2e::login::{secs, ATIME_GRANULARITY, END_SLACK, EVENT};
 use e2e::pam::{module_line, PamService};
 use e2e::spawn::ChildGuard;
 use e2e::{Env, FailMode, Login, SshOpts};
-
-/// The idle limit of most tests, and its config value.
-const IDLE: Duration = Duration::from_secs(10);
-
-/// idle 10 s, no absolute limit, a warning 5 s before, grace 2 s.
-fn idle_env() -> e2e::EnvBuilder {
-    Env::builder()
-        .idle("10s")
-        .max("off")
-        .warn(&["5s"])
-        .grace("2s")
-}
-
-/// One escape: `cmd` typed in the login leaves a process that `pick`s out
-/// among the session's; `proves` checks the process really escaped the way
-/// the test says (against the login shell), so the test cannot pass by
-/// testing nothing. Then nothing is typed: the login must end at its idle
-/// limit and take the escaped process with it. `after` may check more
-/// (e.g. the signal steps) once it has.
-fn escape_is_ended(
-    cmd: &str,
-    what: &str,
-    pick: impl Fn(&Proc) -> bool,
-    proves: impl Fn(&Proc, &Proc) -> Result<(), String>,
-    after: impl FnOnce(&Login),
-) {
-    let env = idle_env().start();
-    let login = Login::start(&env);
-    let sid = login.audit_session();
-    let shell = login.wait_proc(sid, "login shell", |p| {
-        p.argv.first().is_some_and(|a| a == "-bash")
-    });
-    let typed = login.run(cmd);
-    let escaped = login.wait_proc(sid, what, &pick);
-    if let Err(e) = proves(&escaped, &shell) {
-        login.fail(&format!(
-            "the escape did not happen as intended ({e}):\n{}\nlogin shell:\n{}",
-            audit::describe(std::slice::from_ref(&escaped)),
-            audit::describe(std::slice::from_ref(&shell))
-        ));
-    }
-    login.expect_idle_end(typed, IDLE);
-    login.expect_terminated_clean();
-    login.assert_session_empty(sid);
-    assert!(!escaped.still_running(), "{what} survived");
-    after(&login);
-}
-
-fn is_sleep_1000(p: &Proc) -> bool {
-    p.argv == ["sleep", "1000"]
-}
-
-fn in_subtree_of(p: &Proc, root: &Proc) -> bool {
-    audit::live_descendants(root.pid)
-        .iter()
-        .any(|d| d.pid == p.pid)
-}
+use escapes_support::{
+    escape_is_ended, idle_env, in_subtree_of, is_sleep_1000, notty_session_ends, IDLE,
+};
 
 #[test]
 fn e01_nohup_sleep_is_ended() {
@@ -343,30 +291,6 @@ fn e10_su_session_inside_ssh_ends_only_its_subtree() {
     if outer.ssh.exit().is_some() || outer_ended.is_some() || !shell_alive {
         outer.fail("the outer login was ended");
     }
-}
-
-/// `ssh -T host sleep 1000`: the session ends for `reason` not before
-/// `limit` after ssh started, and by `limit` + `slack` after it opened.
-fn notty_session_ends(env: &Env, reason: &str, limit: Duration, slack: Duration) {
-    let ssh = env.ssh_with(&SshOpts {
-        tty: false,
-        command: vec!["sleep".into(), "1000".into()],
-        ..SshOpts::default()
-    });
-    let login = Login::without_shell(env, ssh);
-    let sid = login.audit_session();
-    let exit = login.wait_exit(login.open.at, limit + slack);
-    let after = exit.at - login.ssh.spawned_at;
-    eprintln!(
-        "notty session ended {} after ssh started ({reason})",
-        secs(after)
-    );
-    if after < limit {
-        login.fail(&format!("ended {} after ssh started", secs(after)));
-    }
-    login.event("session_expired", &[("reason", reason)], EVENT);
-    login.expect_terminated_clean();
-    login.assert_session_empty(sid);
 }
 
 /// No pty, `notty = "io"` (the default): idle is measured from the

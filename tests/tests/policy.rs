@@ -11,45 +11,14 @@
 // Test code: a failed assumption here is a failed test, so it may unwrap and panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod policy_support;
 mod support;
 
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{run_bounded, secs, toml_list, Login, World, ATIME_GRANULARITY, EVENT, HANDS_OFF};
-
-const GRACE: Duration = Duration::from_secs(2);
-
-/// One rule for the test's users: 60 s idle, a warning 5 s before.
-fn long_rule(n: &[String]) -> String {
-    format!(
-        "{HANDS_OFF}[[rule]]\nname = \"tests\"\nusers = {}\nidle = \"60s\"\nwarn = [\"5s\"]\n",
-        toml_list(n)
-    )
-}
-
-/// The idle window of one session: closed no earlier than `limit` after the
-/// last input was written, and no later than `limit` + the kernel's atime
-/// granularity + grace after its answer was seen.
-fn assert_idle_window(w: &World, l: &Login, last: e2e::Ready, exit: Instant, limit: u64) {
-    let limit = Duration::from_secs(limit);
-    let (since_input, since_seen) = (exit - last.written, exit - last.seen);
-    let upper = limit + ATIME_GRANULARITY + GRACE;
-    let who = format!("session {} of {}", l.id, l.open.get("user").unwrap_or("?"));
-    eprintln!(
-        "{who}: closed {} after its last input (limit {limit:?})",
-        secs(since_input)
-    );
-    assert!(
-        since_input >= limit && since_seen <= upper,
-        "{who} closed {} after its last input was written and {} after it was seen, \
-         outside [{limit:?}, {upper:?}]\n{}",
-        secs(since_input),
-        secs(since_seen),
-        w.report(&[&l.ssh])
-    );
-}
+use policy_support::cases::{CIS_STIG, ERROR_CASES};
+use policy_support::{assert_idle_window, long_rule, p1, scratch, timeoutd, GRACE};
+use support::{secs, toml_list, World, EVENT, HANDS_OFF};
 
 /// Two users in different groups (one through a supplementary group, one
 /// through its primary group) get 10 s and 25 s of idle time; a user matched
@@ -61,82 +30,27 @@ fn p1_groups_get_different_idle_limits_and_exempt_user_survives() {
     let mut w = World::builder()
         .users(4)
         .supplementary(1, 0)
-        .policy_for(|n| {
-            // The last rule catches all of this test's users: without its
-            // own rule, the exempt user would get 10 s too.
-            format!(
-                "{HANDS_OFF}[[rule]]\nname = \"automation\"\nusers = [\"{}\"]\nidle = \"off\"\n\n\
-                 [[rule]]\nname = \"privileged\"\ngroups = [\"{}\"]\nservices = [\"sshd*\"]\nidle = \"10s\"\nwarn = [\"4s\"]\n\n\
-                 [[rule]]\nname = \"staff\"\ngroups = [\"{}\"]\nidle = \"25s\"\nwarn = [\"4s\"]\n\n\
-                 [[rule]]\nname = \"others\"\nusers = {}\nidle = \"10s\"\nwarn = [\"4s\"]\n",
-                n[3],
-                n[0],
-                n[2],
-                toml_list(n)
-            )
-        })
+        .policy_for(p1::policy)
         .start();
     let e = w.login(3);
     let a = w.login(1);
     let b = w.login(2);
-    for (l, rule, idle) in [
-        (&a, "privileged", "10s"),
-        (&b, "staff", "25s"),
-        (&e, "automation", "off"),
-    ] {
-        assert_eq!(
-            (l.open.get("rule"), l.open.get("idle_limit")),
-            (Some(rule), Some(idle)),
-            "{}\n{}",
-            l.open.raw,
-            w.report(&[])
-        );
-    }
+    p1::rules_are_as_configured(
+        &w,
+        &[
+            (&a, "privileged", "10s"),
+            (&b, "staff", "25s"),
+            (&e, "automation", "off"),
+        ],
+    );
     // The last input of each: a probe typed at an idle prompt.
     let e_last = w.expect_ready(&e.ssh);
     let a_last = w.expect_ready(&a.ssh);
     let b_last = w.expect_ready(&b.ssh);
-
-    let margin = Duration::from_secs(10);
-    let a_exit = w.expect_exit(&a.ssh, Duration::from_secs(10 + 8 + 2) + margin);
-    assert!(
-        b.ssh.exit().is_none() && e.ssh.exit().is_none(),
-        "the 10 s limit ended others too\n{}",
-        w.report(&[&b.ssh, &e.ssh])
-    );
-    let b_exit = w.expect_exit(&b.ssh, Duration::from_secs(25 + 8 + 2) + margin);
-    assert_idle_window(&w, &a, a_last, a_exit.at, 10);
-    assert_idle_window(&w, &b, b_last, b_exit.at, 25);
-
-    // The exempt user has now been idle longer than the others' limits.
-    assert!(
-        e.ssh.exit().is_none(),
-        "the exempt session ended\n{}",
-        w.report(&[&e.ssh])
-    );
-    assert!(e_last.written.elapsed() > Duration::from_secs(25));
-    w.expect_ready(&e.ssh);
-    for (l, rule) in [(&a, "privileged"), (&b, "staff")] {
-        let ex = w.expect_event("session_expired", &[("id", &l.id)]);
-        assert_eq!(
-            (ex.get("reason"), ex.get("rule")),
-            (Some("idle"), Some(rule)),
-            "{}",
-            ex.raw
-        );
-    }
-    let acted: Vec<String> = w
-        .env
-        .syslog
-        .session_lines(&e.id)
-        .iter()
-        .filter(|l| matches!(l.event(), Some("session_warn" | "session_expired")))
-        .map(|l| l.raw.clone())
-        .collect();
-    assert!(
-        acted.is_empty(),
-        "the exempt session was acted on: {acted:?}"
-    );
+    p1::each_closes_by_its_own_limit(&w, (&a, a_last), (&b, b_last), &e);
+    p1::exempt_session_is_still_there(&w, &e, e_last);
+    p1::expired_by_their_rules(&w, &[(&a, "privileged"), (&b, "staff")]);
+    p1::exempt_session_was_never_acted_on(&w, &e);
     assert!(w.daemon().running());
 }
 
@@ -326,57 +240,6 @@ fn p4_broken_reload_changes_nothing() {
 
 // ---------------------------------------------------------------- CLI ----
 
-/// A scratch dir `/tmp/stt...` (removed on drop, swept after a crash).
-fn scratch() -> e2e::env::TempDir {
-    e2e::env::TempDir::create(&e2e::new_prefix())
-}
-
-fn timeoutd(args: &[&str], config: &Path) -> support::Run {
-    let bin = e2e::binaries().timeoutd;
-    let mut cmd = Command::new(bin);
-    if args.first() == Some(&"--check-config") {
-        cmd.args(args).arg(config);
-    } else {
-        cmd.arg("--config").arg(config).args(args);
-    }
-    run_bounded(&mut cmd, Duration::from_secs(10))
-}
-
-/// The CIS/STIG split: privileged 10 min, everyone else 15 min, automation
-/// exempt, untrusted networks 1 h absolute, the console 5 min.
-const CIS_STIG: &str = r#"[daemon]
-socket = "/run/session-timeout/timeoutd.sock"
-
-[defaults]
-idle = "15m"
-max = "12h"
-warn = ["5m", "1m"]
-grace = "10s"
-message = "Session for {user} on {tty} will be closed in {remaining} ({reason}, rule {rule})."
-
-[[rule]]
-name = "privileged"
-groups = ["sudo", "wheel"]
-services = ["sshd*"]
-idle = "10m"
-max = "4h"
-
-[[rule]]
-name = "automation"
-users = ["backup", "deploy-*"]
-idle = "off"
-
-[[rule]]
-name = "untrusted-networks"
-rhosts = ["!10.0.0.0/8", "!fd00::/8", "*"]
-max = "1h"
-
-[[rule]]
-name = "console"
-tty = "console"
-idle = "5m"
-"#;
-
 #[test]
 fn c1_check_config_accepts_cis_stig_policy_and_prints_rules() {
     let dir = scratch();
@@ -397,64 +260,6 @@ fn c1_check_config_accepts_cis_stig_policy_and_prints_rules() {
     }
     assert!(!out.contains("warning"), "{}", r.describe());
 }
-
-/// One invalid file per error class. Each case is a line
-/// `=== NAME LINE:COL CAUSE`, then the file, whose lines LINE counts.
-const ERROR_CASES: &str = r#"=== unknown-key 3:1 unknown field `idel`
-[defaults]
-idle = "15m"
-idel = "10m"
-=== unknown-key-in-rule 3:1 unknown field `user`
-[[rule]]
-name = "a"
-user = ["x"]
-=== wrong-type-bool 2:16 invalid type: string "yes", expected a boolean
-[defaults]
-count_output = "yes"
-=== wrong-type-number 2:8 invalid type: integer `900`
-[defaults]
-idle = 900
-=== bad-duration 5:8 bad duration: "15 minutes"
-[defaults]
-max = "12h"
-[[rule]]
-name = "x"
-idle = "15 minutes"
-=== bare-number 2:8 bad duration: "900": a bare number
-[defaults]
-idle = "900"
-=== warn-not-shorter 3:9 warning offset 10m in [defaults] is not shorter than its idle limit 10m
-[defaults]
-idle = "10m"
-warn = ["10m", "1m"]
-=== warn-not-shorter-in-rule 4:16 is not shorter than its max limit 1m
-[[rule]]
-name = "r"
-max = "1m"
-warn = ["30s", "2m"]
-=== duplicate-name 5:8 duplicate rule name "a"
-[[rule]]
-name = "a"
-users = ["x"]
-[[rule]]
-name = "a"
-users = ["y"]
-=== cidr-v4 2:11 malformed CIDR "10.0.0.0/33"
-[[rule]]
-rhosts = ["10.0.0.0/33"]
-name = "net"
-=== cidr-v6 3:26 malformed CIDR "fe80::/129"
-[[rule]]
-name = "net"
-rhosts = ["!10.0.0.0/8", "fe80::/129"]
-=== cidr-not-an-address 3:11 malformed CIDR "300.1.2.3/8"
-[[rule]]
-name = "net"
-rhosts = ["300.1.2.3/8"]
-=== unknown-placeholder 2:24 unknown placeholder {colour}
-[defaults]
-message = "Bye {user}, {colour} left"
-"#;
 
 #[test]
 fn c2_check_config_locates_each_error() {

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{Env, FailMode};
+use e2e::{Env, Exit, FailMode, Ready, SshSession};
 
 /// Bound for login plus the readiness probe (key exchange, PAM, bash start).
 const LOGIN: Duration = Duration::from_secs(20);
@@ -177,9 +177,18 @@ fn t2_busy_session_is_closed_at_absolute_limit() {
 
     // Type every 3 s until ssh exits. The 3 s period is the point of the test,
     // not a wait for something: with the kernel's 8 s atime granularity, input
-    // every 3 s keeps the session's idle time well under 15 s. Each pause is a
-    // bounded wait for the exit, so the exit instant is recorded exactly.
+    // every 3 s keeps the session's idle time well under 15 s.
     let give_up = ready.seen + max + Duration::from_secs(2 + 10);
+    let (exit, ticks) = type_every_3s_until_exit(&env, &ssh, give_up);
+    closed_at_the_absolute_limit(&env, &ssh, &exit, &ready, max, ticks);
+    shell_answered_the_ticks(&env, &ssh, ticks);
+    expired_as_max_never_as_idle(&env, &ssh, &id);
+    assert_authpriv(&env);
+}
+
+/// t2: types `echo tickN` every 3 s until ssh exits. Each pause is a
+/// bounded wait for the exit, so the exit instant is recorded exactly.
+fn type_every_3s_until_exit(env: &Env, ssh: &SshSession, give_up: Instant) -> (Exit, u32) {
     let mut ticks: u32 = 0;
     let exit = loop {
         if let Some(e) = ssh.wait_for_exit(Duration::from_secs(3)) {
@@ -188,14 +197,26 @@ fn t2_busy_session_is_closed_at_absolute_limit() {
         if Instant::now() > give_up {
             panic!(
                 "ssh still running after {ticks} ticks\n{}",
-                env.report(Some(&ssh))
+                env.report(Some(ssh))
             );
         }
         ticks += 1;
         // A write may fail if ssh exits at this very moment; the loop sees the exit.
         let _ = ssh.send(&format!("echo tick{ticks}\n"));
     };
+    (exit, ticks)
+}
 
+/// t2: closed not before the absolute limit after ssh started, and within
+/// 2 s of it after the shell was ready.
+fn closed_at_the_absolute_limit(
+    env: &Env,
+    ssh: &SshSession,
+    exit: &Exit,
+    ready: &Ready,
+    max: Duration,
+    ticks: u32,
+) {
     let since_spawn = exit.at - ssh.spawned_at;
     let since_ready = exit.at - ready.seen;
     eprintln!(
@@ -208,50 +229,57 @@ fn t2_busy_session_is_closed_at_absolute_limit() {
         "closed {} after ssh started, before the absolute limit of {}\n{}",
         secs(since_spawn),
         secs(max),
-        env.report(Some(&ssh))
+        env.report(Some(ssh))
     );
     assert!(
         since_ready <= max + Duration::from_secs(2),
         "closed {} after the shell was ready, more than 2 s after the absolute limit\n{}",
         secs(since_ready),
-        env.report(Some(&ssh))
+        env.report(Some(ssh))
     );
-    // The shell kept answering until shortly before the end ("\ntickN\r" is
-    // the shell's output; the echo of the typed command is "echo tickN\r").
+}
+
+/// t2: the shell kept answering until shortly before the end.
+fn shell_answered_the_ticks(env: &Env, ssh: &SshSession, ticks: u32) {
+    // "\ntickN\r" is the shell's output; the echo of the typed command is
+    // "echo tickN\r".
     let answered = format!("\ntick{}\r", ticks.saturating_sub(2));
     assert!(
         ticks >= 8 && ssh.wait_for_output(&answered, Duration::ZERO).is_some(),
         "the shell did not answer the ticks ({ticks} sent, looked for {answered:?})\n{}",
-        env.report(Some(&ssh))
+        env.report(Some(ssh))
     );
-    let expired = env.expect_event("session_expired", &[("id", &id)], EVENT, Some(&ssh));
+}
+
+/// t2: expired for its absolute limit, never expired nor warned as idle.
+fn expired_as_max_never_as_idle(env: &Env, ssh: &SshSession, id: &str) {
+    let expired = env.expect_event("session_expired", &[("id", id)], EVENT, Some(ssh));
     assert_eq!(
         expired.get("reason"),
         Some("max"),
         "{}\n{}",
         expired.raw,
-        env.report(Some(&ssh))
+        env.report(Some(ssh))
     );
     assert!(
         env.syslog
-            .find("session_expired", &[("id", &id), ("reason", "idle")])
+            .find("session_expired", &[("id", id), ("reason", "idle")])
             .is_none(),
         "the busy session was expired as idle\n{}",
-        env.report(Some(&ssh))
+        env.report(Some(ssh))
     );
-    env.expect_event("session_terminated", &[("id", &id)], EVENT, Some(&ssh));
+    env.expect_event("session_terminated", &[("id", id)], EVENT, Some(ssh));
     // The user typed every 3 s: telling them their session is about to close
     // for idleness would be wrong too.
     let idle_warn = env
         .syslog
-        .find("session_warn", &[("id", &id), ("reason", "idle")]);
+        .find("session_warn", &[("id", id), ("reason", "idle")]);
     assert!(
         idle_warn.is_none(),
         "the busy session was warned as idle: {}\n{}",
         idle_warn.map(|l| l.raw).unwrap_or_default(),
-        env.report(Some(&ssh))
+        env.report(Some(ssh))
     );
-    assert_authpriv(&env);
 }
 
 /// Issue case 3: `exit` is logged as session_close with its duration, and the

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use session_timeout_proto::Response;
 
-use crate::client;
-use crate::ctx::{everyday_limits, Ctx};
-use crate::daemon::Daemon;
-use crate::fleet::Leader;
-use crate::json::J;
-use crate::report::Report;
-use crate::stats::{summarize, summary_json};
+use crate::harness::ctx::{everyday_limits, Ctx};
+use crate::harness::daemon::Daemon;
+use crate::load::client;
+use crate::load::fleet::Leader;
+use crate::results::json::J;
+use crate::results::report::Report;
+use crate::results::stats::{summarize, summary_json, Summary};
 use crate::util::wait_until;
 
 pub fn run(ctx: &mut Ctx, r: &mut Report) -> Result<(), String> {
@@ -28,6 +28,40 @@ pub fn run(ctx: &mut Ctx, r: &mut Report) -> Result<(), String> {
 }
 
 fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(), String> {
+    register_and_settle(ctx, d, leaders)?;
+    let req = request(ctx, d)?;
+    let arrivals = arrivals(ctx, d, leaders, req.t_req);
+    let n = leaders.len();
+    let (sh, sg) = (arrivals.hup_sum, arrivals.gone_sum);
+    revoke_figures(r, n, &req, &arrivals);
+    let signalled = ctx.sink.count(d.pid, "session_signal");
+    let revoked = ctx.sink.count(d.pid, "session_revoked");
+    r.section(
+        "Revocation",
+        revoke_text(n, &req, &arrivals, signalled, revoked),
+    );
+    r.detail(
+        "revoke",
+        J::obj([
+            ("sessions", J::from(n)),
+            ("reply_ms", J::num(req.reply_ms)),
+            ("reply", J::from(req.message)),
+            ("sighup_after_request_ms", summary_json(sh)),
+            ("gone_after_request_ms", summary_json(sg)),
+            ("sighup_received", J::from(arrivals.hup.len())),
+            ("gone", J::from(arrivals.gone.len())),
+            ("sighup_not_from_daemon", J::from(arrivals.not_from_daemon)),
+            ("daemon_cpu_ms_during_request", J::num(req.cpu_ms)),
+            ("daemon_voluntary_waits_during_request", J::from(req.waits)),
+            ("daemon_preemptions_during_request", J::from(req.preempted)),
+        ]),
+    );
+    Ok(())
+}
+
+/// Registers every leader, then lets the daemon settle: every session has
+/// found its terminal.
+fn register_and_settle(ctx: &Ctx, d: &Daemon, leaders: &[Leader]) -> Result<(), String> {
     for l in leaders {
         client::register(
             &d.socket,
@@ -38,7 +72,6 @@ fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(
             client::PATIENT,
         )?;
     }
-    // Let the daemon settle: every session has found its terminal.
     let n = leaders.len();
     ctx.sink.wait_count(
         d.pid,
@@ -47,7 +80,22 @@ fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(
         Duration::from_secs(30 + n as u64 / 50),
     );
     std::thread::sleep(Duration::from_millis(500));
+    Ok(())
+}
 
+/// The revocation request, and what the daemon did while handling it.
+struct Revoked {
+    message: String,
+    /// When the request was sent (realtime ns).
+    t_req: i64,
+    reply_ms: f64,
+    cpu_ms: f64,
+    waits: u64,
+    preempted: u64,
+}
+
+/// Revokes the user and samples the daemon around the request.
+fn request(ctx: &Ctx, d: &Daemon) -> Result<Revoked, String> {
     let before = d.sample().ok_or("daemon gone")?;
     let reply = client::revoke_user(&d.socket, &ctx.host.user, 600)?;
     let after = d.sample().ok_or("daemon gone")?;
@@ -61,6 +109,27 @@ fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(
         Response::Done { message } => message.clone(),
         other => return Err(format!("revoke answered {other:?}")),
     };
+    Ok(Revoked {
+        message,
+        t_req,
+        reply_ms: (reply.t_recv_ns - reply.t_send_ns) as f64 / 1e6,
+        cpu_ms,
+        waits,
+        preempted,
+    })
+}
+
+/// When the leaders got SIGHUP and when they were gone, ms after the request.
+struct Arrivals {
+    hup: Vec<f64>,
+    gone: Vec<f64>,
+    not_from_daemon: usize,
+    hup_sum: Option<Summary>,
+    gone_sum: Option<Summary>,
+}
+
+/// Waits (bounded) for every leader to exit, then reads what the monitor saw.
+fn arrivals(ctx: &Ctx, d: &Daemon, leaders: &[Leader], t_req: i64) -> Arrivals {
     wait_until(Duration::from_secs(60), Duration::from_millis(20), || {
         let m = ctx.fleet.monitor.lock();
         leaders
@@ -81,8 +150,19 @@ fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(
             gone.push((t - t_req) as f64 / 1e6);
         }
     }
-    let (sh, sg) = (summarize(&hup), summarize(&gone));
-    let reply_ms = (reply.t_recv_ns - reply.t_send_ns) as f64 / 1e6;
+    Arrivals {
+        hup_sum: summarize(&hup),
+        gone_sum: summarize(&gone),
+        hup,
+        gone,
+        not_from_daemon,
+    }
+}
+
+fn revoke_figures(r: &mut Report, n: usize, req: &Revoked, arrivals: &Arrivals) {
+    let (hup, gone) = (&arrivals.hup, &arrivals.gone);
+    let (sh, sg) = (arrivals.hup_sum, arrivals.gone_sum);
+    let reply_ms = req.reply_ms;
     r.target(
         "revoke.last_sighup_ms",
         &format!("revocation of {n} sessions: request → last SIGHUP received"),
@@ -103,6 +183,20 @@ fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(
         Some(reply_ms),
         "ms",
     );
+}
+
+/// The section's list.
+fn revoke_text(
+    n: usize,
+    req: &Revoked,
+    arrivals: &Arrivals,
+    signalled: usize,
+    revoked: usize,
+) -> String {
+    let (hup, gone, not_from_daemon) = (&arrivals.hup, &arrivals.gone, arrivals.not_from_daemon);
+    let (sh, sg) = (arrivals.hup_sum, arrivals.gone_sum);
+    let (reply_ms, message) = (req.reply_ms, &req.message);
+    let (cpu_ms, waits, preempted) = (req.cpu_ms, req.waits, req.preempted);
     let mut md = format!(
         "{n} live sessions of one user (one leader process each, which exits on SIGHUP like a shell). \
          Times from the moment the request was sent.\n\n"
@@ -127,29 +221,10 @@ fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(
         ))
     );
     let _ = writeln!(md, "- SIGHUP not sent by the daemon: {not_from_daemon}");
-    let signalled = ctx.sink.count(d.pid, "session_signal");
-    let revoked = ctx.sink.count(d.pid, "session_revoked");
     let _ = writeln!(
         md,
         "- the daemon while handling the request: {cpu_ms:.1} ms on CPU, {waits} voluntary waits, \
          {preempted} preemptions; it logged {revoked} session_revoked and {signalled} session_signal events"
     );
-    r.section("Revocation", md);
-    r.detail(
-        "revoke",
-        J::obj([
-            ("sessions", J::from(n)),
-            ("reply_ms", J::num(reply_ms)),
-            ("reply", J::from(message)),
-            ("sighup_after_request_ms", summary_json(sh)),
-            ("gone_after_request_ms", summary_json(sg)),
-            ("sighup_received", J::from(hup.len())),
-            ("gone", J::from(gone.len())),
-            ("sighup_not_from_daemon", J::from(not_from_daemon)),
-            ("daemon_cpu_ms_during_request", J::num(cpu_ms)),
-            ("daemon_voluntary_waits_during_request", J::from(waits)),
-            ("daemon_preemptions_during_request", J::from(preempted)),
-        ]),
-    );
-    Ok(())
+    md
 }

@@ -9,7 +9,10 @@
 //! - [`ReadOnlyMount`]: an empty read-only tmpfs over a directory (read-only
 //!   for root too, unlike chmod);
 //! - audit-session scans, the accounting check, and an in-process PAM
-//!   latency probe (libpam's `pam_start_confdir`, no pam_wrapper needed).
+//!   latency probe (libpam's `pam_start_confdir`, no pam_wrapper needed);
+//! - [`steps`]: the named steps of the longer tests.
+
+pub mod steps;
 
 use std::ffi::c_int;
 use std::fs::{self, File};
@@ -23,6 +26,14 @@ use e2e::util::{poll_until, run};
 use e2e::{procs, Env, FailMode, LogLine, SshSession};
 use st_testkit::daemon::{daemon_table, private_dir, Daemon, Launch, Output};
 use st_testkit::pam::{Conversation, Pam};
+
+/// How late a session may end after its deadline (the bound).
+pub const ON_TIME: Duration = Duration::from_secs(2);
+
+/// A duration as seconds with two decimals, for messages.
+pub fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
 
 /// Bound for login plus the readiness probe.
 pub const LOGIN: Duration = Duration::from_secs(20);

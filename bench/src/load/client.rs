@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use session_timeout_proto::client::exchange_on;
 use session_timeout_proto::{Registration, Request, Response, Target, AUDIT_UNSET, MAX_REPLY};
 
-use crate::fleet::Leader;
+use crate::load::fleet::Leader;
 use crate::sys;
 use crate::util::now_ns;
 

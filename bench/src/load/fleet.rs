@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::leader::SpawnRequest;
-use crate::monitor::{LeaderState, Monitor};
+use crate::load::leader::SpawnRequest;
+use crate::load::monitor::{LeaderState, Monitor};
 use crate::sys;
 use crate::util::{start_time, wait_until};
 

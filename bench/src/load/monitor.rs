@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use crate::leader::{Record, FAILED, PAM, READY, RECORD_SIZE, SIGNAL};
+use crate::load::leader::{Record, FAILED, PAM, READY, RECORD_SIZE, SIGNAL};
 use crate::sys::{self, Epoll};
 use crate::util::now_ns;
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::json::J;
+use crate::results::json::J;
 
 /// One headline figure.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! Distributions: nearest-rank percentiles over samples in milliseconds.
 
-use crate::json::J;
+use crate::results::json::J;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {

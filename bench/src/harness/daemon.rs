@@ -10,7 +10,7 @@ use st_testkit::daemon::{self as kit, daemon_table};
 pub use st_testkit::procs::{fd_targets, Sample};
 use st_testkit::syslog::SyslogSink;
 
-use crate::json::J;
+use crate::results::json::J;
 
 /// The config file: our socket, our syslog socket, our state directory
 /// (the daemon's default `adopt`), `defaults`, and one rule per (name, PAM

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::daemon::{Daemon, Limits};
-use crate::fleet::{Fleet, Leader, SpawnSpec};
-use crate::host::{self, Host};
-use crate::opts::Opts;
+use crate::harness::daemon::{Daemon, Limits};
+use crate::harness::host::{self, Host};
+use crate::harness::opts::Opts;
+use crate::load::fleet::{Fleet, Leader, SpawnSpec};
 use st_testkit::syslog::SyslogSink;
 
 pub struct Ctx {

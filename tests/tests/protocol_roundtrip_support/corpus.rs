@@ -1,0 +1,131 @@
+//! One valid value of every request and response kind: the fuzz target's
+//! seed corpus is made from them, and checked against them.
+
+use session_timeout_proto::{
+    ErrorCode, Registration, Request, Response, RevocationInfo, SessionKey, Target,
+};
+
+use super::Rng;
+
+/// Named sample values.
+pub type Named<T> = Vec<(&'static str, T)>;
+
+/// One valid value of every request and response kind, for the fuzz seed corpus.
+pub fn corpus_values() -> (Named<Request>, Named<Response>) {
+    (corpus_requests(), corpus_responses())
+}
+
+/// One valid request of every kind.
+fn corpus_requests() -> Named<Request> {
+    let reg = Registration {
+        user: "alice".into(),
+        uid: 1000,
+        service: "sshd".into(),
+        tty: "ssh".into(),
+        rhost: "192.0.2.7".into(),
+        ruser: String::new(),
+        pid: 4242,
+        start_time: 987_654,
+        loginuid: 1000,
+        sessionid: 17,
+    };
+    vec![
+        ("register", Request::Register(reg)),
+        (
+            "unregister",
+            Request::Unregister(SessionKey {
+                pid: 4242,
+                start_time: 987_654,
+                session_id: 9,
+            }),
+        ),
+        (
+            "check-access",
+            Request::CheckAccess {
+                user: "bob".into(),
+                service: "sshd".into(),
+                rhost: "2001:db8::1".into(),
+            },
+        ),
+        ("list", Request::List),
+        ("show", Request::Show { id: 3 }),
+        (
+            "kill",
+            Request::Kill {
+                id: 3,
+                reason: "incident 42".into(),
+            },
+        ),
+        (
+            "revoke",
+            Request::Revoke {
+                target: Target::Group("contractors".into()),
+                ttl_secs: 3600,
+                reason: "offboarding".into(),
+            },
+        ),
+        (
+            "unrevoke",
+            Request::Unrevoke {
+                target: Target::User("bob".into()),
+            },
+        ),
+        ("revocations", Request::Revocations),
+        ("reload", Request::Reload),
+        ("status", Request::Status),
+    ]
+}
+
+/// One valid response of every kind.
+fn corpus_responses() -> Named<Response> {
+    let mut rng = Rng::new(7);
+    let mut info = rng.session_info();
+    info.user = "bob".into();
+    vec![
+        (
+            "registered",
+            Response::Registered {
+                session_id: 9,
+                banner: "Idle sessions close after 15m.".into(),
+            },
+        ),
+        ("unregistered", Response::Unregistered { session_id: 9 }),
+        (
+            "refused",
+            Response::Refused {
+                message: "revoked".into(),
+            },
+        ),
+        (
+            "access",
+            Response::Access {
+                allowed: true,
+                message: String::new(),
+            },
+        ),
+        ("sessions", Response::Sessions(vec![info])),
+        (
+            "revocation-list",
+            Response::Revocations(vec![RevocationInfo {
+                target: Target::User("bob".into()),
+                since: 1_700_000_000,
+                until: 0,
+                reason: "r".into(),
+                by_uid: 0,
+            }]),
+        ),
+        (
+            "done",
+            Response::Done {
+                message: "ok".into(),
+            },
+        ),
+        (
+            "error",
+            Response::Error {
+                code: ErrorCode::Malformed,
+                message: "frame length 0 is outside 1..=65536".into(),
+            },
+        ),
+    ]
+}
