@@ -1,5 +1,7 @@
 //! The real [`System`]: /proc, /dev/pts, signals, syslog, the id file.
 
+pub(crate) mod cgroup;
+pub(crate) mod cgroup_parse;
 pub(crate) mod clock;
 pub(crate) mod ids;
 pub(crate) mod login_probe;
@@ -22,7 +24,7 @@ use crate::core::clock::{Clock, Timestamp};
 use crate::core::event::{Event, EventName, Severity};
 use crate::core::record::{JournalEntry, SessionRecord};
 use crate::core::session::terminal::TtyTimes;
-use crate::core::session::{ProcRef, Scope};
+use crate::core::session::{ProcRef, Scope, SessionId};
 use crate::engine::FoundLogin;
 use crate::engine::{ProcFacts, System, TtyProbe};
 use crate::host::clock::SystemClock;
@@ -52,6 +54,10 @@ pub(crate) struct Host {
     /// /proc once per interval, not once per login).
     children: Option<(Instant, HashMap<u32, Vec<u32>>)>,
     last_state_error: Option<Instant>,
+    /// The kill scope's cgroups (issue 13); `None`: stop-then-kill.
+    cgroups: Option<cgroup::Cgroups>,
+    /// Cgroups of ended sessions that still held a process; removed later.
+    cgroups_pending: Vec<String>,
 }
 
 impl Host {
@@ -70,7 +76,14 @@ impl Host {
             by_sessionid: None,
             children: None,
             last_state_error: None,
+            cgroups: None,
+            cgroups_pending: Vec::new(),
         }
+    }
+
+    /// Ends sessions through cgroup v2 (see `host::cgroup`).
+    pub(crate) fn set_cgroups(&mut self, cgroups: cgroup::Cgroups) {
+        self.cgroups = Some(cgroups);
     }
 
     fn processes(&mut self) -> &[ProcInfo] {
@@ -194,6 +207,22 @@ impl Host {
         }
         out
     }
+}
+
+/// A live, non-zombie process as the kill logic sees it.
+fn proc_facts(pid: u32) -> Option<ProcFacts> {
+    let p = procfs::proc_info(pid).ok().filter(|p| p.state != 'Z')?;
+    let parent_comm = procfs::read_stat(p.ppid).ok().map(|st| st.comm);
+    Some(ProcFacts {
+        proc: ProcRef {
+            pid: p.pid,
+            start_time: p.start_time,
+        },
+        ppid: p.ppid,
+        ruid: p.ruid,
+        euid: p.euid,
+        same_program_as_parent: parent_comm.as_deref() == Some(p.comm.as_str()),
+    })
 }
 
 /// Whether the process has pam_session_timeout.so mapped: the login went
@@ -322,6 +351,72 @@ impl System for Host {
 
     fn log(&mut self, ev: Event) {
         self.syslog.log(&ev);
+    }
+
+    // --- The kill scope (issue 13): see host::cgroup and engine::kill.
+
+    fn cgroup_attach(&mut self, leader: ProcRef, id: SessionId, nested: bool) -> Option<String> {
+        let cg = self.cgroups.as_ref()?;
+        match cg.attach(leader.pid, id.0, nested) {
+            Ok(found) => found,
+            Err(e) => {
+                self.state_error("session cgroup", &e);
+                None
+            }
+        }
+    }
+
+    fn cgroup_members(&mut self, cgroup: &str) -> Vec<(ProcFacts, bool)> {
+        let Some(cg) = self.cgroups.as_ref() else {
+            return Vec::new();
+        };
+        let me = std::process::id();
+        cg.members(cgroup)
+            .into_iter()
+            .filter(|(pid, _)| *pid > 1 && *pid != me)
+            .filter_map(|(pid, depth)| Some((proc_facts(pid)?, depth > 0)))
+            .collect()
+    }
+
+    fn cgroup_kill(&mut self, cgroup: &str, spare: &[ProcRef]) -> Vec<ProcRef> {
+        let Some(cg) = self.cgroups.as_ref() else {
+            return Vec::new();
+        };
+        let mut moved = Vec::new();
+        if cg.owns(cgroup) {
+            for p in spare {
+                if procfs::start_time(p.pid) == Some(p.start_time)
+                    && cg.spare(cgroup, p.pid).is_ok()
+                {
+                    moved.push(*p);
+                }
+            }
+        }
+        if let Err(e) = cg.kill(cgroup) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                self.state_error("cgroup.kill", &e);
+            }
+        }
+        moved
+    }
+
+    fn cgroup_populated(&mut self, cgroup: &str) -> bool {
+        self.cgroups.as_ref().is_some_and(|cg| cg.populated(cgroup))
+    }
+
+    fn cgroup_release(&mut self, cgroup: &str) {
+        let Some(cg) = self.cgroups.as_ref() else {
+            return;
+        };
+        self.cgroups_pending.retain(|p| !cg.remove(p));
+        if !cg.remove(cgroup) && !self.cgroups_pending.iter().any(|p| p == cgroup) {
+            self.cgroups_pending.push(cgroup.to_owned());
+        }
+    }
+
+    fn stopped(&mut self, p: ProcRef) -> bool {
+        procfs::read_stat(p.pid)
+            .is_ok_and(|st| st.start_time == p.start_time && matches!(st.state, 'T' | 't'))
     }
 
     fn allocate_id(&mut self) -> u64 {
