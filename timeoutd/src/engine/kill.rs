@@ -279,8 +279,13 @@ impl<S: System> Engine<S> {
                 self.next_round(s, reason, n, now, wait)
             }
             Final::StopThenKill => {
+                // The proof: two fresh scans in a row find nothing.
                 self.sys.rescan();
-                let split = self.split(s, reason);
+                let mut split = self.split(s, reason);
+                if split.targets.is_empty() {
+                    self.sys.rescan();
+                    split = self.split(s, reason);
+                }
                 note_spared(s, &split.spared);
                 if split.targets.is_empty() {
                     return self.terminated(s, reason, now);

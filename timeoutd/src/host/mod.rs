@@ -58,6 +58,9 @@ pub(crate) struct Host {
     cgroups: Option<cgroup::Cgroups>,
     /// Cgroups of ended sessions that still held a process; removed later.
     cgroups_pending: Vec<String>,
+    /// Set by `rescan` (the kill's scans): read each process as it is listed,
+    /// never from an index made earlier, which a pid hopper outruns.
+    fresh_scans: bool,
 }
 
 impl Host {
@@ -78,6 +81,7 @@ impl Host {
             last_state_error: None,
             cgroups: None,
             cgroups_pending: Vec::new(),
+            fresh_scans: false,
         }
     }
 
@@ -209,6 +213,69 @@ impl Host {
     }
 }
 
+/// The processes of an audit session, each read the moment /proc lists it.
+/// A listing is read in batches, so a process that forks and exits while we
+/// read (a pid hopper) can leave a child the listing never shows: every pid
+/// handed out meanwhile (`/proc/loadavg`'s last pid) is then read directly,
+/// until no new pid was handed out during a look.
+fn audit_session_in_one_pass(sid: u32) -> Vec<ProcFacts> {
+    let me = std::process::id();
+    let wanted = |pid: u32| pid > 1 && pid != me && sessionid_is(pid, sid);
+    let mut last = last_pid();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| wanted(*pid))
+        .collect();
+    for _ in 0..64 {
+        let now = last_pid();
+        if now == last {
+            break;
+        }
+        pids.extend(pids_between(last, now).filter(|pid| wanted(*pid)));
+        last = now;
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids.into_iter().filter_map(proc_facts_in(sid)).collect()
+}
+
+fn sessionid_is(pid: u32, sid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/sessionid"))
+        .is_ok_and(|t| t.trim().parse::<u32>().ok() == Some(sid))
+}
+
+/// The pid last handed out (the last field of /proc/loadavg).
+fn last_pid() -> u32 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Pids handed out after `from` up to `to`, across a wrap at pid_max.
+fn pids_between(from: u32, to: u32) -> impl Iterator<Item = u32> {
+    let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(4_194_304);
+    let wrapped = to < from;
+    let first_end = if wrapped { max } else { to };
+    let second_end = if wrapped { to } else { 1 };
+    (from.saturating_add(1)..=first_end).chain(2..=second_end)
+}
+
+fn proc_facts_in(sid: u32) -> impl Fn(u32) -> Option<ProcFacts> {
+    move |pid| {
+        let p = procfs::proc_info(pid).ok()?;
+        (p.sessionid == sid).then_some(())?;
+        proc_facts(pid)
+    }
+}
+
 /// A live, non-zombie process as the kill logic sees it.
 fn proc_facts(pid: u32) -> Option<ProcFacts> {
     let p = procfs::proc_info(pid).ok().filter(|p| p.state != 'Z')?;
@@ -257,6 +324,12 @@ impl System for Host {
     fn begin_batch(&mut self) {
         self.snapshot = None;
         self.by_sessionid = None;
+        self.fresh_scans = false;
+    }
+
+    fn rescan(&mut self) {
+        self.begin_batch();
+        self.fresh_scans = true;
     }
 
     fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe {
@@ -323,6 +396,9 @@ impl System for Host {
 
     fn scope_processes(&mut self, leader: ProcRef, scope: Scope) -> Vec<ProcFacts> {
         if let Scope::AuditSession(sid) = scope {
+            if self.fresh_scans {
+                return audit_session_in_one_pass(sid);
+            }
             return self.audit_session_processes(sid);
         }
         let snap = self.processes();
