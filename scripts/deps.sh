@@ -21,6 +21,7 @@ packages=(
     openssh-server openssh-client
     libpam0g-dev libpam-wrapper pamtester
     tmux screen procps passwd util-linux bsdutils iproute2 ca-certificates
+    rsyslog
     # building: linker, C headers, and the PAM module directory lookup of install.sh
     gcc libc6-dev pkg-config dpkg-dev
     # linting the shell scripts (scripts/test.sh)

@@ -51,6 +51,8 @@ pub struct EnvBuilder {
     extra_pam: Vec<String>,
     config: ConfigExtra,
     overlays: Vec<String>,
+    /// Whole PAM files bound over `/etc/pam.d/<service>` in sshd's namespace.
+    replaced: Vec<(String, String)>,
 }
 
 impl Default for EnvBuilder {
@@ -63,6 +65,7 @@ impl Default for EnvBuilder {
             extra_pam: Vec::new(),
             config: ConfigExtra::default(),
             overlays: Vec::new(),
+            replaced: Vec::new(),
         }
     }
 }
@@ -124,6 +127,14 @@ impl EnvBuilder {
         self
     }
 
+    /// Inside the logins of this test's sshd (a private mount namespace
+    /// only), `/etc/pam.d/<service>` is exactly `text` (e.g. a `su` stack
+    /// that lets the test user become root without a password).
+    pub fn pam_replace(mut self, service: &str, text: &str) -> Self {
+        self.replaced.push((service.to_string(), text.to_string()));
+        self
+    }
+
     pub fn start(self) -> Env {
         require_environment();
         sweep::sweep_once();
@@ -164,7 +175,7 @@ impl EnvBuilder {
             lines.extend(self.extra_pam.iter().cloned());
             PamService::write(&service, &lines)
         });
-        let binds: Vec<(PathBuf, PathBuf)> = self
+        let mut binds: Vec<(PathBuf, PathBuf)> = self
             .overlays
             .iter()
             .map(|svc| {
@@ -176,6 +187,11 @@ impl EnvBuilder {
                 (src, PathBuf::from("/etc/pam.d").join(svc))
             })
             .collect();
+        for (svc, text) in &self.replaced {
+            let src = dir.0.join(format!("pam-replaced-{svc}"));
+            fs::write(&src, text).unwrap_or_else(|e| panic!("writing {}: {e}", src.display()));
+            binds.push((src, PathBuf::from("/etc/pam.d").join(svc)));
+        }
         let sshd = self
             .sshd
             .then(|| Sshd::start_with(&dir.0, &service, user.name(), &binds));

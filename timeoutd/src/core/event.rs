@@ -83,9 +83,11 @@ event_names! {
     SessionExpired => "session_expired",
     /// Signals were sent to the session's processes (`signal=`, `pids=`).
     SessionSignal => "session_signal",
-    /// Processes still survive after the fast SIGKILL rounds.
+    /// Processes still survive after the fast kill rounds (`survivors=`,
+    /// `survivors_by_uid=UID:N,...`).
     SessionKillStalled => "session_kill_stalled",
-    /// The session's processes are gone, or some survived (`survivors=`).
+    /// A final check proved the session's processes gone (`survivors=0`,
+    /// `root_spared=`).
     SessionTerminated => "session_terminated",
     /// The session ended by itself (`reason=logout|leader_gone|lost_while_down`, `duration=`).
     SessionClose => "session_close",
@@ -99,6 +101,9 @@ event_names! {
     SessionKilled => "session_killed",
     /// The session was ended because its user was revoked.
     SessionRevoked => "session_revoked",
+    /// A session opened inside a login (su, sudo) ends because that login
+    /// ends (`login=`, the outer session's id).
+    SessionEndedWithLogin => "session_ended_with_login",
     /// A revocation was added.
     RevokeAdded => "revoke_added",
     /// A revocation was lifted or expired.

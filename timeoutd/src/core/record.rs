@@ -22,6 +22,9 @@ pub struct SessionRecord {
     pub ttys: Vec<String>,
     /// Taken over from a login opened while the daemon was down.
     pub adopted: bool,
+    /// The login's cgroup (path inside the cgroup2 hierarchy), when it has
+    /// one. Optional 19th field: lines written before it existed have 18.
+    pub cgroup: Option<String>,
 }
 
 const VERSION: &str = "s1";
@@ -101,13 +104,14 @@ impl SessionRecord {
             u8::from(self.tty_settled).to_string(),
             list(&self.ttys),
             u8::from(self.adopted).to_string(),
+            self.cgroup.as_deref().map_or_else(|| "-".to_owned(), esc),
         ]
         .join("\t")
     }
 
     pub fn decode(line: &str) -> Result<Self, String> {
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 18 || f[0] != VERSION {
+        if !(f.len() == 18 || f.len() == 19) || f[0] != VERSION {
             return Err(format!("not a session record ({} fields)", f.len()));
         }
         let num = |i: usize| -> Result<u64, String> {
@@ -159,6 +163,7 @@ impl SessionRecord {
             tty_settled: flag(15)?,
             ttys: unlist(f[16]),
             adopted: flag(17)?,
+            cgroup: f.get(18).filter(|c| **c != "-").map(|c| unesc(c)),
         })
     }
 }
@@ -245,7 +250,20 @@ mod tests {
             tty_settled: true,
             ttys: vec!["pts/1".into(), "pts/3".into()],
             adopted: false,
+            cgroup: None,
         }
+    }
+
+    #[test]
+    fn the_cgroup_round_trips_and_old_lines_without_it_still_read() {
+        let mut r = sample(7);
+        r.cgroup = Some("/timeoutd-1a2b/s-7\tx".into());
+        assert_eq!(SessionRecord::decode(&r.encode()).unwrap(), r);
+        // A line written before the field existed: 18 fields, no cgroup.
+        let old = sample(8).encode();
+        let old = old.rsplit_once('\t').unwrap().0;
+        assert_eq!(old.split('\t').count(), 18);
+        assert_eq!(SessionRecord::decode(old).unwrap(), sample(8));
     }
 
     #[test]

@@ -16,9 +16,9 @@ use crate::daemon::{detach, process, Daemon, Options, StartError};
 use crate::engine::{Engine, System};
 use crate::host::clock::SystemClock;
 use crate::host::ids::{self, IdAllocator};
-use crate::host::posture;
 use crate::host::state::{Loaded, StateStore};
 use crate::host::syslog::Syslog;
+use crate::host::{cgroup, posture};
 use crate::host::{Host, REVOCATIONS_FILE};
 
 /// Where `config_rejected` goes when there is no valid policy to say otherwise.
@@ -80,7 +80,8 @@ fn set_up(cfg: Config, opts: &Options, syslog: &Arc<Syslog>) -> Result<Daemon, S
         })?;
     }
     let (store, loaded) = load_sessions(&cfg.daemon.state_dir, syslog);
-    let host = Host::new(Arc::clone(syslog), ids, store, cfg.daemon.state_dir.clone());
+    let mut host = Host::new(Arc::clone(syslog), ids, store, cfg.daemon.state_dir.clone());
+    set_up_cgroups(&mut host, &cfg.daemon.state_dir, &loaded, syslog);
     let mut engine = Engine::new(host, cfg.policy.clone());
     engine.admin_group = cfg.daemon.admin_group.clone();
     engine.revocations = load_revocations(&cfg.daemon.state_dir, syslog);
@@ -94,6 +95,33 @@ fn set_up(cfg: Config, opts: &Options, syslog: &Arc<Syslog>) -> Result<Daemon, S
         socket: cfg.daemon.socket,
         pidfile: opts.pidfile.clone(),
     })
+}
+
+/// Sessions get a cgroup each where a writable cgroup v2 exists (issue 13);
+/// else they end by stop-then-kill, which `posture_warning check=cgroup_v2`
+/// reports. Empty cgroups of sessions that ended meanwhile are removed.
+fn set_up_cgroups(host: &mut Host, state_dir: &Path, loaded: &Loaded, syslog: &Syslog) {
+    match cgroup::Cgroups::set_up(&cgroup::tag_of(state_dir)) {
+        Ok(cg) => {
+            let keep: Vec<String> = loaded
+                .sessions
+                .iter()
+                .filter_map(|r| r.cgroup.clone())
+                .collect();
+            cg.sweep(&keep);
+            host.set_cgroups(cg);
+        }
+        // The posture check at start reports what it can see without
+        // writing; this says what only trying could show.
+        Err(e) if posture::check_cgroup().is_none() => syslog.log(
+            &Event::new(EventName::PostureWarning)
+                .with_severity(Severity::Warning)
+                .field("check", posture::CGROUP_CHECK)
+                .field("problem", posture::cgroup_problem(&e))
+                .field("remedy", posture::CGROUP_REMEDY),
+        ),
+        Err(_) => {}
+    }
 }
 
 /// The session table as last written; unreadable state is logged and

@@ -88,6 +88,9 @@ impl<S: System> Engine<S> {
         if let Some(s) = self.sessions.remove(&id) {
             self.leaders.remove(&s.leader);
             self.sys.persist(JournalEntry::Gone(id));
+            if let Some(cg) = &s.cgroup {
+                self.sys.cgroup_release(cg);
+            }
         }
         self.timers.cancel(id);
     }

@@ -169,6 +169,9 @@ impl<S: System> Engine<S> {
             tty_settled,
             ttys: Vec::new(),
             adopted: true,
+            // Its processes were forked outside any cgroup of ours: the
+            // audit session is its scope, ended by stop-then-kill.
+            cgroup: None,
         }
     }
 }

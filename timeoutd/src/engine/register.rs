@@ -122,6 +122,9 @@ impl<S: System> Engine<S> {
         let (tty_class, tty_settled) = initial_tty_class(&reg.tty);
         let now = self.sys.now();
         let id = SessionId(self.sys.allocate_id());
+        // The kill scope, before the user's shell exists (sshd's monitor
+        // registers before it forks the session's child).
+        let cgroup = self.sys.cgroup_attach(leader, id, scope == Scope::Subtree);
         let record = SessionRecord {
             id,
             login: Login {
@@ -141,10 +144,12 @@ impl<S: System> Engine<S> {
             tty_settled,
             ttys: Vec::new(),
             adopted: false,
+            cgroup,
         };
         let session = Session::new(record, &self.policy, now);
         let ev = session_event(EventName::SessionOpen, &session)
             .field("scope", scope)
+            .field("cgroup", session.cgroup.as_deref().unwrap_or("-"))
             .field("tty_class", session.tty_class.as_str())
             .field("idle_limit", duration::limit(session.limits.idle))
             .field("max_limit", duration::limit(session.limits.max))

@@ -10,7 +10,7 @@ use crate::core::clock::Timestamp;
 use crate::core::event::Event;
 use crate::core::record::{JournalEntry, SessionRecord};
 use crate::core::session::terminal::TtyTimes;
-use crate::core::session::{ProcRef, Scope};
+use crate::core::session::{ProcRef, Scope, SessionId};
 
 /// A process as the kill logic needs to see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +59,41 @@ pub(crate) trait System {
     /// Whether durable state should be rewritten from the live table.
     fn wants_compaction(&self, live: usize) -> bool;
     fn compact(&mut self, live: Vec<SessionRecord>);
+
+    // --- The kill scope (issue 13): a cgroup per login where one can be
+    // had, else stop-then-kill over the audit session or subtree. The
+    // defaults are a host without cgroups.
+
+    /// Gives a new session a cgroup and moves its leader in (or finds the
+    /// logind scope it is in). `nested`: opened inside another login (su,
+    /// sudo), whose cgroup it goes below. `None`: no writable cgroup v2.
+    fn cgroup_attach(&mut self, _leader: ProcRef, _id: SessionId, _nested: bool) -> Option<String> {
+        None
+    }
+    /// Live processes in the cgroup and below it; `true` for those in a
+    /// cgroup below it (a session opened inside this one).
+    fn cgroup_members(&mut self, _cgroup: &str) -> Vec<(ProcFacts, bool)> {
+        Vec::new()
+    }
+    /// Moves `spare` out of the cgroup, then kills everything left in it and
+    /// below at once (`cgroup.kill`). Returns the processes moved out.
+    fn cgroup_kill(&mut self, _cgroup: &str, _spare: &[ProcRef]) -> Vec<ProcRef> {
+        Vec::new()
+    }
+    /// Whether any process is left in the cgroup or below (`cgroup.events`).
+    fn cgroup_populated(&mut self, _cgroup: &str) -> bool {
+        false
+    }
+    /// Removes the session's cgroup once it is empty (now or later).
+    fn cgroup_release(&mut self, _cgroup: &str) {}
+    /// Whether the process is stopped (state T), for stop-then-kill.
+    fn stopped(&mut self, _p: ProcRef) -> bool {
+        false
+    }
+    /// Forgets cached /proc scans: the next look sees what was forked since.
+    fn rescan(&mut self) {
+        self.begin_batch();
+    }
 }
 
 /// What a look for the login's terminals found.

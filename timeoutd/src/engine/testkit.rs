@@ -39,6 +39,21 @@ pub(crate) struct Fake {
     pub(crate) admins: Vec<(u32, String)>,
     pub(crate) saved_revocations: Option<String>,
     pub(crate) journal: Vec<JournalEntry>,
+    // --- The kill scope (issue 13).
+    /// Processes stopped by SIGSTOP (stop-then-kill).
+    pub(crate) stopped: Vec<u32>,
+    /// Sessions get a cgroup (`/t/s-ID`) holding `procs`.
+    pub(crate) cgroups: bool,
+    /// Processes in a cgroup below the session's (a session inside it).
+    pub(crate) nested: Vec<u32>,
+    /// Processes moved out of the cgroup before its kill.
+    pub(crate) moved_out: Vec<u32>,
+    /// `cgroup.kill` writes.
+    pub(crate) cgroup_kills: usize,
+    /// Cgroups released (`cgroup_release`).
+    pub(crate) released: Vec<String>,
+    /// Leaders of other sessions (su inside the login) that are alive.
+    pub(crate) also_alive: Vec<ProcRef>,
 }
 
 impl System for Fake {
@@ -71,7 +86,7 @@ impl System for Fake {
         true
     }
     fn alive(&mut self, p: ProcRef) -> bool {
-        p == LEADER && self.leader_alive
+        (p == LEADER && self.leader_alive) || self.also_alive.contains(&p)
     }
     fn parent_sessionid(&mut self, _p: ProcRef) -> Option<u32> {
         self.parent_sessionid
@@ -84,6 +99,10 @@ impl System for Fake {
             self.signals
                 .push((sig, procs.iter().map(|p| p.pid).collect()));
             let immune = self.immune.clone();
+            if sig == libc::SIGSTOP {
+                self.stopped.extend(procs.iter().map(|p| p.pid));
+                continue;
+            }
             self.procs.retain(|p| {
                 !procs.contains(&p.proc)
                     || sig == libc::SIGCONT
@@ -112,6 +131,38 @@ impl System for Fake {
         false
     }
     fn compact(&mut self, _live: Vec<SessionRecord>) {}
+
+    // --- The kill scope (issue 13).
+    fn cgroup_attach(&mut self, _leader: ProcRef, id: SessionId, _nested: bool) -> Option<String> {
+        self.cgroups.then(|| format!("/t/s-{id}"))
+    }
+    fn cgroup_members(&mut self, _cgroup: &str) -> Vec<(ProcFacts, bool)> {
+        self.procs
+            .iter()
+            .filter(|p| !self.moved_out.contains(&p.proc.pid))
+            .map(|p| (*p, self.nested.contains(&p.proc.pid)))
+            .collect()
+    }
+    fn cgroup_kill(&mut self, _cgroup: &str, spare: &[ProcRef]) -> Vec<ProcRef> {
+        self.cgroup_kills += 1;
+        self.moved_out.extend(spare.iter().map(|p| p.pid));
+        let (moved, immune) = (self.moved_out.clone(), self.immune.clone());
+        self.procs.retain(|p| {
+            moved.contains(&p.proc.pid) || immune.contains(&(p.proc.pid, libc::SIGKILL))
+        });
+        spare.to_vec()
+    }
+    fn cgroup_populated(&mut self, _cgroup: &str) -> bool {
+        self.procs
+            .iter()
+            .any(|p| !self.moved_out.contains(&p.proc.pid))
+    }
+    fn cgroup_release(&mut self, cgroup: &str) {
+        self.released.push(cgroup.to_owned());
+    }
+    fn stopped(&mut self, p: ProcRef) -> bool {
+        self.stopped.contains(&p.pid)
+    }
 }
 
 /// What only tests ask of the engine.

@@ -1,5 +1,7 @@
 //! The real [`System`]: /proc, /dev/pts, signals, syslog, the id file.
 
+pub(crate) mod cgroup;
+pub(crate) mod cgroup_parse;
 pub(crate) mod clock;
 pub(crate) mod ids;
 pub(crate) mod login_probe;
@@ -23,7 +25,7 @@ use crate::core::clock::{Clock, Timestamp};
 use crate::core::event::{Event, EventName, Severity};
 use crate::core::record::{JournalEntry, SessionRecord};
 use crate::core::session::terminal::TtyTimes;
-use crate::core::session::{ProcRef, Scope};
+use crate::core::session::{ProcRef, Scope, SessionId};
 use crate::engine::FoundLogin;
 use crate::engine::{ProcFacts, System, TtyProbe};
 use crate::host::clock::SystemClock;
@@ -53,6 +55,13 @@ pub(crate) struct Host {
     /// /proc once per interval, not once per login).
     children: Option<(Instant, HashMap<u32, Vec<u32>>)>,
     last_state_error: Option<Instant>,
+    /// The kill scope's cgroups (issue 13); `None`: stop-then-kill.
+    cgroups: Option<cgroup::Cgroups>,
+    /// Cgroups of ended sessions that still held a process; removed later.
+    cgroups_pending: Vec<String>,
+    /// Set by `rescan` (the kill's scans): read each process as it is listed,
+    /// never from an index made earlier, which a pid hopper outruns.
+    fresh_scans: bool,
 }
 
 impl Host {
@@ -71,7 +80,15 @@ impl Host {
             by_sessionid: None,
             children: None,
             last_state_error: None,
+            cgroups: None,
+            cgroups_pending: Vec::new(),
+            fresh_scans: false,
         }
+    }
+
+    /// Ends sessions through cgroup v2 (see `host::cgroup`).
+    pub(crate) fn set_cgroups(&mut self, cgroups: cgroup::Cgroups) {
+        self.cgroups = Some(cgroups);
     }
 
     fn processes(&mut self) -> &[ProcInfo] {
@@ -197,6 +214,85 @@ impl Host {
     }
 }
 
+/// The processes of an audit session, each read the moment /proc lists it.
+/// A listing is read in batches, so a process that forks and exits while we
+/// read (a pid hopper) can leave a child the listing never shows: every pid
+/// handed out meanwhile (`/proc/loadavg`'s last pid) is then read directly,
+/// until no new pid was handed out during a look.
+fn audit_session_in_one_pass(sid: u32) -> Vec<ProcFacts> {
+    let me = std::process::id();
+    let wanted = |pid: u32| pid > 1 && pid != me && sessionid_is(pid, sid);
+    let mut last = last_pid();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| wanted(*pid))
+        .collect();
+    for _ in 0..64 {
+        let now = last_pid();
+        if now == last {
+            break;
+        }
+        pids.extend(pids_between(last, now).filter(|pid| wanted(*pid)));
+        last = now;
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids.into_iter().filter_map(proc_facts_in(sid)).collect()
+}
+
+fn sessionid_is(pid: u32, sid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/sessionid"))
+        .is_ok_and(|t| t.trim().parse::<u32>().ok() == Some(sid))
+}
+
+/// The pid last handed out (the last field of /proc/loadavg).
+fn last_pid() -> u32 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Pids handed out after `from` up to `to`, across a wrap at pid_max.
+fn pids_between(from: u32, to: u32) -> impl Iterator<Item = u32> {
+    let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(4_194_304);
+    let wrapped = to < from;
+    let first_end = if wrapped { max } else { to };
+    let second_end = if wrapped { to } else { 1 };
+    (from.saturating_add(1)..=first_end).chain(2..=second_end)
+}
+
+fn proc_facts_in(sid: u32) -> impl Fn(u32) -> Option<ProcFacts> {
+    move |pid| {
+        let p = procfs::proc_info(pid).ok()?;
+        (p.sessionid == sid).then_some(())?;
+        proc_facts(pid)
+    }
+}
+
+/// A live, non-zombie process as the kill logic sees it.
+fn proc_facts(pid: u32) -> Option<ProcFacts> {
+    let p = procfs::proc_info(pid).ok().filter(|p| p.state != 'Z')?;
+    let parent_comm = procfs::read_stat(p.ppid).ok().map(|st| st.comm);
+    Some(ProcFacts {
+        proc: ProcRef {
+            pid: p.pid,
+            start_time: p.start_time,
+        },
+        ppid: p.ppid,
+        ruid: p.ruid,
+        euid: p.euid,
+        same_program_as_parent: parent_comm.as_deref() == Some(p.comm.as_str()),
+    })
+}
+
 /// Whether the process has pam_session_timeout.so mapped: the login went
 /// through a PAM stack that uses the module (and was let in by `fail=open`).
 fn loads_the_module(pid: u32) -> bool {
@@ -229,6 +325,12 @@ impl System for Host {
     fn begin_batch(&mut self) {
         self.snapshot = None;
         self.by_sessionid = None;
+        self.fresh_scans = false;
+    }
+
+    fn rescan(&mut self) {
+        self.begin_batch();
+        self.fresh_scans = true;
     }
 
     fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe {
@@ -295,6 +397,9 @@ impl System for Host {
 
     fn scope_processes(&mut self, leader: ProcRef, scope: Scope) -> Vec<ProcFacts> {
         if let Scope::AuditSession(sid) = scope {
+            if self.fresh_scans {
+                return audit_session_in_one_pass(sid);
+            }
             return self.audit_session_processes(sid);
         }
         let snap = self.processes();
@@ -323,6 +428,72 @@ impl System for Host {
 
     fn log(&mut self, ev: Event) {
         self.syslog.log(&ev);
+    }
+
+    // --- The kill scope (issue 13): see host::cgroup and engine::kill.
+
+    fn cgroup_attach(&mut self, leader: ProcRef, id: SessionId, nested: bool) -> Option<String> {
+        let cg = self.cgroups.as_ref()?;
+        match cg.attach(leader.pid, id.0, nested) {
+            Ok(found) => found,
+            Err(e) => {
+                self.state_error("session cgroup", &e);
+                None
+            }
+        }
+    }
+
+    fn cgroup_members(&mut self, cgroup: &str) -> Vec<(ProcFacts, bool)> {
+        let Some(cg) = self.cgroups.as_ref() else {
+            return Vec::new();
+        };
+        let me = std::process::id();
+        cg.members(cgroup)
+            .into_iter()
+            .filter(|(pid, _)| *pid > 1 && *pid != me)
+            .filter_map(|(pid, depth)| Some((proc_facts(pid)?, depth > 0)))
+            .collect()
+    }
+
+    fn cgroup_kill(&mut self, cgroup: &str, spare: &[ProcRef]) -> Vec<ProcRef> {
+        let Some(cg) = self.cgroups.as_ref() else {
+            return Vec::new();
+        };
+        let mut moved = Vec::new();
+        if cg.owns(cgroup) {
+            for p in spare {
+                if procfs::start_time(p.pid) == Some(p.start_time)
+                    && cg.spare(cgroup, p.pid).is_ok()
+                {
+                    moved.push(*p);
+                }
+            }
+        }
+        if let Err(e) = cg.kill(cgroup) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                self.state_error("cgroup.kill", &e);
+            }
+        }
+        moved
+    }
+
+    fn cgroup_populated(&mut self, cgroup: &str) -> bool {
+        self.cgroups.as_ref().is_some_and(|cg| cg.populated(cgroup))
+    }
+
+    fn cgroup_release(&mut self, cgroup: &str) {
+        let Some(cg) = self.cgroups.as_ref() else {
+            return;
+        };
+        self.cgroups_pending.retain(|p| !cg.remove(p));
+        if !cg.remove(cgroup) && !self.cgroups_pending.iter().any(|p| p == cgroup) {
+            self.cgroups_pending.push(cgroup.to_owned());
+        }
+    }
+
+    fn stopped(&mut self, p: ProcRef) -> bool {
+        procfs::read_stat(p.pid)
+            .is_ok_and(|st| st.start_time == p.start_time && matches!(st.state, 'T' | 't'))
     }
 
     fn allocate_id(&mut self) -> u64 {

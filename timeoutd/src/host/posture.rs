@@ -20,7 +20,26 @@ pub fn check_host() -> Vec<Finding> {
     out.extend(check_tiocsti(tiocsti.as_deref()));
     out.extend(check_audit(Path::new("/proc/self/sessionid").exists()));
     out.extend(check_pam_dir(Path::new("/etc/pam.d")));
+    out.extend(check_cgroup());
     out
+}
+
+/// The key of the cgroup finding.
+pub(crate) const CGROUP_CHECK: &str = "cgroup_v2";
+pub(crate) const CGROUP_REMEDY: &str = "mount cgroup2 read-write (Linux 5.14 or later, for cgroup.kill); under systemd, give the unit Delegate=yes";
+
+pub(crate) fn cgroup_problem(why: &crate::host::cgroup::Unavailable) -> String {
+    format!("no writable cgroup v2 ({why}): sessions are ended by stop-then-kill over their audit session, slower than cgroup.kill, and a fast fork loop stretches its scans")
+}
+
+/// Sessions end through `cgroup.kill` only where a writable cgroup v2 with
+/// cgroup.kill exists; else the fallback (stop-then-kill) is a weakness.
+pub(crate) fn check_cgroup() -> Option<Finding> {
+    crate::host::cgroup::probe().map(|why| Finding {
+        check: CGROUP_CHECK,
+        problem: cgroup_problem(&why),
+        remedy: CGROUP_REMEDY.into(),
+    })
 }
 
 pub(crate) fn check_tiocsti(value: Option<&str>) -> Option<Finding> {

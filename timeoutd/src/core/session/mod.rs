@@ -90,6 +90,10 @@ pub enum EndReason {
     Revoked {
         by_uid: u32,
     },
+    /// The login this session was opened inside (su, sudo) is ending.
+    WithLogin {
+        login: SessionId,
+    },
 }
 
 impl EndReason {
@@ -98,6 +102,7 @@ impl EndReason {
             Self::Expired(r) => r.as_str(),
             Self::Killed { .. } => "killed",
             Self::Revoked { .. } => "revoked",
+            Self::WithLogin { .. } => "login_ended",
         }
     }
 }
@@ -146,6 +151,11 @@ pub struct Session {
     pub discovery_backoff: Duration,
     /// Taken over from a login opened while the daemon was down.
     pub adopted: bool,
+    /// The login's cgroup (inside the cgroup2 hierarchy): its kill scope.
+    pub cgroup: Option<String>,
+    /// Root processes moved out of the kill scope or left alone while
+    /// ending it (see `engine::kill`), counted once each.
+    pub spared: Vec<ProcRef>,
 }
 
 impl Session {
@@ -178,6 +188,8 @@ impl Session {
             tampers_seen: Vec::new(),
             discovery_backoff: DISCOVERY_FIRST,
             adopted: record.adopted,
+            cgroup: record.cgroup,
+            spared: Vec::new(),
         };
         let decision = policy.decide(&s.facts());
         s.rule = decision.rule;
@@ -198,6 +210,7 @@ impl Session {
             tty_settled: self.tty_settled,
             ttys: self.ttys.iter().map(|t| t.name.clone()).collect(),
             adopted: self.adopted,
+            cgroup: self.cgroup.clone(),
         }
     }
 
@@ -270,6 +283,7 @@ mod tests {
             tty_settled: false,
             ttys: Vec::new(),
             adopted: false,
+            cgroup: None,
         };
         let mut s = Session::new(record, &Policy::new(Limits::builtin()), Timestamp(0));
         assert_eq!(s.tty_label(), "ssh");

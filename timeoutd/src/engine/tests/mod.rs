@@ -2,5 +2,6 @@
 //! second, with no sleeping.
 
 mod admin;
+mod kill;
 mod recovery;
 mod wake;

@@ -41,23 +41,24 @@ fn idle_session_is_warned_expired_and_killed_in_order() {
 }
 
 #[test]
-fn only_the_users_processes_and_the_leader_are_signalled() {
+fn the_logins_processes_of_any_uid_are_signalled_and_root_ones_spared() {
+    // Issue 13: every non-root process started from the login ends with it,
+    // whatever its uid (901, uid 2000: `su - B -c 'nohup sleep &'`); root
+    // processes outside a session registered inside it (900) are spared.
     let mut e = engine(limits(Some(15), None, &[]));
     e.sys.immune = vec![(502, libc::SIGHUP)];
     e.register(registration(), ROOT);
     run_until(&mut e, 1040);
     let (first_sig, first_pids) = &e.sys.signals[0];
     assert_eq!(*first_sig, libc::SIGHUP);
-    assert_eq!(first_pids, &[500, 501, 502]);
+    assert_eq!(first_pids, &[500, 501, 502, 901]);
     assert_eq!(e.sys.signals[1].0, libc::SIGCONT);
     // 502 ignored SIGHUP: it gets SIGTERM after the grace period.
     assert_eq!(e.sys.signals[2], (libc::SIGTERM, vec![502]));
-    assert!(e
-        .sys
-        .signals
-        .iter()
-        .all(|(_, p)| !p.contains(&900) && !p.contains(&901)));
-    assert_eq!(find(&e, "session_terminated").get("survivors"), Some("0"));
+    assert!(e.sys.signals.iter().all(|(_, p)| !p.contains(&900)));
+    let done = find(&e, "session_terminated");
+    assert_eq!(done.get("survivors"), Some("0"));
+    assert_eq!(done.get("root_spared"), Some("1"));
 }
 
 #[test]
