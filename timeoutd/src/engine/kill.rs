@@ -174,7 +174,7 @@ impl<S: System> Engine<S> {
             .field("reason", reason.as_str())
             .field("survivors", survivors)
             .field("duration", Human(now.since(s.registered_at)));
-        self.sys.log(ev);
+        self.log_end(ev, s, reason.as_str(), now);
         (After::Forget, None)
     }
 }

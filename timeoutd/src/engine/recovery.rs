@@ -58,7 +58,7 @@ impl<S: System> Engine<S> {
             .field("reason", "lost_while_down")
             .field("detail", why)
             .field("duration", Human(now.since(s.registered_at)));
-        self.sys.log(ev);
+        self.log_end(ev, &s, "lost_while_down", now);
         self.sys.persist(JournalEntry::Gone(s.id));
     }
 
@@ -74,7 +74,7 @@ impl<S: System> Engine<S> {
             let ev = session_event(EventName::SessionClose, &s)
                 .field("reason", "lost_while_down")
                 .field("duration", Human(now.since(s.registered_at)));
-            self.sys.log(ev);
+            self.log_end(ev, &s, "lost_while_down", now);
             self.sys.persist(JournalEntry::Gone(s.id));
             return false;
         }
@@ -169,6 +169,7 @@ impl<S: System> Engine<S> {
             tty_settled,
             ttys: Vec::new(),
             adopted: true,
+            evidence: Default::default(),
         }
     }
 }

@@ -136,6 +136,7 @@ mod tests {
             tty_settled: false,
             ttys: vec![],
             adopted: false,
+            evidence: Default::default(),
         }
     }
 

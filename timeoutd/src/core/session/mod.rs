@@ -2,6 +2,8 @@
 //! has been seen of it, and the step of its ending. Pure.
 
 pub(crate) mod deadline;
+mod dry_run;
+pub(crate) mod evidence;
 pub(crate) mod terminal;
 
 use std::fmt;
@@ -11,6 +13,7 @@ use crate::core::clock::Timestamp;
 use crate::core::policy::{Limits, LoginFacts, NottyMode, Policy, TtyClass};
 use crate::core::record::SessionRecord;
 use crate::core::session::deadline::{Reason, WarnMemory};
+use crate::core::session::evidence::{Evidence, Looks};
 use crate::core::session::terminal::TtyWatch;
 
 /// The daemon's id for a session, unique across restarts.
@@ -146,6 +149,10 @@ pub struct Session {
     pub discovery_backoff: Duration,
     /// Taken over from a login opened while the daemon was down.
     pub adopted: bool,
+    /// Idle gaps, warnings, tampers and dry-run expiries, for the summary.
+    pub evidence: Evidence,
+    /// What the looks since the last credited input found.
+    pub looks: Looks,
 }
 
 impl Session {
@@ -178,6 +185,8 @@ impl Session {
             tampers_seen: Vec::new(),
             discovery_backoff: DISCOVERY_FIRST,
             adopted: record.adopted,
+            evidence: record.evidence,
+            looks: Looks::new(record.last_activity),
         };
         let decision = policy.decide(&s.facts());
         s.rule = decision.rule;
@@ -198,6 +207,7 @@ impl Session {
             tty_settled: self.tty_settled,
             ttys: self.ttys.iter().map(|t| t.name.clone()).collect(),
             adopted: self.adopted,
+            evidence: self.evidence.clone(),
         }
     }
 
@@ -270,6 +280,7 @@ mod tests {
             tty_settled: false,
             ttys: Vec::new(),
             adopted: false,
+            evidence: Evidence::default(),
         };
         let mut s = Session::new(record, &Policy::new(Limits::builtin()), Timestamp(0));
         assert_eq!(s.tty_label(), "ssh");

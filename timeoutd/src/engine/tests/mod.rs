@@ -2,5 +2,7 @@
 //! second, with no sleeping.
 
 mod admin;
+mod dry_run;
 mod recovery;
+mod summary;
 mod wake;
