@@ -207,7 +207,10 @@ fn report_reads(w: &World, sessions: u64) {
         .syslog
         .lines()
         .iter()
-        .map(|l| format!("{}\n", l.raw))
+        // The daemon's datagrams carry no hostname (rsyslog adds it when it
+        // writes auth.log): the messages are written bare, as the report
+        // reads timeoutd's own --foreground output.
+        .filter_map(|l| l.raw.split_once(": ").map(|(_, msg)| format!("{msg}\n")))
         .collect();
     std::fs::write(&file, text).unwrap();
     let r = w.ctl(&["report", file.to_str().unwrap(), "--json"]);
