@@ -71,6 +71,8 @@ pub struct SessionInfo {
     pub pids: Vec<u32>,
     pub warnings: Vec<WarningSent>,
     pub tampers: Vec<TamperSeen>,
+    /// The session's rule is `enforce = "dry-run"`: its deadlines are only logged.
+    pub dry_run: bool,
 }
 
 fn count(n: usize) -> u16 {
@@ -106,6 +108,7 @@ impl SessionInfo {
         for t in self.tampers.iter().take(usize::from(u16::MAX)) {
             e.str(&t.tty).i64(t.at);
         }
+        e.u8(u8::from(self.dry_run));
     }
 
     pub(crate) fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
@@ -143,6 +146,11 @@ impl SessionInfo {
                 at: d.i64("tamper at")?,
             });
         }
+        s.dry_run = match d.u8("dry_run")? {
+            0 => false,
+            1 => true,
+            _ => return Err(DecodeError::BadValue("dry_run")),
+        };
         Ok(s)
     }
 }

@@ -17,7 +17,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 /// The only protocol version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Largest accepted request body, in bytes (after the length prefix).
 pub const MAX_FRAME: usize = 64 * 1024;

@@ -212,7 +212,7 @@ fn write_fuzz_seed_corpus() {
     let mut two = encode_frame(&requests[3].1.encode());
     two.extend_from_slice(&encode_frame(&register));
     let mut wrong_version = encode_frame(&register);
-    wrong_version[4] = 2;
+    wrong_version[4] = VERSION.wrapping_add(1);
     files.push(("bad-two-frames.frame".into(), two));
     files.push(("bad-wrong-version.frame".into(), wrong_version));
     files.push((

@@ -31,6 +31,7 @@ pub(crate) fn busy() -> SessionInfo {
             tty: "pts/1".into(),
             at: 1_700_000_560,
         }],
+        dry_run: false,
     }
 }
 
@@ -56,6 +57,15 @@ pub(crate) fn bare() -> SessionInfo {
         pids: vec![],
         warnings: vec![],
         tampers: vec![],
+        dry_run: false,
+    }
+}
+
+/// `busy()` under a dry-run rule.
+pub(crate) fn dry() -> SessionInfo {
+    SessionInfo {
+        dry_run: true,
+        ..busy()
     }
 }
 

@@ -52,6 +52,8 @@ struct SessionView<'a> {
     pids: &'a [u32],
     warnings: Vec<WarningView<'a>>,
     tampers: Vec<TamperView<'a>>,
+    /// The rule is `enforce = "dry-run"`: deadlines are logged, not enforced.
+    dry_run: bool,
 }
 
 impl<'a> SessionView<'a> {
@@ -78,6 +80,7 @@ impl<'a> SessionView<'a> {
             pids: &s.pids,
             warnings: s.warnings.iter().map(warning).collect(),
             tampers: s.tampers.iter().map(tamper).collect(),
+            dry_run: s.dry_run,
         }
     }
 }

@@ -58,6 +58,15 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The rule, marked `(dry-run)` when its deadlines are only logged.
+fn rule_cell(s: &SessionInfo) -> String {
+    if s.dry_run {
+        format!("{} (dry-run)", s.rule)
+    } else {
+        s.rule.clone()
+    }
+}
+
 pub fn sessions_table(list: &[SessionInfo]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -76,7 +85,7 @@ pub fn sessions_table(list: &[SessionInfo]) -> String {
                 left(s.now, s.last_activity),
                 left(s.idle_deadline, s.now),
                 left(s.max_deadline, s.now),
-                s.rule.clone(),
+                rule_cell(s),
                 s.state.clone(),
             ]
         })
@@ -109,6 +118,12 @@ pub fn session_detail(s: &SessionInfo) -> String {
     kv("tty", s.tty.clone());
     kv("rhost", s.rhost.clone());
     kv("rule", s.rule.clone());
+    if s.dry_run {
+        kv(
+            "enforce",
+            "dry-run: deadlines are logged, nothing is ended".into(),
+        );
+    }
     kv("state", s.state.clone());
     kv("started", format!("{} UTC", clock(s.started)));
     kv("idle for", left(s.now, s.last_activity));
@@ -163,6 +178,10 @@ pub fn status_text(list: &[SessionInfo]) -> String {
     }
     let mut out = String::new();
     for s in list {
+        if s.dry_run {
+            out.push_str(&dry_run_status(s));
+            continue;
+        }
         let idle = if s.idle_deadline == 0 {
             "no idle limit".to_owned()
         } else {
@@ -187,6 +206,32 @@ pub fn status_text(list: &[SessionInfo]) -> String {
         )));
     }
     out
+}
+
+/// A dry-run session in `status`: its limits are measured, not enforced.
+fn dry_run_status(s: &SessionInfo) -> String {
+    let idle = if s.idle_deadline == 0 {
+        "no idle limit".to_owned()
+    } else {
+        format!(
+            "idle {}, idle limit reached in {}",
+            left(s.now, s.last_activity),
+            left(s.idle_deadline, s.now)
+        )
+    };
+    let max = if s.max_deadline == 0 {
+        "no absolute limit".to_owned()
+    } else {
+        format!(
+            "absolute limit at {} UTC (in {})",
+            clock(s.max_deadline),
+            left(s.max_deadline, s.now)
+        )
+    };
+    escape::for_terminal(&format!(
+        "session {} ({} on {}): dry run, limits are measured but nothing will be closed: {idle}; {max}.\n",
+        s.id, s.service, s.tty
+    ))
 }
 
 pub fn target_text(t: &Target) -> String {

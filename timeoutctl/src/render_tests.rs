@@ -2,7 +2,7 @@
 //! and no control character from the daemon reaches the terminal raw.
 
 use super::*;
-use crate::fixtures::{bare, busy, revoked};
+use crate::fixtures::{bare, busy, dry, revoked};
 
 #[test]
 fn tables_align_and_escape_every_cell() {
@@ -93,4 +93,27 @@ fn revocations_table_says_until_unrevoke() {
             "group ops  22:13:20    23:13:20        1000\n"
         )
     );
+}
+
+#[test]
+fn dry_run_sessions_are_marked_and_threaten_nothing() {
+    let t = sessions_table(&[dry()]);
+    assert!(
+        t.lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("tests (dry-run)  active")),
+        "{t}"
+    );
+    let d = session_detail(&dry());
+    assert!(
+        d.contains("rule            tests\nenforce         dry-run: deadlines are logged, nothing is ended\n"),
+        "{d}"
+    );
+    let st = status_text(&[dry()]);
+    assert_eq!(
+        st,
+        "session 7 (sshd on pts/1,pts/3): dry run, limits are measured but nothing will be closed: \
+         idle 1m40s, idle limit reached in 8m20s; absolute limit at 23:13:20 UTC (in 50m).\n"
+    );
+    assert!(!st.contains("closes"), "{st}");
 }

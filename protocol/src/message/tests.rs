@@ -76,7 +76,31 @@ fn info() -> SessionInfo {
             tty: "pts/1".into(),
             at: 1_700_000_150,
         }],
+        dry_run: true,
     }
+}
+
+#[test]
+fn a_version_1_frame_is_refused_and_dry_run_is_0_or_1() {
+    let resp = Response::Sessions(vec![info()]);
+    let mut body = resp.encode();
+    body[0] = 1;
+    assert_eq!(
+        Response::decode(&body),
+        Err(DecodeError::UnsupportedVersion(1))
+    );
+    let mut body = resp.encode();
+    let last = body.len() - 1;
+    assert_eq!(body[last], 1, "dry_run is the last byte");
+    body[last] = 2;
+    assert_eq!(
+        Response::decode(&body),
+        Err(DecodeError::BadValue("dry_run"))
+    );
+    // A version-1 record (without dry_run) cannot pass for a version-2 one.
+    let mut body = resp.encode();
+    body.pop();
+    assert!(Response::decode(&body).is_err());
 }
 
 #[test]

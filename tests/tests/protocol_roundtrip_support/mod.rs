@@ -181,6 +181,7 @@ impl Rng {
                 tty: r.string(),
                 at: r.i64(),
             }),
+            dry_run: self.below(2) == 1,
         }
     }
 

@@ -9,8 +9,13 @@ use crate::core::policy::{Criteria, KillScope, Limits, LoginFacts, NottyMode, Tt
 
 fn limits_line(l: &Limits) -> String {
     let warn: Vec<String> = l.warn.iter().map(|w| Human(*w).to_string()).collect();
+    let enforce = if l.dry_run() {
+        format!("enforce=dry-run dry_run_warn={}", l.dry_run_warn)
+    } else {
+        "enforce=on".to_owned()
+    };
     format!(
-        "idle={} max={} warn=[{}] grace={} count_output={} notty={} kill_scope={}",
+        "idle={} max={} warn=[{}] grace={} count_output={} notty={} kill_scope={} {enforce}",
         duration::limit(l.idle),
         duration::limit(l.max),
         warn.join(", "),
@@ -221,11 +226,28 @@ mod tests {
         );
         assert!(text.contains("rule \"net\": MATCH"), "{text}");
         assert!(text.contains("limits: idle=15m max=1h"), "{text}");
+        assert!(text.ends_with("kill_scope=session enforce=on\n"), "{text}");
         let described = describe(&cfg);
         assert!(
             described.contains("rule 2 \"net\"") && described.contains("rhosts=[!10.0.0.0/8, *]"),
             "{described}"
         );
+    }
+
+    #[test]
+    fn dry_run_rules_say_so() {
+        let cfg = crate::config::parse(
+            Path::new("t.toml"),
+            "[[rule]]\nname = \"try\"\nenforce = \"dry-run\"\nidle = \"10m\"\n",
+        )
+        .unwrap();
+        let described = describe(&cfg);
+        assert!(
+            described.contains("idle=10m max=12h warn=[5m, 1m] grace=10s count_output=false notty=io kill_scope=session enforce=dry-run dry_run_warn=false"),
+            "{described}"
+        );
+        let facts = parse_facts(&["user=a".into()], no_lookup).unwrap();
+        assert!(explain(&cfg, &facts).contains("enforce=dry-run"));
     }
 
     #[test]

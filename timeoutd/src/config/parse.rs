@@ -56,6 +56,8 @@ pub(super) struct RawTable {
     pub(super) notty: Option<Spanned<String>>,
     pub(super) kill_scope: Option<Spanned<String>>,
     pub(super) message: Option<Spanned<String>>,
+    pub(super) enforce: Option<Spanned<String>>,
+    pub(super) dry_run_warn: Option<Spanned<bool>>,
 }
 
 /// Reads and validates a config file.

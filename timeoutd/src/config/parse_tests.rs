@@ -240,3 +240,29 @@ fn empty_criteria_lists_are_errors() {
     let e = only_error("[[rule]]\nname = \"a\"\nusers = []\n");
     assert!(e.message.contains("never match"), "{}", e.message);
 }
+
+#[test]
+fn enforce_and_dry_run_warn_are_inherited_and_checked() {
+    let c = check(
+        "[defaults]\nenforce = \"dry-run\"\ndry_run_warn = true\n\n\
+         [[rule]]\nname = \"a\"\nusers = [\"a\"]\nenforce = \"on\"\n\n\
+         [[rule]]\nname = \"b\"\nusers = [\"b\"]\n",
+    )
+    .unwrap();
+    assert!(c.policy.defaults.dry_run() && c.policy.defaults.dry_run_warn);
+    assert!(!c.policy.rules[0].limits.dry_run());
+    assert!(c.policy.rules[0].limits.dry_run_warn, "inherited");
+    assert!(c.policy.rules[1].limits.dry_run(), "inherited");
+    let d = check("").unwrap().policy.defaults;
+    assert!(!d.dry_run() && !d.dry_run_warn, "on and quiet by default");
+    let e = only_error("[[rule]]\nname = \"a\"\nenforce = \"maybe\"\n");
+    assert_eq!((e.line, e.column), (3, 11));
+    assert!(
+        e.message
+            .contains("enforce must be one of \"on\", \"dry-run\""),
+        "{}",
+        e.message
+    );
+    let e = only_error("[defaults]\ndry_run_warn = \"yes\"\n");
+    assert_eq!(e.line, 2);
+}

@@ -9,7 +9,9 @@ use crate::config::parse::{Errors, RawTable, Strings};
 use crate::core::duration;
 use crate::core::policy::matching::HostPattern;
 use crate::core::policy::template::Template;
-use crate::core::policy::{Criteria, KillScope, Limits, NottyMode, Policy, Rule, TtyClass};
+use crate::core::policy::{
+    Criteria, Enforce, KillScope, Limits, NottyMode, Policy, Rule, TtyClass,
+};
 
 fn limit(
     v: &Option<Spanned<String>>,
@@ -153,6 +155,17 @@ pub(super) fn limits_section(
             errs,
         ),
         message,
+        enforce: choice(
+            &raw.enforce,
+            inherited.enforce,
+            "enforce",
+            &[("on", Enforce::On), ("dry-run", Enforce::DryRun)],
+            errs,
+        ),
+        dry_run_warn: raw
+            .dry_run_warn
+            .as_ref()
+            .map_or(inherited.dry_run_warn, |b| *b.get_ref()),
     }
 }
 

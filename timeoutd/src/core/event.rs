@@ -91,7 +91,8 @@ event_names! {
     SessionTerminated => "session_terminated",
     /// The session ended by itself (`reason=logout|leader_gone|lost_while_down`, `duration=`).
     SessionClose => "session_close",
-    /// The evidence one ended session leaves, for `timeoutctl report`.
+    /// What an ended session leaves as evidence, logged once per session
+    /// right after its `session_close` or `session_terminated`.
     SessionSummary => "session_summary",
     /// A later look changed which rule applies.
     SessionRematched => "session_rematched",

@@ -4,11 +4,13 @@
 
 use crate::core::clock::Timestamp;
 use crate::core::policy::TtyClass;
+use crate::core::session::evidence::{DryRunMemory, Evidence, Gap};
 use crate::core::session::{Login, ProcRef, Scope, SessionId};
 
 /// What is kept of a session across a restart: who, which processes, and its
-/// history (registration time and last credited activity). Limits and the
-/// rule are not kept: they come from the policy in force after the restart.
+/// history (registration time, last credited activity and the evidence for
+/// its summary). Limits and the rule are not kept: they come from the policy
+/// in force after the restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     pub id: SessionId,
@@ -23,11 +25,20 @@ pub struct SessionRecord {
     /// Taken over from a login opened while the daemon was down.
     pub adopted: bool,
     /// The login's cgroup (path inside the cgroup2 hierarchy), when it has
-    /// one. Optional 19th field: lines written before it existed have 18.
+    /// one: the 19th field (`-` for none); lines written before it existed have 18.
     pub cgroup: Option<String>,
+    /// Idle gaps, warnings, tampers, dry-run expiries.
+    pub evidence: Evidence,
 }
 
 const VERSION: &str = "s1";
+/// Fields of a record written before the evidence was kept (still read).
+const FIELDS_BASE: usize = 18;
+/// Fields of a record with its cgroup and its evidence; the last is [`END_MARK`].
+const FIELDS_WITH_EVIDENCE: usize = 28;
+/// Ends a record with evidence, so that a line torn inside its evidence is
+/// refused rather than read with a shortened number.
+const END_MARK: &str = "e";
 
 /// Escapes a field of a tab-separated state line (tabs, newlines, commas, backslashes).
 pub(crate) fn esc(s: &str) -> String {
@@ -85,6 +96,7 @@ impl SessionRecord {
             Scope::Subtree => "subtree".to_owned(),
         };
         let l = &self.login;
+        let e = &self.evidence;
         [
             VERSION.to_owned(),
             self.id.0.to_string(),
@@ -105,13 +117,24 @@ impl SessionRecord {
             list(&self.ttys),
             u8::from(self.adopted).to_string(),
             self.cgroup.as_deref().map_or_else(|| "-".to_owned(), esc),
+            e.idle_max.to_string(),
+            e.idle_total.to_string(),
+            e.warnings.to_string(),
+            e.tampers.to_string(),
+            e.dry_run_expiries.to_string(),
+            gaps_field(e.gaps()),
+            deadline_field(e.dry_run.idle),
+            deadline_field(e.dry_run.max),
+            END_MARK.to_owned(),
         ]
         .join("\t")
     }
 
     pub fn decode(line: &str) -> Result<Self, String> {
         let f: Vec<&str> = line.split('\t').collect();
-        if !(f.len() == 18 || f.len() == 19) || f[0] != VERSION {
+        let with_evidence =
+            f.len() == FIELDS_WITH_EVIDENCE && f[FIELDS_WITH_EVIDENCE - 1] == END_MARK;
+        if !(f.len() == FIELDS_BASE || with_evidence) || f[0] != VERSION {
             return Err(format!("not a session record ({} fields)", f.len()));
         }
         let num = |i: usize| -> Result<u64, String> {
@@ -163,9 +186,72 @@ impl SessionRecord {
             tty_settled: flag(15)?,
             ttys: unlist(f[16]),
             adopted: flag(17)?,
-            cgroup: f.get(18).filter(|c| **c != "-").map(|c| unesc(c)),
+            cgroup: if with_evidence {
+                Some(f[FIELDS_BASE]).filter(|c| *c != "-").map(unesc)
+            } else {
+                None
+            },
+            evidence: if with_evidence {
+                decode_evidence(&f[FIELDS_BASE + 1..])?
+            } else {
+                Evidence::default()
+            },
         })
     }
+}
+
+fn gaps_field(gaps: &[Gap]) -> String {
+    gaps.iter()
+        .map(|g| format!("{}:{}", g.offset, g.len))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn deadline_field(at: Option<Timestamp>) -> String {
+    at.map_or_else(|| "-".to_owned(), |t| t.0.to_string())
+}
+
+/// Fields 18 to 25 of a record: the evidence.
+fn decode_evidence(f: &[&str]) -> Result<Evidence, String> {
+    let num = |i: usize| -> Result<u64, String> {
+        f.get(i)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("evidence field {i} is not a number"))
+    };
+    let count = |i: usize| -> Result<u32, String> {
+        num(i)
+            .and_then(|n| u32::try_from(n).map_err(|_| format!("evidence field {i} is too large")))
+    };
+    let deadline = |i: usize| -> Result<Option<Timestamp>, String> {
+        match f.get(i).copied() {
+            Some("-") => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(|ms| Some(Timestamp(ms)))
+                .map_err(|_| format!("evidence field {i} is not a time")),
+            None => Err("evidence is cut short".into()),
+        }
+    };
+    let mut gaps = Vec::new();
+    let list = f.get(5).copied().unwrap_or("");
+    for pair in list.split(',').filter(|p| !p.is_empty()) {
+        let (off, len) = pair.split_once(':').ok_or("bad gap")?;
+        gaps.push(Gap {
+            offset: off.parse().map_err(|_| "bad gap offset")?,
+            len: len.parse().map_err(|_| "bad gap length")?,
+        });
+    }
+    let mut e = Evidence::default().restored(gaps);
+    e.idle_max = num(0)?;
+    e.idle_total = num(1)?;
+    e.warnings = count(2)?;
+    e.tampers = count(3)?;
+    e.dry_run_expiries = count(4)?;
+    e.dry_run = DryRunMemory {
+        idle: deadline(6)?,
+        max: deadline(7)?,
+    };
+    Ok(e)
 }
 
 /// One line of the journal.
@@ -251,6 +337,7 @@ mod tests {
             ttys: vec!["pts/1".into(), "pts/3".into()],
             adopted: false,
             cgroup: None,
+            evidence: Evidence::default(),
         }
     }
 
@@ -260,10 +347,13 @@ mod tests {
         r.cgroup = Some("/timeoutd-1a2b/s-7\tx".into());
         assert_eq!(SessionRecord::decode(&r.encode()).unwrap(), r);
         // A line written before the field existed: 18 fields, no cgroup.
-        let old = sample(8).encode();
-        let old = old.rsplit_once('\t').unwrap().0;
-        assert_eq!(old.split('\t').count(), 18);
-        assert_eq!(SessionRecord::decode(old).unwrap(), sample(8));
+        let line = sample(8).encode();
+        let old: Vec<&str> = line.split('\t').take(18).collect();
+        assert_eq!(SessionRecord::decode(&old.join("\t")).unwrap(), sample(8));
+        // A line with the cgroup but torn before its end mark is refused.
+        let full = r.encode();
+        let torn: Vec<&str> = full.split('\t').take(19).collect();
+        assert!(SessionRecord::decode(&torn.join("\t")).is_err());
     }
 
     #[test]
@@ -277,6 +367,48 @@ mod tests {
         sub.ttys.clear();
         sub.login.groups.clear();
         assert_eq!(SessionRecord::decode(&sub.encode()).unwrap(), sub);
+    }
+
+    fn with_evidence(id: u64) -> SessionRecord {
+        let mut r = sample(id);
+        let mut e = Evidence::default();
+        e.add_gap(Gap { offset: 0, len: 75 });
+        e.add_gap(Gap {
+            offset: 600,
+            len: 12,
+        });
+        e.warnings = 3;
+        e.tampers = 1;
+        e.dry_run_expiries = 2;
+        e.dry_run.idle = Some(Timestamp(1_700_000_900_000));
+        r.evidence = e;
+        r
+    }
+
+    #[test]
+    fn evidence_round_trips_and_old_records_still_read() {
+        let r = with_evidence(7);
+        let line = r.encode();
+        assert!(
+            line.ends_with("\t75\t75\t3\t1\t2\t0:75,600:12\t1700000900000\t-\te"),
+            "{line}"
+        );
+        assert_eq!(SessionRecord::decode(&line).unwrap(), r);
+        // A record written before the evidence was kept: its first 18 fields.
+        let old: Vec<&str> = line.split('\t').take(18).collect();
+        let old = SessionRecord::decode(&old.join("\t")).unwrap();
+        assert_eq!(old.evidence, Evidence::default());
+        assert_eq!(old.login, r.login);
+        // A line torn anywhere inside the evidence is refused.
+        for cut in line.len() - 40..line.len() {
+            assert!(
+                SessionRecord::decode(&line[..cut]).is_err(),
+                "{}",
+                &line[..cut]
+            );
+        }
+        let bad = line.replace("0:75,600:12", "0:75,x");
+        assert!(SessionRecord::decode(&bad).is_err());
     }
 
     #[test]

@@ -202,6 +202,7 @@ impl<S: System> Engine<S> {
                     at: at.secs(),
                 })
                 .collect(),
+            dry_run: s.limits.dry_run(),
         }
     }
 

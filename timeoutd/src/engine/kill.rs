@@ -397,7 +397,7 @@ impl<S: System> Engine<S> {
             .field("survivors", 0)
             .field("root_spared", s.spared.len())
             .field("duration", Human(now.since(s.registered_at)));
-        self.sys.log(ev);
+        self.log_end(ev, s, reason.as_str(), now);
         (After::Forget, None)
     }
 }

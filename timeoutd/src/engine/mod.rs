@@ -19,9 +19,11 @@ use crate::core::revocations::Revocations;
 use crate::core::session::{ProcRef, Session, SessionId};
 
 mod admin;
+mod dry_run;
 mod kill;
 mod recovery;
 mod register;
+mod summary;
 pub(crate) mod system;
 #[cfg(test)]
 pub(crate) mod testkit;

@@ -58,7 +58,7 @@ impl<S: System> Engine<S> {
             .field("reason", "lost_while_down")
             .field("detail", why)
             .field("duration", Human(now.since(s.registered_at)));
-        self.sys.log(ev);
+        self.log_end(ev, &s, "lost_while_down", now);
         self.sys.persist(JournalEntry::Gone(s.id));
     }
 
@@ -74,7 +74,7 @@ impl<S: System> Engine<S> {
             let ev = session_event(EventName::SessionClose, &s)
                 .field("reason", "lost_while_down")
                 .field("duration", Human(now.since(s.registered_at)));
-            self.sys.log(ev);
+            self.log_end(ev, &s, "lost_while_down", now);
             self.sys.persist(JournalEntry::Gone(s.id));
             return false;
         }
@@ -172,6 +172,7 @@ impl<S: System> Engine<S> {
             // Its processes were forked outside any cgroup of ours: the
             // audit session is its scope, ended by stop-then-kill.
             cgroup: None,
+            evidence: Default::default(),
         }
     }
 }

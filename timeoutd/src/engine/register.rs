@@ -145,6 +145,7 @@ impl<S: System> Engine<S> {
             ttys: Vec::new(),
             adopted: false,
             cgroup,
+            evidence: Default::default(),
         };
         let session = Session::new(record, &self.policy, now);
         let ev = session_event(EventName::SessionOpen, &session)
@@ -188,11 +189,15 @@ impl<S: System> Engine<S> {
         }
     }
 
-    /// The text shown at login: the limits that apply.
+    /// The text shown at login: the limits that will be enforced.
     fn banner(&self, id: SessionId) -> String {
         let Some(s) = self.sessions.get(&id) else {
             return String::new();
         };
+        // A dry run announces nothing: its limits will not be enforced.
+        if s.limits.dry_run() {
+            return String::new();
+        }
         let idle = s
             .limits
             .idle
@@ -232,7 +237,8 @@ impl<S: System> Engine<S> {
                 let ev = session_event(EventName::SessionClose, s)
                     .field("reason", "logout")
                     .field("duration", Human(now.since(s.registered_at)));
-                self.sys.log(ev);
+                let s = s.clone();
+                self.log_end(ev, &s, "logout", now);
                 self.forget(id);
             }
             // A terminating session goes on until every process is gone.

@@ -14,7 +14,7 @@ use crate::core::record::JournalEntry;
 use crate::core::session::deadline::{self, Deadline, Step};
 use crate::core::session::terminal::{Observation, TtyWatch};
 use crate::core::session::{EndReason, Phase, Session, SessionId};
-use crate::engine::{session_event, Engine, System};
+use crate::engine::{dry_run, session_event, summary, Engine, System};
 
 /// How long after registration the login's terminal is looked for eagerly;
 /// a login without one by then is taken to have none.
@@ -59,9 +59,7 @@ impl<S: System> Engine<S> {
             if !s.is_active() {
                 continue;
             }
-            let d = self.policy.decide(&s.facts());
-            s.rule = d.rule;
-            s.limits = d.limits;
+            s.apply_decision(self.policy.decide(&s.facts()));
             self.schedule(id, now);
         }
     }
@@ -108,7 +106,7 @@ impl<S: System> Engine<S> {
             let ev = session_event(EventName::SessionClose, s)
                 .field("reason", "leader_gone")
                 .field("duration", Human(now.since(s.registered_at)));
-            self.sys.log(ev);
+            self.log_end(ev, s, "leader_gone", now);
             return (After::Forget, None);
         }
         self.refresh_ttys(s, now);
@@ -119,6 +117,9 @@ impl<S: System> Engine<S> {
             }
         } else {
             self.measure(s, now);
+        }
+        if s.idle_measured() {
+            summary::note_look(s, now);
         }
         let ds = self.deadlines_of(s);
         if s.not_before.is_none_or(|nb| nb <= now) {
@@ -134,6 +135,10 @@ impl<S: System> Engine<S> {
                         .field("deadline", d.at.secs())
                         .field("idle_for", Human(now.since(s.last_activity)))
                         .field("duration", Human(now.since(s.registered_at)));
+                    if s.limits.dry_run() {
+                        self.would_expire(s, d, ev);
+                        continue;
+                    }
                     self.sys.log(ev);
                     return self.begin_kill(s, EndReason::Expired(d.reason), now);
                 }
@@ -152,19 +157,16 @@ impl<S: System> Engine<S> {
     }
 
     fn deadlines_of(&self, s: &Session) -> Vec<Deadline> {
-        deadline::deadlines(
-            &s.limits,
-            s.registered_at,
-            s.last_activity,
-            s.idle_measured(),
-            s.not_before,
-        )
+        s.pending_deadlines()
     }
 
     /// Wakes earlier than `at` while the terminal is still being looked for,
     /// and at least every liveness interval.
     fn cap_wake(&self, s: &mut Session, at: Timestamp, now: Timestamp) -> Timestamp {
         let mut next = at.min(now + LIVENESS_INTERVAL);
+        if let Some(look) = s.dry_run_look() {
+            next = next.min(now + look);
+        }
         let searching =
             s.ttys.is_empty() && !s.tty_settled && now.since(s.registered_at) < DISCOVERY_WINDOW;
         if searching {
@@ -209,8 +211,7 @@ impl<S: System> Engine<S> {
                 .field("new_rule", &d.rule)
                 .field("tty_class", s.tty_class.as_str());
             self.sys.log(ev);
-            s.rule = d.rule;
-            s.limits = d.limits;
+            s.apply_decision(d);
         }
     }
 
@@ -277,6 +278,7 @@ impl<S: System> Engine<S> {
             return;
         }
         s.last_tamper_log = Some(now);
+        s.evidence.tampers = s.evidence.tampers.saturating_add(1);
         let (reason, detail) = if unwitnessed {
             (
                 "no_client_input",
@@ -296,7 +298,7 @@ impl<S: System> Engine<S> {
         self.sys.log(ev);
     }
 
-    fn warn(&mut self, s: &Session, d: Deadline, now: Timestamp) {
+    fn warn(&mut self, s: &mut Session, d: Deadline, now: Timestamp) {
         let remaining = Human(Duration::from_secs(
             d.at.since(now).as_millis().div_ceil(1000) as u64,
         ));
@@ -318,16 +320,20 @@ impl<S: System> Engine<S> {
         });
         let text = format!("\n[session-timeout] {}\n\u{7}", escape::for_terminal(&text));
         let mut delivered = 0;
-        for t in &s.ttys {
+        let written = s.warnings_written();
+        for t in s.ttys.iter().filter(|_| written) {
             if self.sys.write_tty(&t.name, &text) {
                 delivered += 1;
             }
+        }
+        if written {
+            s.evidence.warnings = s.evidence.warnings.saturating_add(1);
         }
         let ev = session_event(EventName::SessionWarn, s)
             .field("reason", d.reason.as_str())
             .field("remaining", remaining)
             .field("deadline", d.at.secs())
             .field("delivered", delivered);
-        self.sys.log(ev);
+        self.sys.log(dry_run::mark(ev, s));
     }
 }

@@ -137,6 +137,7 @@ mod tests {
             ttys: vec![],
             adopted: false,
             cgroup: None,
+            evidence: Default::default(),
         }
     }
 

@@ -30,6 +30,26 @@ pub enum KillScope {
     Leader,
 }
 
+/// Whether a rule's deadlines are enforced or only logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforce {
+    /// Deadlines end the session (the default).
+    On,
+    /// Deadlines are logged (`session_expired ... dry_run=1`) and nothing is
+    /// signalled: the session goes on.
+    DryRun,
+}
+
+impl Enforce {
+    /// As the config file and `--check-config` write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::On => "on",
+            Self::DryRun => "dry-run",
+        }
+    }
+}
+
 /// The limits that apply to one session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -46,6 +66,10 @@ pub struct Limits {
     pub notty: NottyMode,
     pub kill_scope: KillScope,
     pub message: Template,
+    /// Whether deadlines end the session or are only logged.
+    pub enforce: Enforce,
+    /// In dry-run, write the warnings to the terminal anyway.
+    pub dry_run_warn: bool,
 }
 
 impl Limits {
@@ -60,7 +84,14 @@ impl Limits {
             notty: NottyMode::Io,
             kill_scope: KillScope::Session,
             message: Template::default(),
+            enforce: Enforce::On,
+            dry_run_warn: false,
         }
+    }
+
+    /// Whether deadlines are only logged, not enforced.
+    pub fn dry_run(&self) -> bool {
+        self.enforce == Enforce::DryRun
     }
 }
 

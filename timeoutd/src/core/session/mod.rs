@@ -2,6 +2,8 @@
 //! has been seen of it, and the step of its ending. Pure.
 
 pub(crate) mod deadline;
+mod dry_run;
+pub(crate) mod evidence;
 pub(crate) mod terminal;
 
 use std::fmt;
@@ -11,6 +13,7 @@ use crate::core::clock::Timestamp;
 use crate::core::policy::{Limits, LoginFacts, NottyMode, Policy, TtyClass};
 use crate::core::record::SessionRecord;
 use crate::core::session::deadline::{Reason, WarnMemory};
+use crate::core::session::evidence::{Evidence, Looks};
 use crate::core::session::terminal::TtyWatch;
 
 /// The daemon's id for a session, unique across restarts.
@@ -156,6 +159,10 @@ pub struct Session {
     /// Root processes moved out of the kill scope or left alone while
     /// ending it (see `engine::kill`), counted once each.
     pub spared: Vec<ProcRef>,
+    /// Idle gaps, warnings, tampers and dry-run expiries, for the summary.
+    pub evidence: Evidence,
+    /// What the looks since the last credited input found.
+    pub looks: Looks,
 }
 
 impl Session {
@@ -190,6 +197,8 @@ impl Session {
             adopted: record.adopted,
             cgroup: record.cgroup,
             spared: Vec::new(),
+            evidence: record.evidence,
+            looks: Looks::new(record.last_activity),
         };
         let decision = policy.decide(&s.facts());
         s.rule = decision.rule;
@@ -211,6 +220,7 @@ impl Session {
             ttys: self.ttys.iter().map(|t| t.name.clone()).collect(),
             adopted: self.adopted,
             cgroup: self.cgroup.clone(),
+            evidence: self.evidence.clone(),
         }
     }
 
@@ -284,6 +294,7 @@ mod tests {
             ttys: Vec::new(),
             adopted: false,
             cgroup: None,
+            evidence: Evidence::default(),
         };
         let mut s = Session::new(record, &Policy::new(Limits::builtin()), Timestamp(0));
         assert_eq!(s.tty_label(), "ssh");

@@ -2,6 +2,8 @@
 //! second, with no sleeping.
 
 mod admin;
+mod dry_run;
 mod kill;
 mod recovery;
+mod summary;
 mod wake;

@@ -23,7 +23,8 @@ fn idle_session_is_warned_expired_and_killed_in_order() {
             "session_warn",
             "session_expired",
             "session_signal",
-            "session_terminated"
+            "session_terminated",
+            "session_summary"
         ]
     );
     // Registered at 1000, no credited input: warn at 1005, expire at 1015.
@@ -135,7 +136,15 @@ fn logout_closes_and_forgets() {
         Response::Unregistered { session_id: id.0 }
     );
     run_until(&mut e, 1100);
-    assert_eq!(names(&e), ["session_open", "session_tty", "session_close"]);
+    assert_eq!(
+        names(&e),
+        [
+            "session_open",
+            "session_tty",
+            "session_close",
+            "session_summary"
+        ]
+    );
     assert_eq!(find(&e, "session_close").get("duration"), Some("3s"));
     assert!(e.is_empty());
     assert_eq!(e.next_wake(), None);
