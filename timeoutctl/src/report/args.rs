@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use timeoutd::core::duration;
 
-use super::time;
-use super::whatif::Limits;
+use crate::report::read::time;
+use crate::report::tally::whatif::Limits;
 
 /// What the sessions are grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

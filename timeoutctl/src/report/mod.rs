@@ -1,22 +1,12 @@
 //! `timeoutctl report`: reads timeoutd's `session_summary` events from log
-//! files (any of the formats in [`envelope`]), groups them, and shows
+//! files (any of the formats in [`read::envelope`]), groups them, and shows
 //! lifetimes, idle gaps, how sessions ended, outliers and what proposed
 //! limits would have done. Needs no daemon. See docs/report.md.
 
-mod aggregate;
 pub mod args;
-mod csv;
-mod envelope;
-mod fields;
-mod hist;
-mod input;
-mod outliers;
-mod summary;
-mod svg;
-mod table;
-mod time;
-mod view;
-mod whatif;
+mod read;
+mod show;
+mod tally;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,8 +16,10 @@ use timeoutd::config;
 
 pub use args::ReportArgs;
 
-use aggregate::{Options, Report};
-use envelope::Context;
+use read::{envelope::Context, input, time};
+use show::{csv, svg, table, view};
+use tally::aggregate::{Options, Report};
+use tally::whatif;
 use view::ConfigView;
 
 /// The rule names of the config at `path`, or why they are unknown.

@@ -6,12 +6,12 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::args::By;
-use super::envelope::{self, Context};
-use super::hist::LogHistogram;
-use super::outliers::Outliers;
-use super::summary::{self, End, Event, Summary, Who};
-use super::whatif::{Limits, Tally};
+use crate::report::args::By;
+use crate::report::read::envelope::{self, Context};
+use crate::report::read::summary::{self, End, Event, Summary, Who};
+use crate::report::tally::hist::LogHistogram;
+use crate::report::tally::outliers::Outliers;
+use crate::report::tally::whatif::{Limits, Tally};
 
 /// Most dry-run expiries of not-yet-summarised sessions remembered; beyond
 /// it they are counted straight into their group (a later summary of the

@@ -3,7 +3,7 @@
 
 use timeoutd::core::escape;
 
-use super::view::{GroupView, ReportView};
+use crate::report::show::view::{GroupView, ReportView};
 
 /// Quotes a cell if it holds a comma, a quote or a line break.
 fn cell(s: &str) -> String {

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::time::{self, LocalZone};
+use crate::report::read::time::{self, LocalZone};
 
 /// One line without its envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]

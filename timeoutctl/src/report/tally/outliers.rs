@@ -9,7 +9,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-use super::summary::{End, Summary, Who};
+use crate::report::read::summary::{End, Summary, Who};
 
 /// One listed outlier.
 #[derive(Debug, Clone)]

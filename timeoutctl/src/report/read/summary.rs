@@ -4,7 +4,7 @@
 //! a summary or dry-run expiry that lacks a field or has a bad number is
 //! malformed.
 
-use super::fields;
+use crate::report::read::fields;
 
 /// Most recorded gaps in one summary.
 pub const MAX_GAPS: usize = 16;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use timeoutd::core::duration::Human;
 use timeoutd::core::escape;
 
-use super::time::civil_from_secs;
-use super::view::{GroupView, OutlierView, ReportView};
+use crate::report::read::time::civil_from_secs;
+use crate::report::show::view::{GroupView, OutlierView, ReportView};
 
 /// A duration in seconds as the config writes it; `-` for none.
 pub fn human(secs: Option<u64>) -> String {

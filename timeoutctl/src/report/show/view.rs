@@ -4,10 +4,10 @@
 
 use serde::Serialize;
 
-use super::aggregate::{GroupStats, Report};
-use super::outliers::Outlier;
-use super::summary::End;
-use super::whatif::Limits;
+use crate::report::read::summary::End;
+use crate::report::tally::aggregate::{GroupStats, Report};
+use crate::report::tally::outliers::Outlier;
+use crate::report::tally::whatif::Limits;
 
 #[derive(Debug, Serialize)]
 pub struct ConfigView {

@@ -6,8 +6,8 @@
 
 use std::fmt::Write as _;
 
-use super::hist::LogHistogram;
-use super::table::human;
+use crate::report::show::table::human;
+use crate::report::tally::hist::LogHistogram;
 
 const WIDTH: f64 = 900.0;
 const PANEL: f64 = 300.0;

@@ -2,7 +2,7 @@
 //! the time window and the dry-run expiries with and without a summary.
 
 use super::*;
-use crate::report::time::LocalZone;
+use crate::report::read::time::LocalZone;
 
 const T: i64 = 1_796_167_830; // 2026-12-01T23:30:30Z
 

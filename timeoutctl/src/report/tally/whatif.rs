@@ -11,7 +11,7 @@
 //! gap, else `idle_max - L` (the gap of idle_max, wherever it lay, went on
 //! that long past the cut).
 
-use super::summary::{Summary, MAX_GAPS};
+use crate::report::read::summary::{Summary, MAX_GAPS};
 
 /// Proposed limits in seconds; `None` is "no such limit".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,8 +89,8 @@ impl Tally {
 
 #[cfg(test)]
 mod tests {
-    use super::super::summary::{End, Who};
     use super::*;
+    use crate::report::read::summary::{End, Who};
 
     fn session(duration: u64, idle_max: u64, gaps: &[(u64, u64)]) -> Summary {
         Summary {
