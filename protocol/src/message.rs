@@ -68,6 +68,11 @@ pub enum Request {
     Reload,
     /// Anyone: the caller's own sessions.
     Status,
+    /// Admin: run the PAM account check now for every user with a live
+    /// session, or only `user` (when not empty), and say what each answered.
+    Revalidate {
+        user: String,
+    },
 }
 
 /// Machine-readable class of an error reply.
@@ -140,6 +145,7 @@ mod kind {
     pub const REVOCATIONS: u8 = 15;
     pub const RELOAD: u8 = 16;
     pub const STATUS: u8 = 17;
+    pub const REVALIDATE: u8 = 20;
     pub const REGISTERED: u8 = 101;
     pub const UNREGISTERED: u8 = 102;
     pub const REFUSED: u8 = 103;
@@ -207,6 +213,7 @@ impl Request {
             Self::Revocations => Encoder::new(kind::REVOCATIONS).finish(),
             Self::Reload => Encoder::new(kind::RELOAD).finish(),
             Self::Status => Encoder::new(kind::STATUS).finish(),
+            Self::Revalidate { user } => Encoder::new(kind::REVALIDATE).str(user).finish(),
         }
     }
 
@@ -252,6 +259,9 @@ impl Request {
             kind::REVOCATIONS => Self::Revocations,
             kind::RELOAD => Self::Reload,
             kind::STATUS => Self::Status,
+            kind::REVALIDATE => Self::Revalidate {
+                user: d.string("user")?,
+            },
             other => return Err(DecodeError::UnknownKind(other)),
         };
         d.finish()?;
@@ -467,6 +477,10 @@ mod tests {
             Request::Revocations,
             Request::Reload,
             Request::Status,
+            Request::Revalidate { user: "bob".into() },
+            Request::Revalidate {
+                user: String::new(),
+            },
         ] {
             assert_eq!(Request::decode(&req.encode()).unwrap(), req);
         }

@@ -138,7 +138,7 @@ impl Rng {
     }
 
     fn request(&mut self) -> Request {
-        match self.below(11) {
+        match self.below(12) {
             0 => Request::Register(self.registration()),
             1 => Request::Unregister(SessionKey {
                 pid: self.u32(),
@@ -166,6 +166,9 @@ impl Rng {
             },
             8 => Request::Revocations,
             9 => Request::Reload,
+            10 => Request::Revalidate {
+                user: self.string(),
+            },
             _ => Request::Status,
         }
     }
@@ -306,7 +309,7 @@ fn requests_round_trip_and_every_prefix_fails() {
             Request::decode,
         );
     }
-    assert_eq!(kinds.len(), 11, "the generator missed request kinds");
+    assert_eq!(kinds.len(), 12, "the generator missed request kinds");
 }
 
 #[test]
@@ -464,6 +467,7 @@ fn corpus_values() -> (Named<Request>, Named<Response>) {
         ("revocations", Request::Revocations),
         ("reload", Request::Reload),
         ("status", Request::Status),
+        ("revalidate", Request::Revalidate { user: "bob".into() }),
     ];
     let mut rng = Rng::new(7);
     let mut info = rng.session_info();

@@ -44,7 +44,7 @@ fn os_error_to_signal_error(e: io::Error) -> SignalError {
 }
 
 /// `pidfd_open(pid, 0)`.
-fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and a flags word and returns a new fd
     // or -1; no memory is passed.
     let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };

@@ -3,4 +3,5 @@
 
 mod admin;
 mod recovery;
+mod revalidate;
 mod wake;
