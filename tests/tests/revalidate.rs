@@ -124,7 +124,7 @@ fn r1_an_expired_account_loses_its_sessions_and_the_other_user_keeps_theirs() {
 fn r2_a_hung_directory_keeps_the_sessions_and_says_so() {
     let name = service_name();
     let hang = std::env::temp_dir().join(format!("{name}-hang.sh"));
-    fs::write(&hang, "#!/bin/sh\nexec sleep 60\n").expect("writing the hang script");
+    fs::write(&hang, "#!/bin/sh\nsleep 60\ntrue\n").expect("writing the hang script");
     fs::set_permissions(&hang, fs::Permissions::from_mode(0o755)).expect("chmod");
     let _stack = write_stack(
         &name,
@@ -149,6 +149,15 @@ fn r2_a_hung_directory_keeps_the_sessions_and_says_so() {
         l.at > first.at && l.matches("revalidate_unavailable", &[("user", &user)])
     });
     assert!(a.ssh.exit().is_none(), "{}", w.report(&[&a.ssh]));
+    // pam_exec's helper (in a session of its own) died with its check: at
+    // most the one of the check now running is left.
+    let helpers = || {
+        e2e::audit::all()
+            .iter()
+            .filter(|p| p.command().contains(&*hang.to_string_lossy()))
+            .count()
+    };
+    assert!(helpers() <= 1, "{} hang helpers alive", helpers());
     // The daemon still answers at once while checks hang.
     let t = Instant::now();
     w.ctl_ok(&["list"]);
@@ -164,7 +173,7 @@ fn r2_a_hung_directory_keeps_the_sessions_and_says_so() {
 fn r3_with_unavailable_end_a_hung_directory_ends_the_sessions() {
     let name = service_name();
     let hang = std::env::temp_dir().join(format!("{name}-hang.sh"));
-    fs::write(&hang, "#!/bin/sh\nexec sleep 60\n").expect("writing the hang script");
+    fs::write(&hang, "#!/bin/sh\nsleep 60\ntrue\n").expect("writing the hang script");
     fs::set_permissions(&hang, fs::Permissions::from_mode(0o755)).expect("chmod");
     let _stack = write_stack(
         &name,

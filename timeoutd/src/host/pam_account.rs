@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::core::revalidate::CheckOutcome;
-use crate::host::signals::pidfd_open;
+use crate::host::signals::{pidfd_open, pidfd_send_signal};
 
 /// The hidden flag of the child mode.
 pub const CHILD_FLAG: &str = "--pam-account-check";
@@ -215,6 +215,7 @@ impl RunningCheck {
 
     fn kill(&mut self) {
         if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            kill_children_of(pid);
             // SAFETY: kill(2) with a negative pid signals the process group
             // the child leads (process_group(0)); no memory is passed. The
             // child is not reaped yet, so its pid (and group) is not reused.
@@ -248,6 +249,48 @@ impl Drop for RunningCheck {
             let _ = self.child.try_wait();
         }
     }
+}
+
+/// Kills the direct children of `pid` (a module's helpers that left its
+/// process group: pam_exec's child calls setsid). Each is pinned with a
+/// pidfd and checked to still be `pid`'s child first, so a reused pid is
+/// never hit. One read of /proc/PID/task/PID/children, not a /proc scan.
+fn kill_children_of(pid: libc::pid_t) {
+    let list = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+    for q in list.unwrap_or_default().split_whitespace() {
+        let Ok(q) = q.parse::<libc::pid_t>() else {
+            continue;
+        };
+        let Ok(fd) = pidfd_open(q) else {
+            continue;
+        };
+        if parent_of(q) == Some(pid) {
+            // It leads a group of its own (setsid): the group goes too. q is
+            // alive and pinned, so its group id is not reused meanwhile.
+            if pgid_of(q) == Some(q) {
+                // SAFETY: kill(2) on the group q leads; no memory is passed.
+                unsafe { libc::kill(-q, libc::SIGKILL) };
+            }
+            let _ = pidfd_send_signal(&fd, libc::SIGKILL);
+        }
+    }
+}
+
+/// Field 4 of /proc/PID/stat (after the command name in parentheses).
+fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    stat_field(pid, 1)
+}
+
+/// Field 5 of /proc/PID/stat: the process group.
+fn pgid_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    stat_field(pid, 2)
+}
+
+/// The `n`th field after the state in /proc/PID/stat (0 is the state).
+fn stat_field(pid: libc::pid_t, n: usize) -> Option<libc::pid_t> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n)?.parse().ok()
 }
 
 fn set_nonblocking(fd: RawFd) {
@@ -292,7 +335,7 @@ mod tests {
     #[test]
     fn a_child_that_hangs_is_killed_at_its_deadline() {
         let child = Command::new("/bin/sh")
-            .args(["-c", "sleep 30 & sleep 30"])
+            .args(["-c", "setsid sh -c 'sleep 31; true' & sleep 30"])
             .stdout(Stdio::piped())
             .process_group(0)
             .spawn()
@@ -302,12 +345,17 @@ mod tests {
         assert_eq!(c.poll(Instant::now()), None);
         let late = Instant::now() + Duration::from_millis(200);
         assert_eq!(c.poll(late), Some(CheckOutcome::TimedOut));
-        // The whole group died, the background sleep too: reaped soon.
+        // The whole group died, and the helper in a session of its own.
         let until = Instant::now() + Duration::from_secs(5);
         while !c.reaped() {
             assert!(Instant::now() < until, "the killed child was never reaped");
             std::thread::sleep(Duration::from_millis(5));
         }
+        let helper_alive = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read_to_string(e.path().join("cmdline"))
+                .is_ok_and(|c| c == "sleep\u{0}31\u{0}")
+        });
+        assert!(!helper_alive, "the setsid helper survived");
     }
 
     #[test]

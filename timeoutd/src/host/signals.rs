@@ -58,7 +58,7 @@ pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 }
 
 /// `pidfd_send_signal(pidfd, sig, NULL, 0)`.
-fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
+pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
     // SAFETY: the pidfd is open for the duration of the call; a NULL siginfo
     // pointer is allowed (the kernel fills in a SI_USER siginfo) and flags
     // are 0.
