@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use session_timeout_proto::Response;
 
 use crate::config::revalidate::RevalidateConfig;
-use crate::core::revalidate::CheckOutcome;
+use crate::core::revalidate::{verdict, CheckOutcome, Verdict};
 use crate::engine::Check;
 use crate::host::pam_account::RunningCheck;
 
@@ -29,9 +29,16 @@ const REPLY_SLACK: Duration = Duration::from_secs(5);
 struct HeldReply {
     conn: u64,
     waiting: BTreeSet<u32>,
+    /// What was found, for users whose sessions it concerned.
     lines: Vec<String>,
+    /// Users found valid, listed after the others while the reply has room.
+    valid: Vec<String>,
     deadline: Instant,
 }
+
+/// A reply's message must fit a protocol string (64 KiB); beyond this the
+/// valid users are only counted.
+const MESSAGE_ROOM: usize = 60_000;
 
 /// The checks waiting, the ones running, and the replies held for them.
 pub(crate) struct Checks {
@@ -83,6 +90,7 @@ impl Checks {
             conn,
             waiting: wait_for.into_iter().collect(),
             lines: Vec::new(),
+            valid: Vec::new(),
             deadline: Instant::now() + wait,
         });
     }
@@ -138,10 +146,12 @@ impl Checks {
     }
 
     /// One answer, for the replies that wait for it.
-    pub(crate) fn answered(&mut self, uid: u32, line: &str) {
+    pub(crate) fn answered(&mut self, uid: u32, outcome: CheckOutcome, line: &str) {
+        let valid = verdict(outcome) == Verdict::Valid;
         for h in &mut self.held {
             if h.waiting.remove(&uid) {
-                h.lines.push(line.to_owned());
+                let list = if valid { &mut h.valid } else { &mut h.lines };
+                list.push(line.to_owned());
             }
         }
     }
@@ -167,14 +177,40 @@ impl Checks {
             out.push((
                 h.conn,
                 Response::Done {
-                    message: h.lines.join("\n"),
+                    message: message(&h.lines, &h.valid),
                 },
             ));
             false
         });
         out
     }
+}
 
+/// The findings first, then the valid users while there is room, then how
+/// many valid ones did not fit.
+fn message(findings: &[String], valid: &[String]) -> String {
+    let mut out: Vec<&str> = findings.iter().map(String::as_str).collect();
+    let mut room = MESSAGE_ROOM.saturating_sub(out.iter().map(|l| l.len() + 1).sum());
+    let mut shown = 0;
+    for v in valid {
+        if v.len() + 1 > room {
+            break;
+        }
+        room -= v.len() + 1;
+        out.push(v);
+        shown += 1;
+    }
+    let mut text = out.join("\n");
+    if shown < valid.len() {
+        text.push_str(&format!(
+            "\n{} more user(s) valid, sessions kept",
+            valid.len() - shown
+        ));
+    }
+    text
+}
+
+impl Checks {
     #[cfg(test)]
     fn with_exe(mut self, exe: &str) -> Self {
         self.exe = PathBuf::from(exe);
@@ -262,16 +298,16 @@ mod tests {
             "asked-for checks go first"
         );
         let now = Instant::now();
-        c.answered(1, "u1: valid");
+        c.answered(1, CheckOutcome::Returned(0), "u1: valid");
         assert!(c.replies_due(now).is_empty());
-        c.answered(2, "u2: invalid");
+        c.answered(2, CheckOutcome::Returned(13), "u2: invalid");
         let due = c.replies_due(now);
         assert_eq!(
             due,
             vec![(
                 7,
                 Response::Done {
-                    message: "u1: valid\nu2: invalid".into()
+                    message: "u2: invalid\nu1: valid".into()
                 }
             )]
         );
@@ -281,6 +317,20 @@ mod tests {
         assert!(
             matches!(&due[0].1, Response::Done { message } if message.contains("not answered yet (uid 3)")),
             "{due:?}"
+        );
+    }
+
+    #[test]
+    fn a_reply_about_thousands_of_users_fits_a_message() {
+        let valid: Vec<String> = (0..5000)
+            .map(|i| format!("user{i} (uid {i}): PAM_SUCCESS: valid, sessions kept"))
+            .collect();
+        let text = message(&["bad (uid 9): PAM_ACCT_EXPIRED".into()], &valid);
+        assert!(text.len() <= MESSAGE_ROOM + 64, "{}", text.len());
+        assert!(text.starts_with("bad (uid 9)"));
+        assert!(
+            text.ends_with("more user(s) valid, sessions kept"),
+            "{text}"
         );
     }
 }

@@ -82,7 +82,7 @@ fn revalidate(engine: &mut Engine<Host>, server: &mut Server, checks: &mut Check
         }
         for (check, outcome) in done {
             let line = engine.check_finished(&check, outcome);
-            checks.answered(check.uid, &line);
+            checks.answered(check.uid, outcome, &line);
         }
     }
     for (conn, resp) in checks.replies_due(Instant::now()) {
