@@ -173,6 +173,7 @@ fn request_name(r: &Request) -> &'static str {
         Request::Revocations => "Revocations",
         Request::Reload => "Reload",
         Request::Status => "Status",
+        Request::Revalidate { .. } => "Revalidate",
     }
 }
 
@@ -226,6 +227,9 @@ fn requests() -> Vec<Request> {
         Request::Revocations,
         Request::Reload,
         Request::Status,
+        Request::Revalidate {
+            user: String::new(),
+        },
     ]
 }
 

@@ -118,6 +118,13 @@ pub enum Verb {
     Reload,
     /// Your own sessions and the time left on each.
     Status(JsonFlag),
+    /// Check accounts through the PAM account stack now and end the
+    /// sessions of invalid ones; prints each user's result (admin).
+    Revalidate {
+        /// Only this user (default: every user with a live session).
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
     /// Lifetimes, idle gaps, outliers and what-if limits from timeoutd's
     /// session summaries in log files (needs no daemon).
     Report(Box<crate::report::ReportArgs>),
@@ -158,6 +165,9 @@ impl Verb {
             Self::Revocations(_) => Request::Revocations,
             Self::Reload => Request::Reload,
             Self::Status(_) => Request::Status,
+            Self::Revalidate { user } => Request::Revalidate {
+                user: user.clone().unwrap_or_default(),
+            },
             Self::Completions { .. } | Self::Report(_) => return None,
         })
     }

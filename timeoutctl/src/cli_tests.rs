@@ -92,6 +92,16 @@ fn every_verb_parses_to_its_request() {
     assert_eq!(request("revocations"), Request::Revocations);
     assert_eq!(request("reload"), Request::Reload);
     assert_eq!(request("status"), Request::Status);
+    assert_eq!(
+        request("revalidate"),
+        Request::Revalidate {
+            user: String::new()
+        }
+    );
+    assert_eq!(
+        request("revalidate --user bob"),
+        Request::Revalidate { user: "bob".into() }
+    );
 }
 
 #[test]
@@ -201,6 +211,7 @@ fn top_level_help_lists_every_verb() {
         "revocations",
         "reload",
         "status",
+        "revalidate",
         "completions",
     ] {
         assert!(

@@ -23,6 +23,9 @@ use cli::{Cli, Verb};
 
 /// Bound on the whole exchange with the daemon.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// `revalidate` waits for the checks: at most `revalidate_timeout` (≤ 60 s)
+/// and 5 s more on the daemon's side.
+const REVALIDATE_TIMEOUT: Duration = Duration::from_secs(70);
 
 /// --socket, else the config file's `[daemon] socket` (if it is readable and
 /// valid), else the default path.
@@ -37,12 +40,12 @@ fn socket_path(cli: &Cli) -> PathBuf {
 }
 
 /// What went wrong talking to the daemon, in words for the admin.
-fn exchange_error(socket: &Path, e: &ClientError) -> String {
+fn exchange_error(socket: &Path, e: &ClientError, timeout: Duration) -> String {
     match e {
         ClientError::Connect(e) => {
             format!("cannot reach timeoutd at {}: {e}", socket.display())
         }
-        ClientError::Timeout => format!("no answer from timeoutd within {}s", TIMEOUT.as_secs()),
+        ClientError::Timeout => format!("no answer from timeoutd within {}s", timeout.as_secs()),
         ClientError::Protocol(m) => format!("no usable answer from timeoutd: {m}"),
     }
 }
@@ -103,10 +106,14 @@ fn run(cli: &Cli) -> ExitCode {
         (_, None) => return ExitCode::SUCCESS,
     };
     let socket = socket_path(cli);
-    let answered = match client::exchange(&socket, &req, TIMEOUT, MAX_REPLY) {
+    let timeout = match req {
+        Request::Revalidate { .. } => REVALIDATE_TIMEOUT,
+        _ => TIMEOUT,
+    };
+    let answered = match client::exchange(&socket, &req, timeout, MAX_REPLY) {
         Ok(resp) => print_answer(resp, &req, verb.json()),
         Err(e) => {
-            eprintln!("timeoutctl: {}", exchange_error(&socket, &e));
+            eprintln!("timeoutctl: {}", exchange_error(&socket, &e, timeout));
             false
         }
     };

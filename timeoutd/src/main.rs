@@ -14,7 +14,7 @@ const DEFAULT_PIDFILE: &str = "/run/session-timeout/timeoutd.pid";
 const USAGE: &str = "\
 usage: timeoutd [--config PATH] [--foreground] [--pidfile PATH]
        timeoutd --check-config [PATH]
-       timeoutd --posture
+       timeoutd [--config PATH] --posture
        timeoutd [--config PATH] --explain user=NAME [groups=A,B] [service=S] [rhost=H] [tty=pty|console|none]
 
 Enforces idle and absolute time limits on login sessions registered by
@@ -28,7 +28,8 @@ pam_session_timeout.so.
   --explain          show which rule a login would match, why earlier rules
                      did not, and the resulting limits (no login needed)
   --posture          report host weaknesses that let users fake activity or
-                     escape (exit 1 if there are any)
+                     escape, and re-validation that is off (exit 1 if there
+                     are any)
   --help, --version
 ";
 
@@ -37,7 +38,8 @@ enum Mode {
     Run(Options),
     Check(PathBuf),
     Explain(PathBuf, Vec<String>),
-    Posture,
+    /// The host's weaknesses, and re-validation as the config file sets it.
+    Posture(PathBuf),
     Help,
     Version,
     /// The re-validation child: one PAM account check, then exit.
@@ -85,7 +87,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, UsageError
                 pidfile = Some(PathBuf::from(path));
             }
             "--check-config" => check = true,
-            "--posture" => return Ok(Mode::Posture),
+            "--posture" => return Ok(Mode::Posture(config_path)),
             pam_account::CHILD_FLAG => {
                 let service = args
                     .next()
@@ -139,7 +141,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Mode::Check(path) => check_config(&path),
-        Mode::Posture => posture(),
+        Mode::Posture(path) => posture(&path),
         Mode::Explain(path, words) => explain(&path, &words),
         Mode::Run(opts) => run(&opts),
         Mode::AccountCheck { service, user } => {
@@ -165,9 +167,17 @@ fn check_config(path: &Path) -> ExitCode {
     }
 }
 
-/// `--posture`: the host's weaknesses, exit 1 if there are any.
-fn posture() -> ExitCode {
-    let findings = posture::check_host();
+/// `--posture`: the host's weaknesses, exit 1 if there are any. An
+/// unreadable config file counts as the defaults (re-validation off).
+fn posture(config_path: &Path) -> ExitCode {
+    let mut findings = posture::check_host();
+    let revalidate = config::load(config_path)
+        .map(|c| c.daemon.revalidate)
+        .unwrap_or_default();
+    findings.extend(posture::check_revalidation(
+        &revalidate,
+        Path::new("/etc/pam.d"),
+    ));
     if findings.is_empty() {
         println!("no weaknesses found");
         return ExitCode::SUCCESS;

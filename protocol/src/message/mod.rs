@@ -24,6 +24,7 @@ mod kind {
     pub const REVOCATIONS: u8 = 15;
     pub const RELOAD: u8 = 16;
     pub const STATUS: u8 = 17;
+    pub const REVALIDATE: u8 = 20;
     pub const REGISTERED: u8 = 101;
     pub const UNREGISTERED: u8 = 102;
     pub const REFUSED: u8 = 103;

@@ -69,6 +69,11 @@ pub enum Request {
     Reload,
     /// Anyone: the caller's own sessions.
     Status,
+    /// Admin: run the PAM account check now for every user with a live
+    /// session, or only `user` (when not empty), and say what each answered.
+    Revalidate {
+        user: String,
+    },
 }
 
 impl Request {
@@ -120,6 +125,7 @@ impl Request {
             Self::Revocations => Encoder::new(kind::REVOCATIONS).finish(),
             Self::Reload => Encoder::new(kind::RELOAD).finish(),
             Self::Status => Encoder::new(kind::STATUS).finish(),
+            Self::Revalidate { user } => Encoder::new(kind::REVALIDATE).str(user).finish(),
         }
     }
 
@@ -165,6 +171,9 @@ impl Request {
             kind::REVOCATIONS => Self::Revocations,
             kind::RELOAD => Self::Reload,
             kind::STATUS => Self::Status,
+            kind::REVALIDATE => Self::Revalidate {
+                user: d.string("user")?,
+            },
             other => return Err(DecodeError::UnknownKind(other)),
         };
         d.finish()?;

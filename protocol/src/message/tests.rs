@@ -128,6 +128,10 @@ fn control_verbs_round_trip() {
         Request::Revocations,
         Request::Reload,
         Request::Status,
+        Request::Revalidate { user: "bob".into() },
+        Request::Revalidate {
+            user: String::new(),
+        },
     ] {
         assert_eq!(Request::decode(&req.encode()).unwrap(), req);
     }

@@ -73,6 +73,7 @@ fn corpus_requests() -> Named<Request> {
         ("revocations", Request::Revocations),
         ("reload", Request::Reload),
         ("status", Request::Status),
+        ("revalidate", Request::Revalidate { user: "bob".into() }),
     ]
 }
 

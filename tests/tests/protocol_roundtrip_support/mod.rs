@@ -122,7 +122,7 @@ impl Rng {
     }
 
     pub fn request(&mut self) -> Request {
-        match self.below(11) {
+        match self.below(12) {
             0 => Request::Register(self.registration()),
             1 => Request::Unregister(SessionKey {
                 pid: self.u32(),
@@ -150,6 +150,9 @@ impl Rng {
             },
             8 => Request::Revocations,
             9 => Request::Reload,
+            10 => Request::Revalidate {
+                user: self.string(),
+            },
             _ => Request::Status,
         }
     }

@@ -96,9 +96,15 @@ pub struct WorldBuilder {
     account_line: bool,
     quiet: bool,
     supplementary: Vec<(usize, usize)>,
+    daemon_keys: String,
 }
 
 impl WorldBuilder {
+    /// More `[daemon]` keys (TOML lines), e.g. `revalidate = "5s"`.
+    pub fn daemon_keys(mut self, toml: &str) -> Self {
+        self.daemon_keys.push_str(toml);
+        self
+    }
     /// `n` users in all (at least 1): user 0 is the harness's, 1.. are extra.
     pub fn users(mut self, n: usize) -> Self {
         self.users = n.max(1);
@@ -165,7 +171,8 @@ impl WorldBuilder {
         let state_dir = dir.join("state");
         e2e::daemon::private_dir(&state_dir).expect("creating state dir");
         let config = dir.join("policy.toml");
-        let header = daemon_table(&socket, &env.syslog.path, &state_dir);
+        let mut header = daemon_table(&socket, &env.syslog.path, &state_dir);
+        header.push_str(&self.daemon_keys);
         let names: Vec<String> = (0..self.users).map(name).collect();
         let policy = (self.policy)(&names);
         fs::write(&config, format!("{header}{policy}")).expect("writing config");
@@ -245,6 +252,7 @@ impl World {
             account_line: false,
             quiet: false,
             supplementary: Vec::new(),
+            daemon_keys: String::new(),
         }
     }
 

@@ -72,6 +72,7 @@ pub fn describe(cfg: &Config) -> String {
     let _ = writeln!(out, "socket    {}", cfg.daemon.socket.display());
     let _ = writeln!(out, "syslog    {}", cfg.daemon.syslog.display());
     let _ = writeln!(out, "state_dir {}", cfg.daemon.state_dir.display());
+    let _ = writeln!(out, "{}", revalidate_line(&cfg.daemon.revalidate));
     for (i, r) in cfg.policy.rules.iter().enumerate() {
         let _ = writeln!(out, "rule {} {:?}", i + 1, r.name);
         let _ = writeln!(out, "    match  {}", criteria_line(&r.criteria));
@@ -83,6 +84,20 @@ pub fn describe(cfg: &Config) -> String {
         let _ = writeln!(out, "{w}");
     }
     out
+}
+
+/// `revalidate off`, or the interval, service, timeout and what an unanswered check does.
+fn revalidate_line(r: &crate::config::revalidate::RevalidateConfig) -> String {
+    match r.interval {
+        None => "revalidate off".to_owned(),
+        Some(i) => format!(
+            "revalidate every {} through PAM service {:?}, timeout {}, unavailable={}",
+            crate::core::duration::Human(i),
+            r.service,
+            crate::core::duration::Human(r.timeout),
+            r.unavailable.as_str()
+        ),
+    }
 }
 
 /// A word of `--explain` that does not describe a login.

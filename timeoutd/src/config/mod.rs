@@ -3,6 +3,7 @@
 
 pub mod explain;
 mod parse;
+pub mod revalidate;
 mod sections;
 mod types;
 

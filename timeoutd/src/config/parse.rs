@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::revalidate::{revalidate_section, RawRevalidate};
 use crate::config::sections::{forbid_criteria, limits_section, rule_section};
 use crate::config::types::{Config, ConfigError, ConfigErrors, DaemonConfig};
 use crate::core::policy::{Limits, Policy};
@@ -33,6 +34,10 @@ struct RawDaemon {
     state_dir: Option<Spanned<String>>,
     admin_group: Option<Spanned<String>>,
     adopt: Option<Vec<Spanned<String>>>,
+    revalidate: Option<Spanned<String>>,
+    revalidate_service: Option<Spanned<String>>,
+    revalidate_timeout: Option<Spanned<String>>,
+    revalidate_unavailable: Option<Spanned<String>>,
 }
 
 pub(super) type Strings = Option<Spanned<Vec<Spanned<String>>>>;
@@ -201,6 +206,15 @@ fn daemon_section(raw: &RawDaemon, errs: &mut Errors) -> DaemonConfig {
                 })
                 .collect(),
         },
+        revalidate: revalidate_section(
+            &RawRevalidate {
+                interval: &raw.revalidate,
+                service: &raw.revalidate_service,
+                timeout: &raw.revalidate_timeout,
+                unavailable: &raw.revalidate_unavailable,
+            },
+            errs,
+        ),
     }
 }
 

@@ -266,3 +266,64 @@ fn enforce_and_dry_run_warn_are_inherited_and_checked() {
     let e = only_error("[defaults]\ndry_run_warn = \"yes\"\n");
     assert_eq!(e.line, 2);
 }
+
+#[test]
+fn revalidate_is_off_by_default_and_parsed_when_set() {
+    use crate::config::revalidate::Unavailable;
+    let c = check("").unwrap();
+    assert_eq!(c.daemon.revalidate.interval, None);
+    assert_eq!(c.daemon.revalidate.service, "session-timeout");
+    assert_eq!(c.daemon.revalidate.timeout, Duration::from_secs(10));
+    assert_eq!(c.daemon.revalidate.unavailable, Unavailable::Keep);
+    let c = check(
+        "[daemon]\nrevalidate = \"5m\"\nrevalidate_service = \"st-check\"\nrevalidate_timeout = \"3s\"\nrevalidate_unavailable = \"end\"\n",
+    )
+    .unwrap();
+    let r = &c.daemon.revalidate;
+    assert_eq!(r.interval, Some(Duration::from_secs(300)));
+    assert_eq!(r.service, "st-check");
+    assert_eq!(r.timeout, Duration::from_secs(3));
+    assert_eq!(r.unavailable, Unavailable::End);
+    assert!(crate::config::explain::describe(&c).contains(
+        "revalidate every 5m through PAM service \"st-check\", timeout 3s, unavailable=end"
+    ));
+    let c = check("[daemon]\nrevalidate = \"off\"\n").unwrap();
+    assert_eq!(c.daemon.revalidate.interval, None);
+}
+
+#[test]
+fn bad_revalidate_keys_are_located() {
+    for (text, col, what) in [
+        ("[daemon]\nrevalidate = \"5\"\n", 14, "bare number"),
+        ("[daemon]\nrevalidate = \"0s\"\n", 14, "zero limit"),
+        (
+            "[daemon]\nrevalidate_service = \"../sshd\"\n",
+            22,
+            "PAM service name",
+        ),
+        (
+            "[daemon]\nrevalidate_service = \"\"\n",
+            22,
+            "PAM service name",
+        ),
+        (
+            "[daemon]\nrevalidate_timeout = \"2m\"\n",
+            22,
+            "between 1s and 1m",
+        ),
+        (
+            "[daemon]\nrevalidate_timeout = \"0s\"\n",
+            22,
+            "between 1s and 1m",
+        ),
+        (
+            "[daemon]\nrevalidate_unavailable = \"drop\"\n",
+            26,
+            "\"keep\" or \"end\"",
+        ),
+    ] {
+        let e = only_error(text);
+        assert_eq!((e.line, e.column), (2, col), "{text}: {e}");
+        assert!(e.message.contains(what), "{text}: {e}");
+    }
+}

@@ -5,11 +5,13 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::config::revalidate::RevalidateConfig;
 use crate::core::policy::Policy;
 
 pub const DEFAULT_PATH: &str = "/etc/session-timeout.toml";
 
-/// The `[daemon]` table: where things are. Only read at start.
+/// The `[daemon]` table: where things are. Only read at start, except
+/// `revalidate*`, which a reload applies too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
     pub socket: PathBuf,
@@ -20,6 +22,8 @@ pub struct DaemonConfig {
     /// Process names (globs) of login programs whose sessions, found running
     /// without a registration at start, are adopted. Empty: adopt nothing.
     pub adopt: Vec<String>,
+    /// Re-validation of live users through the PAM account stack.
+    pub revalidate: RevalidateConfig,
 }
 
 impl Default for DaemonConfig {
@@ -30,6 +34,7 @@ impl Default for DaemonConfig {
             state_dir: PathBuf::from("/var/lib/session-timeout"),
             admin_group: None,
             adopt: vec!["sshd".to_owned(), "login".to_owned()],
+            revalidate: RevalidateConfig::default(),
         }
     }
 }

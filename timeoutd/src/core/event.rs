@@ -111,6 +111,12 @@ event_names! {
     RevokeRemoved => "revoke_removed",
     /// A login of a revoked user was refused.
     LoginRefused => "login_refused",
+    /// A re-validation check through PAM found an account invalid, or a
+    /// password change due (`result=`, `pam_result=`, `sessions_ended=`).
+    RevalidateResult => "revalidate_result",
+    /// A re-validation check got no answer (directory unavailable, timeout,
+    /// any other error; `pam_result=`, `action=kept|ended`).
+    RevalidateUnavailable => "revalidate_unavailable",
     /// A caller asked for something they may not do.
     RequestDenied => "request_denied",
     /// A request could not be decoded; its connection is closed.

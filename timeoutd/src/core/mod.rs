@@ -15,7 +15,6 @@ pub(crate) mod policy;
 pub(crate) mod quota;
 pub(crate) mod ratelimit;
 pub(crate) mod record;
-#[allow(dead_code)] // the re-validation schedule, not wired into the engine yet
 pub(crate) mod revalidate;
 pub(crate) mod revocations;
 pub(crate) mod session;

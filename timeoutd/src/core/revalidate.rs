@@ -149,7 +149,8 @@ impl Schedule {
         due
     }
 
-    /// Users checked now on request (`timeoutctl revalidate`) keep their phase.
+    /// The users watched (checks on request keep every user's phase).
+    #[cfg(test)]
     pub fn users(&self) -> impl Iterator<Item = u32> + '_ {
         self.next.keys().copied()
     }

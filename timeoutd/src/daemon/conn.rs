@@ -186,7 +186,8 @@ fn frame_waiting(buf: &[u8]) -> bool {
 }
 
 /// How long poll(2) may wait: what the caller asked, cut to the nearest
-/// connection deadline, and zero if a request is already waiting in a buffer.
+/// deadline of a connection not awaiting its reply, and zero if a request is
+/// already waiting in a buffer.
 pub(crate) fn poll_timeout<'a>(
     conns: impl Iterator<Item = &'a Conn>,
     wanted: Duration,
@@ -196,6 +197,10 @@ pub(crate) fn poll_timeout<'a>(
     for c in conns {
         if c.ready() {
             return Duration::ZERO;
+        }
+        // A request being answered later (revalidate) holds its deadline off.
+        if c.awaiting_reply {
+            continue;
         }
         timeout = timeout.min(c.deadline.saturating_duration_since(now));
     }

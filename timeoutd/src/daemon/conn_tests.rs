@@ -200,6 +200,13 @@ fn poll_waits_for_the_nearest_deadline_or_not_at_all() {
         Duration::ZERO,
         "a request is already buffered"
     );
+    // A request whose reply is held (revalidate) does not make poll spin
+    // once its connection's deadline has passed.
+    let mut held = Conn::new(PEER, now);
+    held.received(&frame_of(&Request::List));
+    assert!(matches!(held.take(now), Some(Frame::Request(_))));
+    let later = now + READ_TIMEOUT * 2;
+    assert_eq!(poll_timeout([held].iter(), hour, later), hour);
 }
 
 #[test]

@@ -1,15 +1,17 @@
-//! The event loop: wait on the socket, the signalfd and the connections until
-//! the engine's next timer is due, answer what came in, run what is due.
-//! SIGHUP and `timeoutctl reload` reload the policy; SIGTERM and SIGINT stop.
+//! The event loop: wait on the socket, the signalfd, the connections and the
+//! re-validation children until the engine's next timer is due, answer what
+//! came in, run what is due. SIGHUP and `timeoutctl reload` reload the
+//! policy; SIGTERM and SIGINT stop.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use session_timeout_proto::{ErrorCode, Request, Response};
 
 use crate::config;
 use crate::core::clock::Clock;
 use crate::core::event::{Event, EventName, Severity};
+use crate::daemon::checks::Checks;
 use crate::daemon::server::{Incoming, Server};
 use crate::engine::Engine;
 use crate::host::clock::SystemClock;
@@ -30,12 +32,24 @@ enum Flow {
 pub(crate) fn run(
     engine: &mut Engine<Host>,
     server: &mut Server,
+    checks: &mut Checks,
     config_path: &Path,
     syslog: &Syslog,
 ) {
     loop {
-        for incoming in server.poll(time_to_next_wake(engine, syslog)) {
-            if let Flow::Stop = answer(incoming, engine, server, config_path, syslog) {
+        let wait = time_to_next_wake(engine, syslog);
+        let wait = checks
+            .time_to_next(Instant::now())
+            .map_or(wait, |c| c.min(wait));
+        for incoming in server.poll_with(wait, &checks.poll_fds()) {
+            let mut ctx = Ctx {
+                engine,
+                server,
+                checks,
+                config_path,
+                syslog,
+            };
+            if let Flow::Stop = answer(incoming, &mut ctx) {
                 return;
             }
         }
@@ -44,15 +58,48 @@ pub(crate) fn run(
         }
         syslog.report_suppressed();
         engine.run_due();
+        revalidate(engine, server, checks);
+    }
+}
+
+/// What handling one incoming event may touch.
+struct Ctx<'a> {
+    engine: &'a mut Engine<Host>,
+    server: &'a mut Server,
+    checks: &'a mut Checks,
+    config_path: &'a Path,
+    syslog: &'a Syslog,
+}
+
+/// Queues the checks that are due, starts and collects checks, acts on
+/// their answers, and sends the `timeoutctl revalidate` replies that are due.
+fn revalidate(engine: &mut Engine<Host>, server: &mut Server, checks: &mut Checks) {
+    checks.enqueue(engine.take_due_checks());
+    loop {
+        let done = checks.step(Instant::now());
+        if done.is_empty() {
+            break;
+        }
+        for (check, outcome) in done {
+            let line = engine.check_finished(&check, outcome);
+            checks.answered(check.uid, outcome, &line);
+        }
+    }
+    for (conn, resp) in checks.replies_due(Instant::now()) {
+        server.reply(conn, &resp);
     }
 }
 
 /// How long to wait for requests before the engine's next timer is due.
 fn time_to_next_wake(engine: &mut Engine<Host>, syslog: &Syslog) -> Duration {
-    let next = match (engine.next_wake(), syslog.next_report()) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let next = [
+        engine.next_wake(),
+        syslog.next_report(),
+        engine.next_check_due(),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     match next {
         Some(at) => Duration::from_millis(u64::try_from(at.0 - SystemClock.now().0).unwrap_or(0)),
         None => MAX_IDLE_SLEEP,
@@ -61,23 +108,44 @@ fn time_to_next_wake(engine: &mut Engine<Host>, syslog: &Syslog) -> Duration {
 }
 
 /// Handles one request or signal.
-fn answer(
-    incoming: Incoming,
-    engine: &mut Engine<Host>,
-    server: &mut Server,
-    config_path: &Path,
-    syslog: &Syslog,
-) -> Flow {
+fn answer(incoming: Incoming, ctx: &mut Ctx) -> Flow {
+    let Ctx {
+        engine,
+        server,
+        checks,
+        config_path,
+        syslog,
+    } = ctx;
     match incoming {
+        Incoming::Request {
+            conn,
+            req: Request::Revalidate { user },
+            peer,
+        } if engine.is_admin(peer) => {
+            let user = (!user.is_empty()).then_some(user.as_str());
+            match engine.request_checks(user) {
+                // The reply is sent when the checks are answered.
+                Ok((start, wait_for)) => checks.request(conn, start, wait_for),
+                Err(message) => server.reply(
+                    conn,
+                    &Response::Error {
+                        code: ErrorCode::NotFound,
+                        message,
+                    },
+                ),
+            }
+        }
         Incoming::Request { conn, req, peer } => {
             let resp = match req {
-                Request::Reload if engine.is_admin(peer) => reload(engine, config_path, syslog),
+                Request::Reload if engine.is_admin(peer) => {
+                    reload(engine, checks, config_path, syslog)
+                }
                 other => engine.handle(other, peer),
             };
             server.reply(conn, &resp);
         }
         Incoming::Signal(libc::SIGHUP) => {
-            reload(engine, config_path, syslog);
+            reload(engine, checks, config_path, syslog);
         }
         Incoming::Signal(sig) => {
             syslog.log(
@@ -93,12 +161,19 @@ fn answer(
 
 /// SIGHUP or `timeoutctl reload`: a valid file replaces the policy; an
 /// invalid one changes nothing.
-fn reload(engine: &mut Engine<Host>, path: &Path, syslog: &Syslog) -> Response {
+fn reload(
+    engine: &mut Engine<Host>,
+    checks: &mut Checks,
+    path: &Path,
+    syslog: &Syslog,
+) -> Response {
     match config::load(path) {
         Ok(cfg) => {
             let rules = cfg.policy.rule_count();
             engine.set_policy(cfg.policy);
             engine.admin_group = cfg.daemon.admin_group;
+            engine.configure_revalidation(&cfg.daemon.revalidate);
+            checks.configure(&cfg.daemon.revalidate);
             syslog.log(
                 &Event::new(EventName::ConfigLoaded)
                     .field("file", path.display())

@@ -6,8 +6,10 @@
 //! - `detach`: fork, setsid, the pidfile and the readiness pipe;
 //! - `process`: umask, signalfd and the open-file limit;
 //! - `event_loop`: poll, answer, run what is due, reload;
+//! - `checks`: the re-validation children and the replies that wait for them;
 //! - `server`: the socket syscalls; `conn`: each connection's state machine.
 
+mod checks;
 mod conn;
 mod detach;
 mod event_loop;
@@ -39,6 +41,7 @@ pub struct Options {
 pub struct Daemon {
     engine: Engine<Host>,
     server: Server,
+    checks: checks::Checks,
     config_path: PathBuf,
     syslog: Arc<Syslog>,
     socket: PathBuf,
@@ -51,6 +54,7 @@ impl Daemon {
         event_loop::run(
             &mut self.engine,
             &mut self.server,
+            &mut self.checks,
             &self.config_path,
             &self.syslog,
         );

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -129,7 +129,14 @@ impl Server {
 
     /// Waits up to `timeout` for anything to happen, does the I/O, and returns
     /// complete requests and signals.
+    #[cfg(test)]
     pub(crate) fn poll(&mut self, timeout: Duration) -> Vec<Incoming> {
+        self.poll_with(timeout, &[])
+    }
+
+    /// [`Server::poll`], also woken when one of `extra` becomes readable
+    /// (the pidfds of re-validation checks; the caller looks at them itself).
+    pub(crate) fn poll_with(&mut self, timeout: Duration, extra: &[RawFd]) -> Vec<Incoming> {
         let timeout = conn::poll_timeout(
             self.clients.values().map(|c| &c.conn),
             timeout,
@@ -137,6 +144,7 @@ impl Server {
         );
         let tokens: Vec<u64> = self.clients.keys().copied().collect();
         let mut fds = self.registration(&tokens);
+        fds.extend(extra.iter().map(|fd| pollfd(*fd, libc::POLLIN)));
         let mut out = Vec::new();
         if wait(&mut fds, timeout) {
             if fds[1].revents != 0 {

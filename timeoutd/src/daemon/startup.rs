@@ -11,6 +11,7 @@ use crate::config::{self, Config};
 use crate::core::clock::Clock;
 use crate::core::event::{Event, EventName, Severity};
 use crate::core::revocations::Revocations;
+use crate::daemon::checks::Checks;
 use crate::daemon::server::{self, Server};
 use crate::daemon::{detach, process, Daemon, Options, StartError};
 use crate::engine::{Engine, System};
@@ -85,11 +86,13 @@ fn set_up(cfg: Config, opts: &Options, syslog: &Arc<Syslog>) -> Result<Daemon, S
     let mut engine = Engine::new(host, cfg.policy.clone());
     engine.admin_group = cfg.daemon.admin_group.clone();
     engine.revocations = load_revocations(&cfg.daemon.state_dir, syslog);
+    engine.configure_revalidation(&cfg.daemon.revalidate);
     restore_and_adopt(&mut engine, &cfg, loaded, syslog);
     log_start(&cfg, &engine, syslog);
     Ok(Daemon {
         engine,
         server,
+        checks: Checks::new(&cfg.daemon.revalidate),
         config_path: opts.config_path.clone(),
         syslog: Arc::clone(syslog),
         socket: cfg.daemon.socket,

@@ -40,6 +40,7 @@ fn verb(req: &Request) -> &'static str {
         Request::Revocations => "revocations",
         Request::Reload => "reload",
         Request::Status => "status",
+        Request::Revalidate { .. } => "revalidate",
     }
 }
 
@@ -69,7 +70,8 @@ impl<S: System> Engine<S> {
         denied(why)
     }
 
-    /// Answers every request except `Reload`, which the daemon handles (it reads files).
+    /// Answers every request except `Reload` (the daemon reads the file) and
+    /// `Revalidate` (the daemon runs the checks), once the caller is an admin.
     pub(crate) fn handle(&mut self, req: Request, peer: Peer) -> Response {
         match req {
             Request::Register(r) => self.register(r, peer),
@@ -133,9 +135,9 @@ impl<S: System> Engine<S> {
                     .collect();
                 Response::Revocations(list)
             }
-            Request::Reload => Response::Error {
+            Request::Reload | Request::Revalidate { .. } => Response::Error {
                 code: ErrorCode::Internal,
-                message: "reload is handled by the daemon loop".into(),
+                message: "reload and revalidate are handled by the daemon loop".into(),
             },
         }
     }

@@ -23,6 +23,7 @@ mod dry_run;
 mod kill;
 mod recovery;
 mod register;
+mod revalidate;
 mod summary;
 pub(crate) mod system;
 #[cfg(test)]
@@ -34,6 +35,7 @@ mod wake;
 
 pub(crate) use recovery::FoundLogin;
 pub(crate) use register::initial_tty_class;
+pub(crate) use revalidate::Check;
 pub(crate) use system::{Peer, ProcFacts, System, TtyProbe};
 
 use timers::Timers;
@@ -48,6 +50,8 @@ pub(crate) struct Engine<S: System> {
     /// Each session's leader, to find the session of a logout.
     leaders: HashMap<ProcRef, SessionId>,
     timers: Timers,
+    /// Users with live sessions, for re-validation through PAM.
+    reval: revalidate::Revalidation,
 }
 
 impl<S: System> Engine<S> {
@@ -60,6 +64,7 @@ impl<S: System> Engine<S> {
             sessions: HashMap::new(),
             leaders: HashMap::new(),
             timers: Timers::default(),
+            reval: revalidate::Revalidation::default(),
         }
     }
 
@@ -89,6 +94,7 @@ impl<S: System> Engine<S> {
     fn forget(&mut self, id: SessionId) {
         if let Some(s) = self.sessions.remove(&id) {
             self.leaders.remove(&s.leader);
+            self.reval.session_removed(s.login.uid);
             self.sys.persist(JournalEntry::Gone(id));
             if let Some(cg) = &s.cgroup {
                 self.sys.cgroup_release(cg);
@@ -99,6 +105,8 @@ impl<S: System> Engine<S> {
 
     fn insert_session(&mut self, s: Session) {
         self.leaders.insert(s.leader, s.id);
+        let now = self.sys.now();
+        self.reval.session_added(s.login.uid, &s.login.user, now);
         self.sessions.insert(s.id, s);
     }
 

@@ -10,10 +10,13 @@
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::core::revalidate::CheckOutcome;
+use crate::host::signals::{pidfd_open, pidfd_send_signal};
 
 /// The hidden flag of the child mode.
 pub const CHILD_FLAG: &str = "--pam-account-check";
@@ -128,13 +131,17 @@ pub fn check_in_this_process(service: &str, user: &str) -> i32 {
     result
 }
 
-/// A check running in a child process.
+/// A check running in a child process. The child leads a process group of
+/// its own, so a module's helpers (pam_exec) die with it at the timeout.
+/// Nothing here blocks: the exit is seen through a pidfd the caller polls,
+/// the answer is read from a non-blocking pipe, and a killed child is reaped
+/// later ([`RunningCheck::reaped`]) rather than waited for.
 #[derive(Debug)]
 pub struct RunningCheck {
-    pub uid: u32,
-    pub user: String,
     child: Child,
+    pidfd: Option<OwnedFd>,
     deadline: Instant,
+    killed: bool,
 }
 
 impl RunningCheck {
@@ -143,7 +150,6 @@ impl RunningCheck {
     pub fn start(
         exe: &std::path::Path,
         service: &str,
-        uid: u32,
         user: &str,
         timeout: Duration,
     ) -> io::Result<Self> {
@@ -155,27 +161,45 @@ impl RunningCheck {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .env_clear()
+            .process_group(0)
             .spawn()?;
-        Ok(Self {
-            uid,
-            user: user.to_owned(),
-            child,
-            deadline: Instant::now() + timeout,
-        })
+        Ok(Self::watch(child, Instant::now() + timeout))
     }
 
-    /// The outcome if the check is over (or overdue, then it is killed);
-    /// `None` while it is still running within its time.
+    fn watch(child: Child, deadline: Instant) -> Self {
+        if let Some(out) = &child.stdout {
+            set_nonblocking(out.as_raw_fd());
+        }
+        let pidfd = libc::pid_t::try_from(child.id())
+            .ok()
+            .and_then(|pid| pidfd_open(pid).ok());
+        Self {
+            child,
+            pidfd,
+            deadline,
+            killed: false,
+        }
+    }
+
+    /// A descriptor that becomes readable when the child exits (for poll).
+    pub fn exit_fd(&self) -> Option<RawFd> {
+        self.pidfd.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// The outcome if the check is over (or overdue, then its process group
+    /// is killed); `None` while it is still running within its time.
     pub fn poll(&mut self, now: Instant) -> Option<CheckOutcome> {
         match self.child.try_wait() {
             Ok(Some(_)) => Some(self.read_outcome()),
             Ok(None) if now >= self.deadline => {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                self.kill();
                 Some(CheckOutcome::TimedOut)
             }
             Ok(None) => None,
-            Err(_) => Some(CheckOutcome::Failed),
+            Err(_) => {
+                self.kill();
+                Some(CheckOutcome::Failed)
+            }
         }
     }
 
@@ -184,20 +208,97 @@ impl RunningCheck {
         self.deadline
     }
 
-    fn read_outcome(&mut self) -> CheckOutcome {
-        let mut out = String::new();
-        if let Some(mut pipe) = self.child.stdout.take() {
-            let _ = pipe.by_ref().take(256).read_to_string(&mut out);
+    /// Whether a killed child is gone (reaped now if it just died).
+    pub fn reaped(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn kill(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            kill_children_of(pid);
+            // SAFETY: kill(2) with a negative pid signals the process group
+            // the child leads (process_group(0)); no memory is passed. The
+            // child is not reaped yet, so its pid (and group) is not reused.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
-        parse_child_output(&out)
+        self.killed = true;
+    }
+
+    fn read_outcome(&mut self) -> CheckOutcome {
+        let mut out = Vec::new();
+        if let Some(pipe) = self.child.stdout.as_mut() {
+            let mut buf = [0u8; 512];
+            // The child wrote before it exited: what is there is all there
+            // is. The pipe is non-blocking, so a module's helper that kept
+            // it open cannot hold the daemon.
+            while out.len() < 4096 {
+                match pipe.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+        }
+        parse_child_output(&String::from_utf8_lossy(&out))
     }
 }
 
 impl Drop for RunningCheck {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if !self.reaped() {
+            self.kill();
+            let _ = self.child.try_wait();
+        }
+    }
+}
+
+/// Kills the direct children of `pid` (a module's helpers that left its
+/// process group: pam_exec's child calls setsid). Each is pinned with a
+/// pidfd and checked to still be `pid`'s child first, so a reused pid is
+/// never hit. One read of /proc/PID/task/PID/children, not a /proc scan.
+fn kill_children_of(pid: libc::pid_t) {
+    let list = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+    for q in list.unwrap_or_default().split_whitespace() {
+        let Ok(q) = q.parse::<libc::pid_t>() else {
+            continue;
+        };
+        let Ok(fd) = pidfd_open(q) else {
+            continue;
+        };
+        if parent_of(q) == Some(pid) {
+            // It leads a group of its own (setsid): the group goes too. q is
+            // alive and pinned, so its group id is not reused meanwhile.
+            if pgid_of(q) == Some(q) {
+                // SAFETY: kill(2) on the group q leads; no memory is passed.
+                unsafe { libc::kill(-q, libc::SIGKILL) };
+            }
+            let _ = pidfd_send_signal(&fd, libc::SIGKILL);
+        }
+    }
+}
+
+/// Field 4 of /proc/PID/stat (after the command name in parentheses).
+fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    stat_field(pid, 1)
+}
+
+/// Field 5 of /proc/PID/stat: the process group.
+fn pgid_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    stat_field(pid, 2)
+}
+
+/// The `n`th field after the state in /proc/PID/stat (0 is the state).
+fn stat_field(pid: libc::pid_t, n: usize) -> Option<libc::pid_t> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n)?.parse().ok()
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on a pipe fd this process owns; no memory is passed.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
         }
     }
 }
@@ -208,7 +309,9 @@ pub fn child_output(code: i32) -> String {
 }
 
 fn parse_child_output(out: &str) -> CheckOutcome {
+    // The last such line: a module may have written to stdout before.
     out.lines()
+        .rev()
         .find_map(|l| l.strip_prefix("pam_result="))
         .and_then(|n| n.trim().parse().ok())
         .map_or(CheckOutcome::Failed, CheckOutcome::Returned)
@@ -231,33 +334,39 @@ mod tests {
 
     #[test]
     fn a_child_that_hangs_is_killed_at_its_deadline() {
-        let mut c = RunningCheck {
-            uid: 1,
-            user: "u".into(),
-            child: Command::new("/bin/sleep")
-                .arg("30")
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
-            deadline: Instant::now() + Duration::from_millis(100),
-        };
+        let child = Command::new("/bin/sh")
+            .args(["-c", "setsid sh -c 'sleep 31; true' & sleep 30"])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut c = RunningCheck::watch(child, Instant::now() + Duration::from_millis(100));
+        assert!(c.exit_fd().is_some());
         assert_eq!(c.poll(Instant::now()), None);
         let late = Instant::now() + Duration::from_millis(200);
         assert_eq!(c.poll(late), Some(CheckOutcome::TimedOut));
+        // The whole group died, and the helper in a session of its own.
+        let until = Instant::now() + Duration::from_secs(5);
+        while !c.reaped() {
+            assert!(Instant::now() < until, "the killed child was never reaped");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let helper_alive = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read_to_string(e.path().join("cmdline"))
+                .is_ok_and(|c| c == "sleep\u{0}31\u{0}")
+        });
+        assert!(!helper_alive, "the setsid helper survived");
     }
 
     #[test]
     fn a_child_that_answers_is_read() {
-        let mut c = RunningCheck {
-            uid: 1,
-            user: "u".into(),
-            child: Command::new("/bin/echo")
-                .arg("pam_result=13")
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
-            deadline: Instant::now() + Duration::from_secs(10),
-        };
+        // A helper that keeps stdout open must not block the read.
+        let child = Command::new("/bin/sh")
+            .args(["-c", "echo noise; echo pam_result=13; sleep 5 &"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut c = RunningCheck::watch(child, Instant::now() + Duration::from_secs(10));
         let until = Instant::now() + Duration::from_secs(5);
         let outcome = loop {
             if let Some(o) = c.poll(Instant::now()) {

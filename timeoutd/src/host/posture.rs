@@ -58,6 +58,26 @@ pub(crate) fn check_audit(sessionid_available: bool) -> Option<Finding> {
     })
 }
 
+/// Re-validation through the PAM account stack: off means a user disabled
+/// in the directory keeps every shell they have; on, its service must exist.
+pub fn check_revalidation(
+    cfg: &crate::config::revalidate::RevalidateConfig,
+    pam_dir: &Path,
+) -> Option<Finding> {
+    if cfg.interval.is_none() {
+        return Some(Finding {
+            check: "revalidate_off",
+            problem: "re-validation is off ([daemon] revalidate): a user disabled or expired in the directory (or by chage -E) keeps every session already open, because sshd and sssd check accounts only at login".into(),
+            remedy: format!("set [daemon] revalidate = \"5m\" in the config, with /etc/pam.d/{} holding the account stack (@include common-account)", cfg.service),
+        });
+    }
+    (!pam_dir.join(&cfg.service).exists()).then(|| Finding {
+        check: "revalidate_service",
+        problem: format!("re-validation uses the PAM service {:?}, but {} does not exist: libpam falls back to /etc/pam.d/other", cfg.service, pam_dir.join(&cfg.service).display()),
+        remedy: format!("create {} with 'account required pam_unix.so' or '@include common-account'", pam_dir.join(&cfg.service).display()),
+    })
+}
+
 /// Finds PAM services that use the module without pam_loginuid before it.
 pub(crate) fn check_pam_dir(dir: &Path) -> Vec<Finding> {
     let Ok(entries) = fs::read_dir(dir) else {
@@ -151,6 +171,27 @@ mod tests {
         assert_eq!(check_stack("login", &bad).unwrap().check, "pam_loginuid");
         let unused = lines(&["session required pam_unix.so"]);
         assert!(check_stack("su", &unused).is_none());
+    }
+
+    #[test]
+    fn revalidation_off_or_without_its_service_is_a_finding() {
+        use crate::config::revalidate::RevalidateConfig;
+        let off = RevalidateConfig::default();
+        let f = check_revalidation(&off, Path::new("/etc/pam.d")).unwrap();
+        assert_eq!(f.check, "revalidate_off");
+        assert!(f.remedy.contains("revalidate = \"5m\""), "{}", f.remedy);
+        let on = RevalidateConfig {
+            interval: Some(std::time::Duration::from_secs(300)),
+            service: "st-no-such-service".into(),
+            ..RevalidateConfig::default()
+        };
+        let f = check_revalidation(&on, Path::new("/etc/pam.d")).unwrap();
+        assert_eq!(f.check, "revalidate_service");
+        let present = RevalidateConfig {
+            service: "other".into(),
+            ..on
+        };
+        assert_eq!(check_revalidation(&present, Path::new("/etc/pam.d")), None);
     }
 
     #[test]

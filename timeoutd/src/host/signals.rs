@@ -44,7 +44,7 @@ fn os_error_to_signal_error(e: io::Error) -> SignalError {
 }
 
 /// `pidfd_open(pid, 0)`.
-fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and a flags word and returns a new fd
     // or -1; no memory is passed.
     let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
@@ -58,7 +58,7 @@ fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 }
 
 /// `pidfd_send_signal(pidfd, sig, NULL, 0)`.
-fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
+pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
     // SAFETY: the pidfd is open for the duration of the call; a NULL siginfo
     // pointer is allowed (the kernel fills in a SI_USER siginfo) and flags
     // are 0.

@@ -5,5 +5,6 @@ mod admin;
 mod dry_run;
 mod kill;
 mod recovery;
+mod revalidate;
 mod summary;
 mod wake;
