@@ -1,6 +1,8 @@
 //! The typed messages carried in frames, and their codecs.
 
 use crate::control::{RevocationInfo, SessionInfo, Target};
+use crate::deadlines::DeadlineInfo;
+use crate::identity::AuthFacts;
 use crate::wire::{DecodeError, Decoder, Encoder};
 
 /// Everything the PAM module knows about a session when it opens.
@@ -21,6 +23,9 @@ pub struct Registration {
     pub loginuid: u32,
     /// `/proc/PID/sessionid` of the caller (4294967295 when unset).
     pub sessionid: u32,
+    /// How the user authenticated (sshd's `SSH_AUTH_INFO_0`, certificates,
+    /// runtime_max); boxed so that a request stays small where it is queued.
+    pub auth: Box<AuthFacts>,
 }
 
 /// Identifies a session at close time: the same process that opened it.
@@ -68,6 +73,16 @@ pub enum Request {
     Reload,
     /// Anyone: the caller's own sessions.
     Status,
+    /// Admin: every session of a user or group, and every login until then, ends at `at`.
+    SetDeadline {
+        target: Target,
+        at: i64,
+        reason: String,
+    },
+    ClearDeadline {
+        target: Target,
+    },
+    Deadlines,
 }
 
 /// Machine-readable class of an error reply.
@@ -118,6 +133,7 @@ pub enum Response {
     },
     Sessions(Vec<SessionInfo>),
     Revocations(Vec<RevocationInfo>),
+    Deadlines(Vec<DeadlineInfo>),
     /// An admin verb succeeded.
     Done {
         message: String,
@@ -140,6 +156,9 @@ mod kind {
     pub const REVOCATIONS: u8 = 15;
     pub const RELOAD: u8 = 16;
     pub const STATUS: u8 = 17;
+    pub const SET_DEADLINE: u8 = 18;
+    pub const CLEAR_DEADLINE: u8 = 19;
+    pub const DEADLINES: u8 = 20;
     pub const REGISTERED: u8 = 101;
     pub const UNREGISTERED: u8 = 102;
     pub const REFUSED: u8 = 103;
@@ -147,6 +166,7 @@ mod kind {
     pub const SESSIONS: u8 = 110;
     pub const REVOCATION_LIST: u8 = 111;
     pub const DONE: u8 = 112;
+    pub const DEADLINE_LIST: u8 = 113;
     pub const ERROR: u8 = 199;
 }
 
@@ -161,18 +181,21 @@ const MIN_RECORD: usize = 8;
 impl Request {
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Self::Register(r) => Encoder::new(kind::REGISTER)
-                .str(&r.user)
-                .u32(r.uid)
-                .str(&r.service)
-                .str(&r.tty)
-                .str(&r.rhost)
-                .str(&r.ruser)
-                .u32(r.pid)
-                .u64(r.start_time)
-                .u32(r.loginuid)
-                .u32(r.sessionid)
-                .finish(),
+            Self::Register(r) => {
+                let mut e = Encoder::new(kind::REGISTER);
+                e.str(&r.user)
+                    .u32(r.uid)
+                    .str(&r.service)
+                    .str(&r.tty)
+                    .str(&r.rhost)
+                    .str(&r.ruser)
+                    .u32(r.pid)
+                    .u64(r.start_time)
+                    .u32(r.loginuid)
+                    .u32(r.sessionid);
+                r.auth.encode(&mut e);
+                e.finish()
+            }
             Self::Unregister(k) => Encoder::new(kind::UNREGISTER)
                 .u32(k.pid)
                 .u64(k.start_time)
@@ -207,6 +230,17 @@ impl Request {
             Self::Revocations => Encoder::new(kind::REVOCATIONS).finish(),
             Self::Reload => Encoder::new(kind::RELOAD).finish(),
             Self::Status => Encoder::new(kind::STATUS).finish(),
+            Self::SetDeadline { target, at, reason } => {
+                let mut e = Encoder::new(kind::SET_DEADLINE);
+                target.encode(&mut e);
+                e.i64(*at).str(reason).finish()
+            }
+            Self::ClearDeadline { target } => {
+                let mut e = Encoder::new(kind::CLEAR_DEADLINE);
+                target.encode(&mut e);
+                e.finish()
+            }
+            Self::Deadlines => Encoder::new(kind::DEADLINES).finish(),
         }
     }
 
@@ -224,6 +258,7 @@ impl Request {
                 start_time: d.u64("start_time")?,
                 loginuid: d.u32("loginuid")?,
                 sessionid: d.u32("sessionid")?,
+                auth: Box::new(AuthFacts::decode(&mut d)?),
             }),
             kind::UNREGISTER => Self::Unregister(SessionKey {
                 pid: d.u32("pid")?,
@@ -252,6 +287,15 @@ impl Request {
             kind::REVOCATIONS => Self::Revocations,
             kind::RELOAD => Self::Reload,
             kind::STATUS => Self::Status,
+            kind::SET_DEADLINE => Self::SetDeadline {
+                target: Target::decode(&mut d)?,
+                at: d.i64("at")?,
+                reason: d.string("reason")?,
+            },
+            kind::CLEAR_DEADLINE => Self::ClearDeadline {
+                target: Target::decode(&mut d)?,
+            },
+            kind::DEADLINES => Self::Deadlines,
             other => return Err(DecodeError::UnknownKind(other)),
         };
         d.finish()?;
@@ -284,6 +328,14 @@ impl Response {
             }
             Self::Revocations(list) => {
                 let mut e = Encoder::new(kind::REVOCATION_LIST);
+                e.u32(list_len(list.len()));
+                for r in list {
+                    r.encode(&mut e);
+                }
+                e.finish()
+            }
+            Self::Deadlines(list) => {
+                let mut e = Encoder::new(kind::DEADLINE_LIST);
                 e.u32(list_len(list.len()));
                 for r in list {
                     r.encode(&mut e);
@@ -335,6 +387,14 @@ impl Response {
                 }
                 Self::Revocations(list)
             }
+            kind::DEADLINE_LIST => {
+                let n = bounded_count(&mut d, body.len(), "deadlines")?;
+                let mut list = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    list.push(DeadlineInfo::decode(&mut d)?);
+                }
+                Self::Deadlines(list)
+            }
             kind::DONE => Self::Done {
                 message: d.string("message")?,
             },
@@ -378,6 +438,11 @@ mod tests {
             start_time: 987_654,
             loginuid: 1000,
             sessionid: 17,
+            auth: Box::new(crate::AuthFacts {
+                methods: vec!["publickey".into()],
+                cert: crate::Cert::Unreadable("bad base64".into()),
+                runtime_max_at: 5,
+            }),
         }
     }
 
@@ -467,6 +532,15 @@ mod tests {
             Request::Revocations,
             Request::Reload,
             Request::Status,
+            Request::SetDeadline {
+                target: Target::User("bob".into()),
+                at: 1_700_000_000,
+                reason: "jit grant ends".into(),
+            },
+            Request::ClearDeadline {
+                target: Target::Group("ops".into()),
+            },
+            Request::Deadlines,
         ] {
             assert_eq!(Request::decode(&req.encode()).unwrap(), req);
         }
@@ -483,6 +557,13 @@ mod tests {
                 target: Target::User("bob".into()),
                 since: 1,
                 until: 0,
+                reason: "r".into(),
+                by_uid: 0,
+            }]),
+            Response::Deadlines(vec![DeadlineInfo {
+                target: Target::User("bob".into()),
+                since: 1,
+                at: 2,
                 reason: "r".into(),
                 by_uid: 0,
             }]),

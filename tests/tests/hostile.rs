@@ -28,7 +28,7 @@ use e2e::{procs, util, Env};
 use session_timeout_proto::client::exchange;
 use session_timeout_proto::{
     encode_frame, read_frame_limited, ErrorCode, FrameError, Registration, Request, Response,
-    AUDIT_UNSET, MAX_FRAME, MAX_REPLY,
+    AUDIT_UNSET, MAX_FRAME, MAX_REPLY, VERSION,
 };
 
 /// A valid request must be answered within this, even with hostile clients
@@ -162,6 +162,7 @@ impl Fixture {
             start_time: info.start_time,
             loginuid: AUDIT_UNSET,
             sessionid: AUDIT_UNSET,
+            auth: Default::default(),
         });
         let t = Instant::now();
         let resp = exchange(&self.env.socket, &req, REPLY, MAX_REPLY)
@@ -269,8 +270,8 @@ fn garbage_bytes_get_an_error_reply_and_a_close() {
     let mut g = hostile_then_register(&mut f, &encode_frame(&noise), "noise");
     let msg = f.expect_malformed(&mut g, "a frame of noise");
     assert!(msg.contains("version"), "{msg}");
-    // A well-framed version-1 body of an unknown kind, and one with trailing bytes.
-    let mut k = hostile_then_register(&mut f, &encode_frame(&[1, 250, 1, 2, 3]), "kind");
+    // A well-framed body of this version with an unknown kind, and one with trailing bytes.
+    let mut k = hostile_then_register(&mut f, &encode_frame(&[VERSION, 250, 1, 2, 3]), "kind");
     f.expect_malformed(&mut k, "an unknown kind");
     let mut body = Request::Status.encode();
     body.push(0);
@@ -305,11 +306,13 @@ fn oversized_length_prefix_is_refused_without_waiting_for_the_body() {
 fn wrong_version_gets_an_error_reply() {
     let mut f = Fixture::start();
     let mut body = Request::Status.encode();
-    body[0] = 2;
-    let mut s = hostile_then_register(&mut f, &encode_frame(&body), "a version-2 client");
-    let msg = f.expect_malformed(&mut s, "version 2");
+    // A client of a newer version than the daemon's.
+    let other = VERSION + 1;
+    body[0] = other;
+    let mut s = hostile_then_register(&mut f, &encode_frame(&body), "a newer-version client");
+    let msg = f.expect_malformed(&mut s, "another version");
     assert!(
-        msg.contains("version 2") && msg.contains("not supported"),
+        msg.contains(&format!("version {other}")) && msg.contains("not supported"),
         "{msg}"
     );
     f.env.expect_event("request_malformed", &[], REPLY, None);

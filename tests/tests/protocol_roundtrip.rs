@@ -134,6 +134,7 @@ impl Rng {
             start_time: self.u64(),
             loginuid: self.u32(),
             sessionid: self.u32(),
+            auth: Default::default(),
         }
     }
 
@@ -419,6 +420,18 @@ fn corpus_values() -> (Named<Request>, Named<Response>) {
         start_time: 987_654,
         loginuid: 1000,
         sessionid: 17,
+        auth: Box::new(session_timeout_proto::AuthFacts {
+            methods: vec!["publickey".into(), "keyboard-interactive/pam".into()],
+            cert: session_timeout_proto::Cert::Read(session_timeout_proto::CertFields {
+                key_type: "ssh-ed25519-cert-v01@openssh.com".into(),
+                serial: 42,
+                key_id: "alice@jit".into(),
+                principals: vec!["alice".into()],
+                valid_after: 0,
+                valid_before: u64::MAX,
+            }),
+            runtime_max_at: 0,
+        }),
     };
     let requests = vec![
         ("register", Request::Register(reg)),
@@ -544,7 +557,7 @@ fn write_fuzz_seed_corpus() {
     let mut two = encode_frame(&requests[3].1.encode());
     two.extend_from_slice(&encode_frame(&register));
     let mut wrong_version = encode_frame(&register);
-    wrong_version[4] = 2;
+    wrong_version[4] = VERSION.wrapping_add(1);
     files.push(("bad-two-frames.frame".into(), two));
     files.push(("bad-wrong-version.frame".into(), wrong_version));
     files.push((

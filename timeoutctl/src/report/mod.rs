@@ -14,7 +14,7 @@ mod outliers;
 mod summary;
 mod svg;
 mod table;
-mod time;
+pub(crate) mod time;
 mod view;
 mod whatif;
 

@@ -4,6 +4,7 @@
 
 use crate::core::clock::Timestamp;
 use crate::core::policy::TtyClass;
+use crate::core::session::identity::Identity;
 use crate::core::session::{Login, ProcRef, Scope, SessionId};
 
 /// What is kept of a session across a restart: who, which processes, and its
@@ -24,7 +25,10 @@ pub struct SessionRecord {
     pub adopted: bool,
 }
 
-const VERSION: &str = "s1";
+/// `s2` adds the login's identity (4 fields) after the 18 of `s1`; `s1`
+/// lines are still read, as logins without one.
+const VERSION: &str = "s2";
+const VERSION_1: &str = "s1";
 
 /// Escapes a field of a tab-separated state line (tabs, newlines, commas, backslashes).
 pub(crate) fn esc(s: &str) -> String {
@@ -102,14 +106,19 @@ impl SessionRecord {
             list(&self.ttys),
             u8::from(self.adopted).to_string(),
         ]
+        .into_iter()
+        .chain(l.auth.encode())
+        .collect::<Vec<_>>()
         .join("\t")
     }
 
     pub fn decode(line: &str) -> Result<Self, String> {
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 18 || f[0] != VERSION {
-            return Err(format!("not a session record ({} fields)", f.len()));
-        }
+        let auth = match (f.first().copied(), f.len()) {
+            (Some(VERSION_1), 18) => Identity::default(),
+            (Some(VERSION), 22) => Identity::decode(&f[18..])?,
+            _ => return Err(format!("not a session record ({} fields)", f.len())),
+        };
         let num = |i: usize| -> Result<u64, String> {
             f[i].parse()
                 .map_err(|_| format!("field {i} is not a number"))
@@ -147,6 +156,7 @@ impl SessionRecord {
                 rhost: unesc(f[6]),
                 ruser: unesc(f[7]),
                 groups: unlist(f[8]),
+                auth,
             },
             leader: ProcRef {
                 pid: u32f(9)?,
@@ -233,6 +243,18 @@ mod tests {
                 rhost: "2001:db8::1".into(),
                 ruser: String::new(),
                 groups: vec!["alice".into(), "a,b".into()],
+                auth: crate::core::session::identity::Identity {
+                    methods: vec!["publickey".into()],
+                    cert: crate::core::session::identity::CertUse::Read(
+                        crate::core::session::identity::CertFacts {
+                            key_id: "id\twith:colons".into(),
+                            serial: 7,
+                            principals: vec!["alice".into()],
+                            valid_before: Some(Timestamp(1_700_000_600_000)),
+                        },
+                    ),
+                    runtime_max_at: None,
+                },
             },
             leader: ProcRef {
                 pid: 4242,
@@ -259,6 +281,21 @@ mod tests {
         sub.ttys.clear();
         sub.login.groups.clear();
         assert_eq!(SessionRecord::decode(&sub.encode()).unwrap(), sub);
+    }
+
+    #[test]
+    fn a_record_of_the_previous_version_is_read_without_an_identity() {
+        let line = sample(5).encode();
+        let fields: Vec<&str> = line.split('\t').collect();
+        let old = ["s1"]
+            .into_iter()
+            .chain(fields[1..18].iter().copied())
+            .collect::<Vec<_>>()
+            .join("\t");
+        let r = SessionRecord::decode(&old).unwrap();
+        assert_eq!(r.login.auth, Identity::default());
+        assert_eq!(r.login.user, sample(5).login.user);
+        assert!(SessionRecord::decode(&format!("{old}\t-\t-\t\t-")).is_err());
     }
 
     #[test]

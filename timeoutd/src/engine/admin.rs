@@ -40,6 +40,9 @@ fn verb(req: &Request) -> &'static str {
         Request::Revocations => "revocations",
         Request::Reload => "reload",
         Request::Status => "status",
+        Request::SetDeadline { .. } => "deadline",
+        Request::ClearDeadline { .. } => "deadline_clear",
+        Request::Deadlines => "deadlines",
     }
 }
 
@@ -133,6 +136,9 @@ impl<S: System> Engine<S> {
                     .collect();
                 Response::Revocations(list)
             }
+            r @ (Request::SetDeadline { .. }
+            | Request::ClearDeadline { .. }
+            | Request::Deadlines) => self.deadline_verb(r, peer),
             Request::Reload => Response::Error {
                 code: ErrorCode::Internal,
                 message: "reload is handled by the daemon loop".into(),

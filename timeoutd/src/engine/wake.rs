@@ -152,13 +152,14 @@ impl<S: System> Engine<S> {
     }
 
     fn deadlines_of(&self, s: &Session) -> Vec<Deadline> {
-        deadline::deadlines(
+        let ds = deadline::deadlines(
             &s.limits,
             s.registered_at,
             s.last_activity,
             s.idle_measured(),
             s.not_before,
-        )
+        );
+        deadline::with_absolute(ds, &self.absolute_of(s), s.not_before)
     }
 
     /// Wakes earlier than `at` while the terminal is still being looked for,
@@ -300,11 +301,7 @@ impl<S: System> Engine<S> {
         let remaining = Human(Duration::from_secs(
             d.at.since(now).as_millis().div_ceil(1000) as u64,
         ));
-        let limit = match d.reason {
-            deadline::Reason::Idle => s.limits.idle,
-            deadline::Reason::Max => s.limits.max,
-        }
-        .unwrap_or_default();
+        let limit = super::deadlines::limit_for(s, d);
         let limit_text = Human(limit).to_string();
         let tty = s.tty_label();
         let text = s.limits.message.render(|slot| match slot {

@@ -1,6 +1,7 @@
 //! The policy: ordered rules over `[defaults]`; the first rule whose every
 //! listed criterion matches decides the limits. Pure data and matching.
 
+pub(crate) mod auth;
 pub(crate) mod matching;
 pub(crate) mod template;
 
@@ -44,6 +45,8 @@ pub struct Limits {
     pub notty: NottyMode,
     pub kill_scope: KillScope,
     pub message: Template,
+    /// The certificate's `valid_before` ends the session.
+    pub end_at_cert_expiry: bool,
 }
 
 impl Limits {
@@ -58,6 +61,7 @@ impl Limits {
             notty: NottyMode::Io,
             kill_scope: KillScope::Session,
             message: Template::default(),
+            end_at_cert_expiry: true,
         }
     }
 }
@@ -99,6 +103,10 @@ pub struct LoginFacts {
     pub service: String,
     pub rhost: String,
     pub tty: TtyClass,
+    /// The authentication methods that succeeded (sshd's `SSH_AUTH_INFO_0`).
+    pub auth: Vec<String>,
+    /// Whether an OpenSSH certificate was used.
+    pub certificate: bool,
 }
 
 /// The criteria of one rule; `None` means "any".
@@ -109,6 +117,9 @@ pub struct Criteria {
     pub services: Option<Vec<String>>,
     pub rhosts: Option<Vec<HostPattern>>,
     pub tty: Option<TtyClass>,
+    /// Globs over the methods used; each must match one.
+    pub auth: Option<Vec<String>>,
+    pub certificate: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,7 +215,7 @@ impl Criteria {
                 )));
             }
         }
-        Ok(())
+        auth::check(self, l)
     }
 
     /// Whether every login this rule's criteria select is also selected by
@@ -237,6 +248,7 @@ impl Criteria {
             && names_cover(&self.services, &later.services, true)
             && rhosts
             && tty
+            && auth::covers(self, later)
     }
 }
 
@@ -304,6 +316,8 @@ mod tests {
             service: service.into(),
             rhost: rhost.into(),
             tty,
+            auth: Vec::new(),
+            certificate: false,
         }
     }
 

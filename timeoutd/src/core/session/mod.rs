@@ -2,6 +2,7 @@
 //! has been seen of it, and the step of its ending. Pure.
 
 pub(crate) mod deadline;
+pub(crate) mod identity;
 pub(crate) mod terminal;
 
 use std::fmt;
@@ -62,6 +63,8 @@ pub struct Login {
     pub ruser: String,
     /// Primary and supplementary groups, resolved through NSS at session open.
     pub groups: Vec<String>,
+    /// How they authenticated (methods, certificate, runtime limit).
+    pub auth: identity::Identity,
 }
 
 /// The signal step a terminating session is in.
@@ -234,6 +237,8 @@ impl Session {
             service: self.login.service.clone(),
             rhost: self.login.rhost.clone(),
             tty: self.tty_class,
+            auth: self.login.auth.methods.clone(),
+            certificate: self.login.auth.certificate(),
         }
     }
 

@@ -2,5 +2,6 @@
 //! second, with no sleeping.
 
 mod admin;
+mod identity;
 mod recovery;
 mod wake;
