@@ -96,6 +96,7 @@ pub struct WorldBuilder {
     account_line: bool,
     quiet: bool,
     supplementary: Vec<(usize, usize)>,
+    sshd: Vec<String>,
 }
 
 impl WorldBuilder {
@@ -118,6 +119,11 @@ impl WorldBuilder {
     /// Also an `account required <module> socket=...` line.
     pub fn account_line(mut self) -> Self {
         self.account_line = true;
+        self
+    }
+    /// More sshd_config lines (`TrustedUserCAKeys PATH`, ...).
+    pub fn sshd_lines(mut self, lines: &[String]) -> Self {
+        self.sshd = lines.to_vec();
         self
     }
     /// The module's `quiet` argument on the session line.
@@ -186,7 +192,7 @@ impl WorldBuilder {
         }
         let pam = PamService::write(&service, &lines);
         // The harness writes `AllowUsers <allow_user>`: a space-separated list works.
-        let sshd = Sshd::start(&dir, &service, &names.join(" "));
+        let sshd = Sshd::start_configured(&dir, &service, &names.join(" "), &[], &self.sshd);
         World {
             sshd,
             daemon: Some(daemon),
@@ -245,6 +251,7 @@ impl World {
             account_line: false,
             quiet: false,
             supplementary: Vec::new(),
+            sshd: Vec::new(),
         }
     }
 
