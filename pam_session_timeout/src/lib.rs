@@ -7,6 +7,7 @@
 //! becomes PAM_ABORT instead of unwinding into sshd.
 
 pub mod args;
+pub mod auth_facts;
 pub mod authinfo;
 pub mod client;
 pub mod logic;
@@ -34,6 +35,22 @@ unsafe extern "C" {
     /// call openlog, so the host process's syslog ident is left alone.
     fn pam_syslog(pamh: *const PamHandle, priority: libc::c_int, fmt: *const libc::c_char, ...);
 }
+
+// SAFETY: libpam's documented prototypes,
+// `const char *pam_getenv(pam_handle_t *pamh, const char *name)` and
+// `int pam_get_data(const pam_handle_t *pamh, const char *name, const void **data)`.
+#[link(name = "pam")]
+unsafe extern "C" {
+    fn pam_getenv(pamh: *const PamHandle, name: *const libc::c_char) -> *const libc::c_char;
+    fn pam_get_data(
+        pamh: *const PamHandle,
+        name: *const libc::c_char,
+        data: *mut *const libc::c_void,
+    ) -> libc::c_int;
+}
+
+/// Longest `systemd.runtime_max_sec` string read (a u64 has 20 digits).
+const RUNTIME_MAX_TEXT: usize = 32;
 
 const DATA_KEY: &str = "pam_session_timeout_session_id";
 
@@ -164,5 +181,40 @@ impl Environment for Libpam<'_> {
     fn remembered_session_id(&self) -> Option<u64> {
         // SAFETY: DATA_KEY is only ever stored by remember_session_id, as a Box<u64>.
         unsafe { self.pamh.get_data::<u64>(DATA_KEY) }.ok().copied()
+    }
+
+    fn pam_env(&self, name: &str) -> Option<String> {
+        let name = CString::new(name).ok()?;
+        // SAFETY: pamh is the live handle of this hook and name is NUL-terminated;
+        // libpam returns NULL or a NUL-terminated string it owns, which is copied
+        // at once, before anything can change the PAM environment.
+        let value = unsafe { pam_getenv(&*self.pamh, name.as_ptr()) };
+        if value.is_null() {
+            return None;
+        }
+        // SAFETY: non-NULL results of pam_getenv are NUL-terminated (see above).
+        Some(lossy(unsafe { CStr::from_ptr(value) }))
+    }
+
+    fn pam_data_text(&self, key: &str) -> Option<String> {
+        let key = CString::new(key).ok()?;
+        let mut data: *const libc::c_void = std::ptr::null();
+        // SAFETY: pamh is the live handle, key is NUL-terminated and data is a
+        // live out-pointer.
+        let rc = unsafe { pam_get_data(&*self.pamh, key.as_ptr(), &mut data) };
+        if rc != 0 || data.is_null() {
+            return None;
+        }
+        let text = data.cast::<libc::c_char>();
+        // SAFETY: by pam_systemd's contract the data under this key is a C string
+        // (pam_malcontent stores one); strnlen reads at most RUNTIME_MAX_TEXT bytes
+        // of it, so a missing terminator cannot run far.
+        let len = unsafe { libc::strnlen(text, RUNTIME_MAX_TEXT) };
+        if len == RUNTIME_MAX_TEXT {
+            return Some(String::from("(too long)"));
+        }
+        // SAFETY: the first len bytes were just read by strnlen.
+        let bytes = unsafe { std::slice::from_raw_parts(text.cast::<u8>(), len) };
+        Some(String::from_utf8_lossy(bytes).into_owned())
     }
 }

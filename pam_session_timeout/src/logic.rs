@@ -48,6 +48,20 @@ pub trait Environment {
     /// Remembers the daemon's session id between open and close.
     fn remember_session_id(&mut self, id: u64);
     fn remembered_session_id(&self) -> Option<u64>;
+    /// A variable of the PAM environment (`pam_getenv`), e.g. `SSH_AUTH_INFO_0`.
+    fn pam_env(&self, _name: &str) -> Option<String> {
+        None
+    }
+    /// PAM data an earlier module stored as a C string (`pam_get_data`).
+    fn pam_data_text(&self, _key: &str) -> Option<String> {
+        None
+    }
+    /// The wall clock, in Unix seconds.
+    fn now_secs(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
 }
 
 /// The module's answer, mapped to a PAM return code by the FFI shell.
@@ -82,6 +96,7 @@ pub fn open_session(env: &mut dyn Environment, args: &ModuleArgs) -> Outcome {
         start_time: caller.start_time,
         loginuid: caller.loginuid,
         sessionid: caller.sessionid,
+        auth: Box::new(crate::auth_facts::gather(env)),
     };
     if caller.sessionid == AUDIT_UNSET {
         env.log(
@@ -218,6 +233,8 @@ mod tests {
         infos: RefCell<Vec<String>>,
         errors: RefCell<Vec<String>>,
         id: Option<u64>,
+        auth_info: Option<String>,
+        runtime_max: Option<String>,
     }
 
     impl Fake {
@@ -230,6 +247,8 @@ mod tests {
                 infos: RefCell::default(),
                 errors: RefCell::default(),
                 id: None,
+                auth_info: None,
+                runtime_max: None,
             }
         }
     }
@@ -278,6 +297,70 @@ mod tests {
         fn remembered_session_id(&self) -> Option<u64> {
             self.id
         }
+        fn pam_env(&self, name: &str) -> Option<String> {
+            (name == "SSH_AUTH_INFO_0").then(|| self.auth_info.clone())?
+        }
+        fn pam_data_text(&self, key: &str) -> Option<String> {
+            (key == "systemd.runtime_max_sec").then(|| self.runtime_max.clone())?
+        }
+        fn now_secs(&self) -> i64 {
+            1_700_000_000
+        }
+    }
+
+    fn sent_auth(env: &Fake) -> session_timeout_proto::AuthFacts {
+        match &env.sent.borrow()[0] {
+            Request::Register(reg) => (*reg.auth).clone(),
+            other => panic!("expected a register request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn open_sends_the_methods_and_the_runtime_limit() {
+        let mut env = Fake::new(Some(Response::Registered {
+            session_id: 1,
+            banner: String::new(),
+        }));
+        env.auth_info = Some("publickey ssh-ed25519 AAAA\nkeyboard-interactive/pam\n".into());
+        env.runtime_max = Some("600".into());
+        assert_eq!(
+            open_session(&mut env, &args(FailMode::Closed, false)),
+            Outcome::Success
+        );
+        let auth = sent_auth(&env);
+        assert_eq!(auth.methods, ["publickey", "keyboard-interactive/pam"]);
+        assert_eq!(auth.runtime_max_at, 1_700_000_600);
+    }
+
+    #[test]
+    fn garbage_auth_info_and_runtime_still_register_the_login() {
+        let mut env = Fake::new(Some(Response::Registered {
+            session_id: 1,
+            banner: String::new(),
+        }));
+        let blob = "A".repeat(200 * 1024);
+        env.auth_info = Some(format!(
+            "publickey ssh-ed25519-cert-v01@openssh.com {blob}\n\u{1b}[2J\n"
+        ));
+        env.runtime_max = Some("soon".into());
+        assert_eq!(
+            open_session(&mut env, &args(FailMode::Closed, false)),
+            Outcome::Success
+        );
+        let auth = sent_auth(&env);
+        assert!(
+            matches!(auth.cert, session_timeout_proto::Cert::Unreadable(_)),
+            "{auth:?}"
+        );
+        assert_eq!(auth.runtime_max_at, 0);
+        assert!(env
+            .logs
+            .borrow()
+            .iter()
+            .any(|(_, m)| m.contains("systemd.runtime_max_sec")));
+        // What is sent always decodes again: the caps hold.
+        let body = env.sent.borrow()[0].encode();
+        assert!(Request::decode(&body).is_ok());
     }
 
     fn args(fail: FailMode, quiet: bool) -> ModuleArgs {

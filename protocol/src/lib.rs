@@ -5,10 +5,14 @@
 
 pub mod client;
 mod control;
+mod deadlines;
+pub mod identity;
 mod message;
 mod wire;
 
 pub use control::{RevocationInfo, SessionInfo, TamperSeen, Target, WarningSent};
+pub use deadlines::DeadlineInfo;
+pub use identity::{AuthFacts, Cert, CertFields};
 pub use message::{ErrorCode, Registration, Request, Response, SessionKey};
 pub use wire::{
     encode_frame, read_frame, read_frame_limited, take_frame, write_frame, DecodeError, Decoder,

@@ -17,6 +17,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 /// The only protocol version this build speaks.
+/// Version 2 added the authentication facts to Register and the deadline verbs.
 pub const VERSION: u8 = 2;
 
 /// Largest accepted request body, in bytes (after the length prefix).

@@ -11,8 +11,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use session_timeout_proto::{
-    encode_frame, ErrorCode, Registration, Request, Response, RevocationInfo, SessionInfo,
-    SessionKey, TamperSeen, Target, WarningSent, MAX_FRAME, MAX_REPLY, VERSION,
+    encode_frame, AuthFacts, DeadlineInfo, ErrorCode, Registration, Request, Response,
+    RevocationInfo, SessionInfo, SessionKey, TamperSeen, Target, WarningSent, MAX_FRAME, MAX_REPLY,
+    VERSION,
 };
 
 const DOC: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md"));
@@ -30,17 +31,25 @@ fn example_registration() -> Registration {
         start_time: 987_654,
         loginuid: 1000,
         sessionid: 17,
+        auth: Box::new(AuthFacts {
+            methods: vec!["publickey".into()],
+            ..AuthFacts::default()
+        }),
     }
 }
 
 /// How a Register body is laid out, as the document's table states it.
 enum Field {
+    U8(&'static str),
     U32(&'static str),
     U64(&'static str),
+    I64(&'static str),
     Str(&'static str),
+    /// A `u16` count, then that many `str`.
+    StrList(&'static str),
 }
 
-const REGISTER_FIELDS: [Field; 10] = [
+const REGISTER_FIELDS: [Field; 20] = [
     Field::Str("user"),
     Field::U32("uid"),
     Field::Str("service"),
@@ -51,6 +60,16 @@ const REGISTER_FIELDS: [Field; 10] = [
     Field::U64("start_time"),
     Field::U32("loginuid"),
     Field::U32("sessionid"),
+    Field::StrList("methods"),
+    Field::U8("cert_state"),
+    Field::Str("cert_key_type"),
+    Field::U64("cert_serial"),
+    Field::Str("cert_key_id"),
+    Field::StrList("cert_principals"),
+    Field::U64("cert_valid_after"),
+    Field::U64("cert_valid_before"),
+    Field::Str("cert_error"),
+    Field::I64("runtime_max_at"),
 ];
 
 /// Walks a frame and writes one annotated line per field.
@@ -94,6 +113,21 @@ fn annotated_dump(frame: &[u8]) -> String {
     d.take(1, format!("kind = {kind} (Register)"));
     for field in REGISTER_FIELDS {
         match field {
+            Field::U8(name) => {
+                let v = d.peek_be(1);
+                d.take(1, format!("{name} = {v} (u8)"));
+            }
+            Field::I64(name) => {
+                let v = d.peek_be(8);
+                d.take(8, format!("{name} = {v} (i64)"));
+            }
+            Field::StrList(name) => {
+                let n = d.peek_be(2);
+                d.take(2, format!("{name} count = {n} (u16)"));
+                for _ in 0..n {
+                    dump_str(&mut d, name);
+                }
+            }
             Field::U32(name) => {
                 let v = d.peek_be(4);
                 d.take(4, format!("{name} = {v} (u32)"));
@@ -102,25 +136,27 @@ fn annotated_dump(frame: &[u8]) -> String {
                 let v = d.peek_be(8);
                 d.take(8, format!("{name} = {v} (u64)"));
             }
-            Field::Str(name) => {
-                let n = d.peek_be(2) as usize;
-                if n == 0 {
-                    d.take(2, format!("{name}: length 0, empty (no bytes follow)"));
-                } else {
-                    d.take(2, format!("{name}: length {n} (u16 BE)"));
-                    let bytes = d.take(n, String::new());
-                    let text = String::from_utf8_lossy(bytes).into_owned();
-                    if let Some(last) = d.lines.last_mut() {
-                        last.push_str(&format!("{name} = {text:?}"));
-                    }
-                }
-            }
+            Field::Str(name) => dump_str(&mut d, name),
         }
     }
     assert_eq!(d.at, frame.len(), "the layout covers the whole frame");
     let mut out = d.lines.join("\n");
     out.push('\n');
     out
+}
+
+fn dump_str(d: &mut Dump, name: &str) {
+    let n = d.peek_be(2) as usize;
+    if n == 0 {
+        d.take(2, format!("{name}: length 0, empty (no bytes follow)"));
+    } else {
+        d.take(2, format!("{name}: length {n} (u16 BE)"));
+        let bytes = d.take(n, String::new());
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        if let Some(last) = d.lines.last_mut() {
+            last.push_str(&format!("{name} = {text:?}"));
+        }
+    }
 }
 
 /// The same frame as plain hex, 16 bytes a line, for tools like `xxd -r -p`.
@@ -174,6 +210,9 @@ fn request_name(r: &Request) -> &'static str {
         Request::Reload => "Reload",
         Request::Status => "Status",
         Request::Revalidate { .. } => "Revalidate",
+        Request::SetDeadline { .. } => "SetDeadline",
+        Request::ClearDeadline { .. } => "ClearDeadline",
+        Request::Deadlines => "Deadlines",
     }
 }
 
@@ -185,6 +224,7 @@ fn response_name(r: &Response) -> &'static str {
         Response::Access { .. } => "Access",
         Response::Sessions(_) => "Sessions",
         Response::Revocations(_) => "Revocations",
+        Response::Deadlines(_) => "Deadlines",
         Response::Done { .. } => "Done",
         Response::Error { .. } => "Error",
     }
@@ -230,6 +270,15 @@ fn requests() -> Vec<Request> {
         Request::Revalidate {
             user: String::new(),
         },
+        Request::SetDeadline {
+            target: Target::User(String::new()),
+            at: 0,
+            reason: String::new(),
+        },
+        Request::ClearDeadline {
+            target: Target::User(String::new()),
+        },
+        Request::Deadlines,
     ]
 }
 
@@ -249,6 +298,7 @@ fn responses() -> Vec<Response> {
         },
         Response::Sessions(Vec::new()),
         Response::Revocations(Vec::new()),
+        Response::Deadlines(Vec::new()),
         Response::Done {
             message: String::new(),
         },
@@ -388,6 +438,17 @@ fn the_record_tables_add_up_to_the_encoded_records() {
     .encode()
     .len();
     assert_eq!(empty_size("\n### Record: RevocationInfo\n"), one - empty);
+    let empty = Response::Deadlines(Vec::new()).encode().len();
+    let one = Response::Deadlines(vec![DeadlineInfo {
+        target: Target::User(String::new()),
+        since: 0,
+        at: 0,
+        reason: String::new(),
+        by_uid: 0,
+    }])
+    .encode()
+    .len();
+    assert_eq!(empty_size("\n### Record: DeadlineInfo\n"), one - empty);
 }
 
 #[test]

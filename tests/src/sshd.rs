@@ -64,6 +64,18 @@ impl Sshd {
         allow_user: &str,
         binds: &[(PathBuf, PathBuf)],
     ) -> Sshd {
+        Sshd::start_configured(dir, service, allow_user, binds, &[])
+    }
+
+    /// Like [`start_with`](Self::start_with), with `extra` lines appended to
+    /// sshd_config (e.g. `TrustedUserCAKeys PATH`, a `Match` block).
+    pub fn start_configured(
+        dir: &Path,
+        service: &str,
+        allow_user: &str,
+        binds: &[(PathBuf, PathBuf)],
+        extra: &[String],
+    ) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server"
@@ -86,8 +98,8 @@ impl Sshd {
             let port = free_port();
             let config = dir.join("sshd_config");
             let log = dir.join(format!("sshd-{attempt}.log"));
-            fs::write(&config, sshd_config(dir, port, &host_key, allow_user))
-                .expect("writing sshd_config");
+            let text = sshd_config(dir, port, &host_key, allow_user) + &extra.join("\n") + "\n";
+            fs::write(&config, text).expect("writing sshd_config");
             let log_file = File::create(&log).expect("creating sshd log");
             let mut cmd = Command::new(&link);
             cmd.arg("-D")

@@ -162,6 +162,7 @@ impl Fixture {
             start_time: info.start_time,
             loginuid: AUDIT_UNSET,
             sessionid: AUDIT_UNSET,
+            auth: Default::default(),
         });
         let t = Instant::now();
         let resp = exchange(&self.env.socket, &req, REPLY, MAX_REPLY)

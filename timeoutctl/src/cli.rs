@@ -60,7 +60,7 @@ pub struct TargetArgs {
 }
 
 impl TargetArgs {
-    fn target(&self) -> Target {
+    pub(crate) fn target(&self) -> Target {
         match (&self.user, &self.group) {
             (Some(u), _) => Target::User(u.clone()),
             // clap's group makes one of the two present.
@@ -114,6 +114,11 @@ pub enum Verb {
     },
     /// Active revocations (admin).
     Revocations(JsonFlag),
+    /// End every session of a user or group, and every login of theirs
+    /// until then, at an absolute time, with warnings; or --clear it (admin).
+    Deadline(crate::deadlines::DeadlineArgs),
+    /// Deadlines in force (admin).
+    Deadlines(JsonFlag),
     /// Reload the config; says whether it was accepted (admin).
     Reload,
     /// Your own sessions and the time left on each.
@@ -163,6 +168,8 @@ impl Verb {
                 target: target.target(),
             },
             Self::Revocations(_) => Request::Revocations,
+            Self::Deadline(d) => d.request(crate::report::read::time::now()),
+            Self::Deadlines(_) => Request::Deadlines,
             Self::Reload => Request::Reload,
             Self::Status(_) => Request::Status,
             Self::Revalidate { user } => Request::Revalidate {
@@ -175,9 +182,11 @@ impl Verb {
     /// Whether `--json` was given.
     pub fn json(&self) -> bool {
         match self {
-            Self::List(j) | Self::Revocations(j) | Self::Status(j) | Self::Show { json: j, .. } => {
-                j.json
-            }
+            Self::List(j)
+            | Self::Revocations(j)
+            | Self::Deadlines(j)
+            | Self::Status(j)
+            | Self::Show { json: j, .. } => j.json,
             _ => false,
         }
     }

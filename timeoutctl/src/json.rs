@@ -164,7 +164,7 @@ impl Formatter for Compact {
     }
 }
 
-fn to_json(value: &impl Serialize) -> String {
+pub(crate) fn to_json(value: &impl Serialize) -> String {
     let mut out = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(&mut out, Compact);
     // Serializing these views into memory cannot fail: every key is a

@@ -5,6 +5,7 @@
 //! mistake on the command line.
 
 mod cli;
+mod deadlines;
 mod json;
 mod render;
 mod report;
@@ -66,6 +67,8 @@ fn print_answer(resp: Response, req: &Request, json: bool) -> bool {
         (Response::Sessions(list), _) => print!("{}", render::sessions_table(&list)),
         (Response::Revocations(list), _) if json => print!("{}", json::revocations(&list)),
         (Response::Revocations(list), _) => print!("{}", render::revocations_table(&list)),
+        (Response::Deadlines(list), _) if json => print!("{}", deadlines::deadlines_json(&list)),
+        (Response::Deadlines(list), _) => print!("{}", deadlines::deadlines_table(&list)),
         (Response::Done { message }, _) => println!("{}", escape::for_terminal(&message)),
         (Response::Error { code, message }, _) => {
             eprintln!(

@@ -58,6 +58,7 @@ pub fn registration(
         start_time,
         loginuid: AUDIT_UNSET,
         sessionid: AUDIT_UNSET,
+        auth: Default::default(),
     }
 }
 

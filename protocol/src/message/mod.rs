@@ -24,7 +24,10 @@ mod kind {
     pub const REVOCATIONS: u8 = 15;
     pub const RELOAD: u8 = 16;
     pub const STATUS: u8 = 17;
-    pub const REVALIDATE: u8 = 20;
+    pub const SET_DEADLINE: u8 = 18;
+    pub const CLEAR_DEADLINE: u8 = 19;
+    pub const DEADLINES: u8 = 20;
+    pub const REVALIDATE: u8 = 21;
     pub const REGISTERED: u8 = 101;
     pub const UNREGISTERED: u8 = 102;
     pub const REFUSED: u8 = 103;
@@ -32,6 +35,7 @@ mod kind {
     pub const SESSIONS: u8 = 110;
     pub const REVOCATION_LIST: u8 = 111;
     pub const DONE: u8 = 112;
+    pub const DEADLINE_LIST: u8 = 113;
     pub const ERROR: u8 = 199;
 }
 

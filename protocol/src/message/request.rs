@@ -2,6 +2,7 @@
 
 use super::kind;
 use crate::control::Target;
+use crate::identity::AuthFacts;
 use crate::wire::{DecodeError, Decoder, Encoder};
 
 /// Everything the PAM module knows about a session when it opens.
@@ -22,6 +23,9 @@ pub struct Registration {
     pub loginuid: u32,
     /// `/proc/PID/sessionid` of the caller (4294967295 when unset).
     pub sessionid: u32,
+    /// How the user authenticated (sshd's `SSH_AUTH_INFO_0`, certificates,
+    /// runtime_max); boxed so that a request stays small where it is queued.
+    pub auth: Box<AuthFacts>,
 }
 
 /// Identifies a session at close time: the same process that opened it.
@@ -74,23 +78,38 @@ pub enum Request {
     Revalidate {
         user: String,
     },
+    /// Admin: every session of a user or group, and every login until then, ends at `at`.
+    SetDeadline {
+        target: Target,
+        at: i64,
+        reason: String,
+    },
+    /// Admin: lifts a deadline.
+    ClearDeadline {
+        target: Target,
+    },
+    /// Admin: the deadlines in force.
+    Deadlines,
 }
 
 impl Request {
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Self::Register(r) => Encoder::new(kind::REGISTER)
-                .str(&r.user)
-                .u32(r.uid)
-                .str(&r.service)
-                .str(&r.tty)
-                .str(&r.rhost)
-                .str(&r.ruser)
-                .u32(r.pid)
-                .u64(r.start_time)
-                .u32(r.loginuid)
-                .u32(r.sessionid)
-                .finish(),
+            Self::Register(r) => {
+                let mut e = Encoder::new(kind::REGISTER);
+                e.str(&r.user)
+                    .u32(r.uid)
+                    .str(&r.service)
+                    .str(&r.tty)
+                    .str(&r.rhost)
+                    .str(&r.ruser)
+                    .u32(r.pid)
+                    .u64(r.start_time)
+                    .u32(r.loginuid)
+                    .u32(r.sessionid);
+                r.auth.encode(&mut e);
+                e.finish()
+            }
             Self::Unregister(k) => Encoder::new(kind::UNREGISTER)
                 .u32(k.pid)
                 .u64(k.start_time)
@@ -126,6 +145,17 @@ impl Request {
             Self::Reload => Encoder::new(kind::RELOAD).finish(),
             Self::Status => Encoder::new(kind::STATUS).finish(),
             Self::Revalidate { user } => Encoder::new(kind::REVALIDATE).str(user).finish(),
+            Self::SetDeadline { target, at, reason } => {
+                let mut e = Encoder::new(kind::SET_DEADLINE);
+                target.encode(&mut e);
+                e.i64(*at).str(reason).finish()
+            }
+            Self::ClearDeadline { target } => {
+                let mut e = Encoder::new(kind::CLEAR_DEADLINE);
+                target.encode(&mut e);
+                e.finish()
+            }
+            Self::Deadlines => Encoder::new(kind::DEADLINES).finish(),
         }
     }
 
@@ -143,6 +173,7 @@ impl Request {
                 start_time: d.u64("start_time")?,
                 loginuid: d.u32("loginuid")?,
                 sessionid: d.u32("sessionid")?,
+                auth: Box::new(AuthFacts::decode(&mut d)?),
             }),
             kind::UNREGISTER => Self::Unregister(SessionKey {
                 pid: d.u32("pid")?,
@@ -174,6 +205,15 @@ impl Request {
             kind::REVALIDATE => Self::Revalidate {
                 user: d.string("user")?,
             },
+            kind::SET_DEADLINE => Self::SetDeadline {
+                target: Target::decode(&mut d)?,
+                at: d.i64("at")?,
+                reason: d.string("reason")?,
+            },
+            kind::CLEAR_DEADLINE => Self::ClearDeadline {
+                target: Target::decode(&mut d)?,
+            },
+            kind::DEADLINES => Self::Deadlines,
             other => return Err(DecodeError::UnknownKind(other)),
         };
         d.finish()?;

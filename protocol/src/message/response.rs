@@ -2,6 +2,7 @@
 
 use super::{bounded_count, kind, list_len};
 use crate::control::{RevocationInfo, SessionInfo};
+use crate::deadlines::DeadlineInfo;
 use crate::wire::{DecodeError, Decoder, Encoder};
 
 /// Machine-readable class of an error reply.
@@ -52,6 +53,7 @@ pub enum Response {
     },
     Sessions(Vec<SessionInfo>),
     Revocations(Vec<RevocationInfo>),
+    Deadlines(Vec<DeadlineInfo>),
     /// An admin verb succeeded.
     Done {
         message: String,
@@ -87,6 +89,14 @@ impl Response {
             }
             Self::Revocations(list) => {
                 let mut e = Encoder::new(kind::REVOCATION_LIST);
+                e.u32(list_len(list.len()));
+                for r in list {
+                    r.encode(&mut e);
+                }
+                e.finish()
+            }
+            Self::Deadlines(list) => {
+                let mut e = Encoder::new(kind::DEADLINE_LIST);
                 e.u32(list_len(list.len()));
                 for r in list {
                     r.encode(&mut e);
@@ -137,6 +147,14 @@ impl Response {
                     list.push(RevocationInfo::decode(&mut d)?);
                 }
                 Self::Revocations(list)
+            }
+            kind::DEADLINE_LIST => {
+                let n = bounded_count(&mut d, body.len(), "deadlines")?;
+                let mut list = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    list.push(DeadlineInfo::decode(&mut d)?);
+                }
+                Self::Deadlines(list)
             }
             kind::DONE => Self::Done {
                 message: d.string("message")?,

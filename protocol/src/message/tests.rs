@@ -15,6 +15,11 @@ fn sample() -> Registration {
         start_time: 987_654,
         loginuid: 1000,
         sessionid: 17,
+        auth: Box::new(crate::AuthFacts {
+            methods: vec!["publickey".into()],
+            cert: crate::Cert::Unreadable("bad base64".into()),
+            runtime_max_at: 5,
+        }),
     }
 }
 
@@ -129,6 +134,15 @@ fn control_verbs_round_trip() {
         Request::Reload,
         Request::Status,
         Request::Revalidate { user: "bob".into() },
+        Request::SetDeadline {
+            target: Target::User("bob".into()),
+            at: 1_700_000_000,
+            reason: "jit grant ends".into(),
+        },
+        Request::ClearDeadline {
+            target: Target::Group("ops".into()),
+        },
+        Request::Deadlines,
         Request::Revalidate {
             user: String::new(),
         },
@@ -148,6 +162,13 @@ fn control_verbs_round_trip() {
             target: Target::User("bob".into()),
             since: 1,
             until: 0,
+            reason: "r".into(),
+            by_uid: 0,
+        }]),
+        Response::Deadlines(vec![crate::DeadlineInfo {
+            target: Target::User("bob".into()),
+            since: 1,
+            at: 2,
             reason: "r".into(),
             by_uid: 0,
         }]),

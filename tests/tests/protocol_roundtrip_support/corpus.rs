@@ -28,6 +28,18 @@ fn corpus_requests() -> Named<Request> {
         start_time: 987_654,
         loginuid: 1000,
         sessionid: 17,
+        auth: Box::new(session_timeout_proto::AuthFacts {
+            methods: vec!["publickey".into(), "keyboard-interactive/pam".into()],
+            cert: session_timeout_proto::Cert::Read(session_timeout_proto::CertFields {
+                key_type: "ssh-ed25519-cert-v01@openssh.com".into(),
+                serial: 42,
+                key_id: "alice@jit".into(),
+                principals: vec!["alice".into()],
+                valid_after: 0,
+                valid_before: u64::MAX,
+            }),
+            runtime_max_at: 0,
+        }),
     };
     vec![
         ("register", Request::Register(reg)),
@@ -74,6 +86,21 @@ fn corpus_requests() -> Named<Request> {
         ("reload", Request::Reload),
         ("status", Request::Status),
         ("revalidate", Request::Revalidate { user: "bob".into() }),
+        (
+            "set-deadline",
+            Request::SetDeadline {
+                target: Target::User("bob".into()),
+                at: 1_700_003_600,
+                reason: "JIT grant ends".into(),
+            },
+        ),
+        (
+            "clear-deadline",
+            Request::ClearDeadline {
+                target: Target::Group("contractors".into()),
+            },
+        ),
+        ("deadlines", Request::Deadlines),
     ]
 }
 
@@ -120,6 +147,16 @@ fn corpus_responses() -> Named<Response> {
             Response::Done {
                 message: "ok".into(),
             },
+        ),
+        (
+            "deadline-list",
+            Response::Deadlines(vec![session_timeout_proto::DeadlineInfo {
+                target: Target::User("bob".into()),
+                since: 1_700_000_000,
+                at: 1_700_003_600,
+                reason: "r".into(),
+                by_uid: 0,
+            }]),
         ),
         (
             "error",

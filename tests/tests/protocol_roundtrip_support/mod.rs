@@ -4,8 +4,8 @@
 pub mod corpus;
 
 use session_timeout_proto::{
-    ErrorCode, Registration, Request, Response, RevocationInfo, SessionInfo, SessionKey,
-    TamperSeen, Target, WarningSent,
+    AuthFacts, Cert, DeadlineInfo, ErrorCode, Registration, Request, Response, RevocationInfo,
+    SessionInfo, SessionKey, TamperSeen, Target, WarningSent,
 };
 
 /// xorshift64* (Vigna): tiny, fast and good enough to drive a generator.
@@ -118,11 +118,24 @@ impl Rng {
             start_time: self.u64(),
             loginuid: self.u32(),
             sessionid: self.u32(),
+            // Within the caps the daemon enforces; the corpus has a full one.
+            auth: Box::new(AuthFacts {
+                methods: self.vec(3, |r| {
+                    ["publickey", "password", "keyboard-interactive/pam"][r.below(3) as usize]
+                        .to_owned()
+                }),
+                cert: Cert::None,
+                runtime_max_at: if self.bool() {
+                    0
+                } else {
+                    self.below(1 << 40) as i64
+                },
+            }),
         }
     }
 
     pub fn request(&mut self) -> Request {
-        match self.below(12) {
+        match self.below(15) {
             0 => Request::Register(self.registration()),
             1 => Request::Unregister(SessionKey {
                 pid: self.u32(),
@@ -153,6 +166,15 @@ impl Rng {
             10 => Request::Revalidate {
                 user: self.string(),
             },
+            11 => Request::SetDeadline {
+                target: self.target(),
+                at: self.i64(),
+                reason: self.string(),
+            },
+            12 => Request::ClearDeadline {
+                target: self.target(),
+            },
+            13 => Request::Deadlines,
             _ => Request::Status,
         }
     }
@@ -198,7 +220,7 @@ impl Rng {
     }
 
     pub fn response(&mut self) -> Response {
-        match self.below(8) {
+        match self.below(9) {
             0 => Response::Registered {
                 session_id: self.u64(),
                 banner: self.string(),
@@ -224,6 +246,13 @@ impl Rng {
             6 => Response::Done {
                 message: self.string(),
             },
+            7 => Response::Deadlines(self.vec(4, |r| DeadlineInfo {
+                target: r.target(),
+                since: r.i64(),
+                at: r.i64(),
+                reason: r.string(),
+                by_uid: r.u32(),
+            })),
             _ => Response::Error {
                 code: self.error_code(),
                 message: self.string(),

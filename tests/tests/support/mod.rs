@@ -97,6 +97,7 @@ pub struct WorldBuilder {
     quiet: bool,
     supplementary: Vec<(usize, usize)>,
     daemon_keys: String,
+    sshd: Vec<String>,
 }
 
 impl WorldBuilder {
@@ -124,6 +125,11 @@ impl WorldBuilder {
     /// Also an `account required <module> socket=...` line.
     pub fn account_line(mut self) -> Self {
         self.account_line = true;
+        self
+    }
+    /// More sshd_config lines (`TrustedUserCAKeys PATH`, ...).
+    pub fn sshd_lines(mut self, lines: &[String]) -> Self {
+        self.sshd = lines.to_vec();
         self
     }
     /// The module's `quiet` argument on the session line.
@@ -193,7 +199,7 @@ impl WorldBuilder {
         }
         let pam = PamService::write(&service, &lines);
         // The harness writes `AllowUsers <allow_user>`: a space-separated list works.
-        let sshd = Sshd::start(&dir, &service, &names.join(" "));
+        let sshd = Sshd::start_configured(&dir, &service, &names.join(" "), &[], &self.sshd);
         World {
             sshd,
             daemon: Some(daemon),
@@ -253,6 +259,7 @@ impl World {
             quiet: false,
             supplementary: Vec::new(),
             daemon_keys: String::new(),
+            sshd: Vec::new(),
         }
     }
 

@@ -4,7 +4,7 @@
 //! limits would have done. Needs no daemon. See docs/report.md.
 
 pub mod args;
-mod read;
+pub(crate) mod read;
 mod show;
 mod tally;
 

@@ -15,7 +15,7 @@ fn limits_line(l: &Limits) -> String {
         "enforce=on".to_owned()
     };
     format!(
-        "idle={} max={} warn=[{}] grace={} count_output={} notty={} kill_scope={} {enforce}",
+        "idle={} max={} warn=[{}] grace={} count_output={} notty={} kill_scope={} end_at_cert_expiry={} {enforce}",
         duration::limit(l.idle),
         duration::limit(l.max),
         warn.join(", "),
@@ -28,7 +28,8 @@ fn limits_line(l: &Limits) -> String {
         match l.kill_scope {
             KillScope::Session => "session",
             KillScope::Leader => "leader",
-        }
+        },
+        l.end_at_cert_expiry
     )
 }
 
@@ -52,6 +53,12 @@ fn criteria_line(c: &Criteria) -> String {
     }
     if let Some(t) = c.tty {
         parts.push(format!("tty={}", t.as_str()));
+    }
+    if let Some(a) = &c.auth {
+        parts.push(format!("auth=[{}]", a.join(", ")));
+    }
+    if let Some(cert) = c.certificate {
+        parts.push(format!("certificate={cert}"));
     }
     if parts.is_empty() {
         "every login".to_owned()
@@ -107,6 +114,8 @@ pub enum FactsError {
     NotKeyValue(String),
     /// `tty=` something other than pty, console or none.
     BadTty(String),
+    /// `certificate=` something other than true or false.
+    BadCertificate(String),
     /// A key that is not user, groups, service, rhost or tty.
     UnknownKey(String),
     /// No `user=`.
@@ -118,9 +127,10 @@ impl fmt::Display for FactsError {
         match self {
             Self::NotKeyValue(w) => write!(f, "expected key=value, got {w:?}"),
             Self::BadTty(v) => write!(f, "tty must be pty, console or none, got {v:?}"),
+            Self::BadCertificate(v) => write!(f, "certificate must be true or false, got {v:?}"),
             Self::UnknownKey(k) => write!(
                 f,
-                "unknown key {k:?}; use user, groups, service, rhost, tty"
+                "unknown key {k:?}; use user, groups, service, rhost, tty, auth, certificate"
             ),
             Self::NoUser => write!(f, "user=NAME is required"),
         }
@@ -130,7 +140,8 @@ impl fmt::Display for FactsError {
 impl std::error::Error for FactsError {}
 
 /// Builds the facts of a hypothetical login from `key=value` words:
-/// user, service, rhost, tty (pty|console|none), groups (comma-separated).
+/// user, service, rhost, tty (pty|console|none), groups (comma-separated),
+/// auth (methods joined with `+` or `,`), certificate (true|false).
 /// Without `groups=`, the user's groups are asked of `groups_of` (the
 /// command line resolves them through NSS; this module touches no system).
 pub fn parse_facts(
@@ -143,6 +154,8 @@ pub fn parse_facts(
         service: "sshd".to_owned(),
         rhost: String::new(),
         tty: TtyClass::Pty,
+        auth: Vec::new(),
+        certificate: false,
     };
     let mut groups = None;
     for w in words {
@@ -155,6 +168,20 @@ pub fn parse_facts(
             "rhost" => facts.rhost = v.to_owned(),
             "tty" => {
                 facts.tty = TtyClass::parse(v).ok_or_else(|| FactsError::BadTty(v.to_owned()))?
+            }
+            "auth" => {
+                facts.auth = v
+                    .split(['+', ','])
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }
+            "certificate" => {
+                facts.certificate = match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(FactsError::BadCertificate(v.to_owned())),
+                }
             }
             "groups" => {
                 groups = Some(
@@ -179,7 +206,7 @@ pub fn explain(cfg: &Config, facts: &LoginFacts) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "login: user={} groups=[{}] service={} rhost={} tty={}",
+        "login: user={} groups=[{}] service={} rhost={} tty={} auth={} certificate={}",
         facts.user,
         facts.groups.join(", "),
         facts.service,
@@ -188,7 +215,13 @@ pub fn explain(cfg: &Config, facts: &LoginFacts) -> String {
         } else {
             &facts.rhost
         },
-        facts.tty.as_str()
+        facts.tty.as_str(),
+        if facts.auth.is_empty() {
+            "(none)".to_owned()
+        } else {
+            facts.auth.join("+")
+        },
+        facts.certificate
     );
     let (decision, skipped) = cfg.policy.explain(facts);
     for (name, why) in &skipped {
@@ -241,7 +274,10 @@ mod tests {
         );
         assert!(text.contains("rule \"net\": MATCH"), "{text}");
         assert!(text.contains("limits: idle=15m max=1h"), "{text}");
-        assert!(text.ends_with("kill_scope=session enforce=on\n"), "{text}");
+        assert!(
+            text.ends_with("kill_scope=session end_at_cert_expiry=true enforce=on\n"),
+            "{text}"
+        );
         let described = describe(&cfg);
         assert!(
             described.contains("rule 2 \"net\"") && described.contains("rhosts=[!10.0.0.0/8, *]"),
@@ -258,11 +294,51 @@ mod tests {
         .unwrap();
         let described = describe(&cfg);
         assert!(
-            described.contains("idle=10m max=12h warn=[5m, 1m] grace=10s count_output=false notty=io kill_scope=session enforce=dry-run dry_run_warn=false"),
+            described.contains("idle=10m max=12h warn=[5m, 1m] grace=10s count_output=false notty=io kill_scope=session end_at_cert_expiry=true enforce=dry-run dry_run_warn=false"),
             "{described}"
         );
         let facts = parse_facts(&["user=a".into()], no_lookup).unwrap();
         assert!(explain(&cfg, &facts).contains("enforce=dry-run"));
+    }
+
+    #[test]
+    fn explains_rules_on_how_the_user_authenticated() {
+        let cfg = crate::config::parse(
+            Path::new("t.toml"),
+            "[[rule]]\nname = \"mfa\"\nauth = [\"publickey\", \"keyboard-interactive*\"]\nmax = \"8h\"\n\
+             [[rule]]\nname = \"jit\"\ncertificate = true\nend_at_cert_expiry = false\nmax = \"2h\"\n",
+        )
+        .unwrap();
+        let words = |w: &[&str]| -> Vec<String> { w.iter().map(|s| s.to_string()).collect() };
+        let key_only = parse_facts(&words(&["user=a", "auth=publickey"]), no_lookup).unwrap();
+        let text = explain(&cfg, &key_only);
+        assert!(
+            text.contains("rule \"mfa\": no match: auth publickey has no method matching keyboard-interactive*"),
+            "{text}"
+        );
+        assert!(text.contains("no rule matched"), "{text}");
+        let mfa = parse_facts(
+            &words(&["user=a", "auth=publickey+keyboard-interactive/pam"]),
+            no_lookup,
+        )
+        .unwrap();
+        let text = explain(&cfg, &mfa);
+        assert!(text.contains("rule \"mfa\": MATCH"), "{text}");
+        assert!(
+            text.contains("auth=publickey+keyboard-interactive/pam"),
+            "{text}"
+        );
+        let cert = parse_facts(&words(&["user=a", "certificate=true"]), no_lookup).unwrap();
+        let text = explain(&cfg, &cert);
+        assert!(text.contains("rule \"jit\": MATCH"), "{text}");
+        assert!(text.contains("end_at_cert_expiry=false"), "{text}");
+        let described = describe(&cfg);
+        assert!(
+            described.contains("auth=[publickey, keyboard-interactive*]")
+                && described.contains("certificate=true"),
+            "{described}"
+        );
+        assert!(parse_facts(&words(&["user=a", "certificate=yes"]), no_lookup).is_err());
     }
 
     #[test]

@@ -327,3 +327,40 @@ fn bad_revalidate_keys_are_located() {
         assert!(e.message.contains(what), "{text}: {e}");
     }
 }
+
+#[test]
+fn auth_and_certificate_criteria_and_cert_expiry_load() {
+    let c = check(
+        "[defaults]\nend_at_cert_expiry = false\n\
+         [[rule]]\nname = \"mfa\"\nauth = [\"publickey\", \"keyboard-interactive*\"]\ncertificate = false\n\
+         [[rule]]\nname = \"jit\"\ncertificate = true\nend_at_cert_expiry = true\n",
+    )
+    .unwrap();
+    assert!(!c.policy.defaults.end_at_cert_expiry);
+    let mfa = &c.policy.rules[0];
+    assert_eq!(
+        mfa.criteria.auth.as_deref(),
+        Some(&["publickey".to_owned(), "keyboard-interactive*".to_owned()][..])
+    );
+    assert_eq!(mfa.criteria.certificate, Some(false));
+    assert!(!mfa.limits.end_at_cert_expiry, "inherited from [defaults]");
+    assert!(c.policy.rules[1].limits.end_at_cert_expiry);
+    assert!(check("").unwrap().policy.defaults.end_at_cert_expiry);
+}
+
+#[test]
+fn bad_auth_criteria_are_located() {
+    let e = only_error("[[rule]]\nname = \"a\"\nauth = []\n");
+    assert_eq!((e.line, e.column), (3, 8));
+    assert!(e.message.contains("never match"), "{}", e.message);
+    let e = only_error("[[rule]]\nname = \"a\"\nauth = [\"publickey\", \"pass word\"]\n");
+    assert_eq!((e.line, e.column), (3, 22));
+    assert!(e.message.contains("auth method"), "{}", e.message);
+    let e = only_error("[[rule]]\nname = \"a\"\ncertificate = \"yes\"\n");
+    assert_eq!((e.line, e.column), (3, 15));
+    let e = only_error("[defaults]\nauth = [\"publickey\"]\n");
+    assert_eq!((e.line, e.column), (2, 8));
+    assert!(e.message.contains("rule criterion"), "{}", e.message);
+    let e = only_error("[defaults]\nend_at_cert_expiry = 1\n");
+    assert_eq!(e.line, 2);
+}

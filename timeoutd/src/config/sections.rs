@@ -166,6 +166,10 @@ pub(super) fn limits_section(
             .dry_run_warn
             .as_ref()
             .map_or(inherited.dry_run_warn, |b| *b.get_ref()),
+        end_at_cert_expiry: raw
+            .end_at_cert_expiry
+            .as_ref()
+            .map_or(inherited.end_at_cert_expiry, |b| *b.get_ref()),
     }
 }
 
@@ -178,6 +182,8 @@ pub(super) fn forbid_criteria(raw: &RawTable, errs: &mut Errors) {
         ("services", raw.services.as_ref().map(Spanned::span)),
         ("rhosts", raw.rhosts.as_ref().map(Spanned::span)),
         ("tty", raw.tty.as_ref().map(Spanned::span)),
+        ("auth", raw.auth.as_ref().map(Spanned::span)),
+        ("certificate", raw.certificate.as_ref().map(Spanned::span)),
     ];
     for (key, span) in spans {
         if let Some(span) = span {
@@ -203,6 +209,29 @@ fn names(v: &Strings, key: &str, errs: &mut Errors) -> Option<Vec<String>> {
         }
     }
     Some(list.get_ref().iter().map(|s| s.get_ref().clone()).collect())
+}
+
+/// `auth = [...]`: globs over method names (`publickey`, `keyboard-interactive*`).
+fn auth_methods(v: &Strings, errs: &mut Errors) -> Option<Vec<String>> {
+    let list = names(v, "auth", errs)?;
+    if let Some(v) = v {
+        for s in v.get_ref() {
+            let ok = s
+                .get_ref()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-/@._*?".contains(&b));
+            if !ok {
+                errs.at(
+                    s.span(),
+                    format!(
+                        "auth method {:?} must be a method name or glob (letters, digits, '-', '/', '@', '.', '_', '*', '?')",
+                        s.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+    Some(list)
 }
 
 pub(super) fn rule_section(
@@ -271,6 +300,8 @@ pub(super) fn rule_section(
         services: names(&raw.services, "services", errs),
         rhosts,
         tty,
+        auth: auth_methods(&raw.auth, errs),
+        certificate: raw.certificate.as_ref().map(|b| *b.get_ref()),
     };
     let table_name = format!("rule {:?}", name.get_ref());
     let limits = limits_section(raw, &policy.defaults, &table_name, errs);

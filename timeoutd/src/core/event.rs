@@ -79,7 +79,7 @@ event_names! {
     SessionTty => "session_tty",
     /// A warning was written to the session's terminals.
     SessionWarn => "session_warn",
-    /// A limit ran out (`reason=idle|max`).
+    /// A limit ran out (`reason=idle|max|cert_expired|deadline|runtime_max`).
     SessionExpired => "session_expired",
     /// Signals were sent to the session's processes (`signal=`, `pids=`).
     SessionSignal => "session_signal",
@@ -151,6 +151,13 @@ event_names! {
     DaemonStop => "daemon_stop",
     /// The daemon could not start (`error=`).
     DaemonFailed => "daemon_failed",
+    /// A login used an OpenSSH certificate that could not be read; it gets no
+    /// certificate deadline (`error=`).
+    CertUnreadable => "cert_unreadable",
+    /// An administrator set a deadline for a user or group (`target=`, `at=`).
+    DeadlineSet => "deadline_set",
+    /// An administrator's deadline was cleared.
+    DeadlineCleared => "deadline_cleared",
 }
 
 impl fmt::Display for EventName {

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub(crate) mod deadlines_store;
 pub mod duration;
 pub mod escape;
 pub mod event;

@@ -5,6 +5,7 @@
 use crate::core::clock::Timestamp;
 use crate::core::policy::TtyClass;
 use crate::core::session::evidence::{DryRunMemory, Evidence, Gap};
+use crate::core::session::identity::Identity;
 use crate::core::session::{Login, ProcRef, Scope, SessionId};
 
 /// What is kept of a session across a restart: who, which processes, and its
@@ -31,13 +32,19 @@ pub struct SessionRecord {
     pub evidence: Evidence,
 }
 
-const VERSION: &str = "s1";
-/// Fields of a record written before the evidence was kept (still read).
+/// `s2` adds, after the 18 fields of `s1`, the login's identity (4 fields),
+/// its cgroup, and its evidence ending with [`END_MARK`]; `s1` lines are
+/// still read, as logins without any of them.
+const VERSION: &str = "s2";
+const VERSION_1: &str = "s1";
+/// Fields of an `s1` record.
 const FIELDS_BASE: usize = 18;
-/// Fields of a record with its cgroup and its evidence; the last is [`END_MARK`].
-const FIELDS_WITH_EVIDENCE: usize = 28;
-/// Ends a record with evidence, so that a line torn inside its evidence is
-/// refused rather than read with a shortened number.
+/// Fields of the identity, after the base.
+const FIELDS_IDENTITY: usize = 4;
+/// Fields of an `s2` record; the last is [`END_MARK`].
+const FIELDS_V2: usize = FIELDS_BASE + FIELDS_IDENTITY + 10;
+/// Ends an `s2` record, so that a line torn inside it is refused rather than
+/// read with a shortened number.
 const END_MARK: &str = "e";
 
 /// Escapes a field of a tab-separated state line (tabs, newlines, commas, backslashes).
@@ -116,6 +123,10 @@ impl SessionRecord {
             u8::from(self.tty_settled).to_string(),
             list(&self.ttys),
             u8::from(self.adopted).to_string(),
+        ]
+        .into_iter()
+        .chain(l.auth.encode())
+        .chain([
             self.cgroup.as_deref().map_or_else(|| "-".to_owned(), esc),
             e.idle_max.to_string(),
             e.idle_total.to_string(),
@@ -126,17 +137,25 @@ impl SessionRecord {
             deadline_field(e.dry_run.idle),
             deadline_field(e.dry_run.max),
             END_MARK.to_owned(),
-        ]
+        ])
+        .collect::<Vec<_>>()
         .join("\t")
     }
 
     pub fn decode(line: &str) -> Result<Self, String> {
         let f: Vec<&str> = line.split('\t').collect();
-        let with_evidence =
-            f.len() == FIELDS_WITH_EVIDENCE && f[FIELDS_WITH_EVIDENCE - 1] == END_MARK;
-        if !(f.len() == FIELDS_BASE || with_evidence) || f[0] != VERSION {
+        let v2 =
+            f.first() == Some(&VERSION) && f.len() == FIELDS_V2 && f[FIELDS_V2 - 1] == END_MARK;
+        let v1 = f.first() == Some(&VERSION_1) && f.len() == FIELDS_BASE;
+        if !(v1 || v2) {
             return Err(format!("not a session record ({} fields)", f.len()));
         }
+        let auth = if v2 {
+            Identity::decode(&f[FIELDS_BASE..FIELDS_BASE + FIELDS_IDENTITY])?
+        } else {
+            Identity::default()
+        };
+        let tail = FIELDS_BASE + FIELDS_IDENTITY;
         let num = |i: usize| -> Result<u64, String> {
             f[i].parse()
                 .map_err(|_| format!("field {i} is not a number"))
@@ -174,6 +193,7 @@ impl SessionRecord {
                 rhost: unesc(f[6]),
                 ruser: unesc(f[7]),
                 groups: unlist(f[8]),
+                auth,
             },
             leader: ProcRef {
                 pid: u32f(9)?,
@@ -186,13 +206,13 @@ impl SessionRecord {
             tty_settled: flag(15)?,
             ttys: unlist(f[16]),
             adopted: flag(17)?,
-            cgroup: if with_evidence {
-                Some(f[FIELDS_BASE]).filter(|c| *c != "-").map(unesc)
+            cgroup: if v2 {
+                Some(f[tail]).filter(|c| *c != "-").map(unesc)
             } else {
                 None
             },
-            evidence: if with_evidence {
-                decode_evidence(&f[FIELDS_BASE + 1..])?
+            evidence: if v2 {
+                decode_evidence(&f[tail + 1..])?
             } else {
                 Evidence::default()
             },
@@ -250,6 +270,7 @@ fn decode_evidence(f: &[&str]) -> Result<Evidence, String> {
     e.dry_run = DryRunMemory {
         idle: deadline(6)?,
         max: deadline(7)?,
+        absolute: None,
     };
     Ok(e)
 }
@@ -324,6 +345,18 @@ mod tests {
                 rhost: "2001:db8::1".into(),
                 ruser: String::new(),
                 groups: vec!["alice".into(), "a,b".into()],
+                auth: crate::core::session::identity::Identity {
+                    methods: vec!["publickey".into()],
+                    cert: crate::core::session::identity::CertUse::Read(
+                        crate::core::session::identity::CertFacts {
+                            key_id: "id\twith:colons".into(),
+                            serial: 7,
+                            principals: vec!["alice".into()],
+                            valid_before: Some(Timestamp(1_700_000_600_000)),
+                        },
+                    ),
+                    runtime_max_at: None,
+                },
             },
             leader: ProcRef {
                 pid: 4242,
@@ -348,8 +381,11 @@ mod tests {
         assert_eq!(SessionRecord::decode(&r.encode()).unwrap(), r);
         // A line written before the field existed: 18 fields, no cgroup.
         let line = sample(8).encode();
-        let old: Vec<&str> = line.split('\t').take(18).collect();
-        assert_eq!(SessionRecord::decode(&old.join("\t")).unwrap(), sample(8));
+        let mut old: Vec<&str> = line.split('\t').take(18).collect();
+        old[0] = "s1";
+        let mut expected = sample(8);
+        expected.login.auth = Identity::default();
+        assert_eq!(SessionRecord::decode(&old.join("\t")).unwrap(), expected);
         // A line with the cgroup but torn before its end mark is refused.
         let full = r.encode();
         let torn: Vec<&str> = full.split('\t').take(19).collect();
@@ -395,10 +431,13 @@ mod tests {
         );
         assert_eq!(SessionRecord::decode(&line).unwrap(), r);
         // A record written before the evidence was kept: its first 18 fields.
-        let old: Vec<&str> = line.split('\t').take(18).collect();
+        let mut old: Vec<&str> = line.split('\t').take(18).collect();
+        old[0] = "s1";
         let old = SessionRecord::decode(&old.join("\t")).unwrap();
         assert_eq!(old.evidence, Evidence::default());
-        assert_eq!(old.login, r.login);
+        let mut login = r.login.clone();
+        login.auth = Identity::default();
+        assert_eq!(old.login, login);
         // A line torn anywhere inside the evidence is refused.
         for cut in line.len() - 40..line.len() {
             assert!(
@@ -409,6 +448,21 @@ mod tests {
         }
         let bad = line.replace("0:75,600:12", "0:75,x");
         assert!(SessionRecord::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn a_record_of_the_previous_version_is_read_without_an_identity() {
+        let line = sample(5).encode();
+        let fields: Vec<&str> = line.split('\t').collect();
+        let old = ["s1"]
+            .into_iter()
+            .chain(fields[1..18].iter().copied())
+            .collect::<Vec<_>>()
+            .join("\t");
+        let r = SessionRecord::decode(&old).unwrap();
+        assert_eq!(r.login.auth, Identity::default());
+        assert_eq!(r.login.user, sample(5).login.user);
+        assert!(SessionRecord::decode(&format!("{old}\t-\t-\t\t-")).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::config::{self, Config};
 use crate::core::clock::Clock;
+use crate::core::deadlines_store::AdminDeadlines;
 use crate::core::event::{Event, EventName, Severity};
 use crate::core::revocations::Revocations;
 use crate::daemon::checks::Checks;
@@ -20,7 +21,7 @@ use crate::host::ids::{self, IdAllocator};
 use crate::host::state::{Loaded, StateStore};
 use crate::host::syslog::Syslog;
 use crate::host::{cgroup, posture};
-use crate::host::{Host, REVOCATIONS_FILE};
+use crate::host::{Host, DEADLINES_FILE, REVOCATIONS_FILE};
 
 /// Where `config_rejected` goes when there is no valid policy to say otherwise.
 const DEFAULT_SYSLOG: &str = "/dev/log";
@@ -87,6 +88,7 @@ fn set_up(cfg: Config, opts: &Options, syslog: &Arc<Syslog>) -> Result<Daemon, S
     engine.admin_group = cfg.daemon.admin_group.clone();
     engine.revocations = load_revocations(&cfg.daemon.state_dir, syslog);
     engine.configure_revalidation(&cfg.daemon.revalidate);
+    engine.admin_deadlines = load_deadlines(&cfg.daemon.state_dir, syslog);
     restore_and_adopt(&mut engine, &cfg, loaded, syslog);
     log_start(&cfg, &engine, syslog);
     Ok(Daemon {
@@ -241,6 +243,25 @@ fn load_revocations(state_dir: &Path, syslog: &Syslog) -> Revocations {
                 .field("error", e),
         );
         Revocations::default()
+    })
+}
+
+/// The administrators' deadlines, read like the revocations.
+fn load_deadlines(state_dir: &Path, syslog: &Syslog) -> AdminDeadlines {
+    let path = state_dir.join(DEADLINES_FILE);
+    let parsed = match std::fs::read_to_string(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return AdminDeadlines::default(),
+        Err(e) => Err(e.to_string()),
+        Ok(text) => AdminDeadlines::from_text(&text),
+    };
+    parsed.unwrap_or_else(|e| {
+        syslog.log(
+            &Event::new(EventName::StateReadFailed)
+                .with_severity(Severity::Err)
+                .field("file", path.display())
+                .field("error", e),
+        );
+        AdminDeadlines::default()
     })
 }
 

@@ -41,6 +41,9 @@ fn verb(req: &Request) -> &'static str {
         Request::Reload => "reload",
         Request::Status => "status",
         Request::Revalidate { .. } => "revalidate",
+        Request::SetDeadline { .. } => "deadline",
+        Request::ClearDeadline { .. } => "deadline_clear",
+        Request::Deadlines => "deadlines",
     }
 }
 
@@ -135,6 +138,9 @@ impl<S: System> Engine<S> {
                     .collect();
                 Response::Revocations(list)
             }
+            r @ (Request::SetDeadline { .. }
+            | Request::ClearDeadline { .. }
+            | Request::Deadlines) => self.deadline_verb(r, peer),
             Request::Reload | Request::Revalidate { .. } => Response::Error {
                 code: ErrorCode::Internal,
                 message: "reload and revalidate are handled by the daemon loop".into(),

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 
 use crate::core::clock::Timestamp;
+use crate::core::deadlines_store::AdminDeadlines;
 use crate::core::event::{Event, EventName};
 use crate::core::policy::Policy;
 use crate::core::record::JournalEntry;
@@ -19,6 +20,7 @@ use crate::core::revocations::Revocations;
 use crate::core::session::{ProcRef, Session, SessionId};
 
 mod admin;
+mod deadlines;
 mod dry_run;
 mod kill;
 mod recovery;
@@ -46,6 +48,8 @@ pub(crate) struct Engine<S: System> {
     policy: Policy,
     pub(crate) admin_group: Option<String>,
     pub(crate) revocations: Revocations,
+    /// Administrators' deadlines (`timeoutctl deadline`).
+    pub(crate) admin_deadlines: AdminDeadlines,
     sessions: HashMap<SessionId, Session>,
     /// Each session's leader, to find the session of a logout.
     leaders: HashMap<ProcRef, SessionId>,
@@ -61,6 +65,7 @@ impl<S: System> Engine<S> {
             policy,
             admin_group: None,
             revocations: Revocations::default(),
+            admin_deadlines: AdminDeadlines::default(),
             sessions: HashMap::new(),
             leaders: HashMap::new(),
             timers: Timers::default(),
@@ -129,7 +134,7 @@ impl<S: System> Engine<S> {
 
 /// An event carrying the keys every session event has.
 fn session_event(name: EventName, s: &Session) -> Event {
-    Event::new(name)
+    let ev = Event::new(name)
         .field("id", s.id)
         .field("user", &s.login.user)
         .field("uid", s.login.uid)
@@ -137,5 +142,6 @@ fn session_event(name: EventName, s: &Session) -> Event {
         .field("tty", s.tty_label())
         .field("rhost", &s.login.rhost)
         .field("pid", s.leader.pid)
-        .field("rule", &s.rule)
+        .field("rule", &s.rule);
+    s.login.auth.event_fields(ev)
 }

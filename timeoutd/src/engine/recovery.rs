@@ -160,6 +160,7 @@ impl<S: System> Engine<S> {
                 rhost: String::new(),
                 ruser: String::new(),
                 groups,
+                auth: Default::default(),
             },
             leader: f.leader,
             scope: Scope::AuditSession(f.sessionid),

@@ -10,6 +10,7 @@ use crate::core::duration::{self, Human};
 use crate::core::event::{Event, EventName, Severity};
 use crate::core::policy::TtyClass;
 use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::identity::Identity;
 use crate::core::session::{EndReason, Login, ProcRef, Scope, Session, SessionId, DISCOVERY_FIRST};
 use crate::engine::{session_event, Engine, Peer, System};
 
@@ -119,6 +120,7 @@ impl<S: System> Engine<S> {
         groups: Vec<String>,
     ) -> SessionId {
         let scope = self.scope_of(leader, reg.sessionid);
+        let (auth, cert_unreadable) = Identity::from_wire(&reg.auth);
         let (tty_class, tty_settled) = initial_tty_class(&reg.tty);
         let now = self.sys.now();
         let id = SessionId(self.sys.allocate_id());
@@ -135,6 +137,7 @@ impl<S: System> Engine<S> {
                 rhost: reg.rhost,
                 ruser: reg.ruser,
                 groups,
+                auth,
             },
             leader,
             scope,
@@ -159,6 +162,9 @@ impl<S: System> Engine<S> {
         self.sys
             .persist(JournalEntry::Upsert(Box::new(session.record())));
         self.insert_session(session);
+        if let Some(why) = cert_unreadable {
+            self.log_cert_unreadable(id, &why);
+        }
         self.maybe_compact();
         // The terminal does not exist yet (sshd opens the session first): look soon.
         self.schedule(id, now + DISCOVERY_FIRST);
@@ -183,9 +189,14 @@ impl<S: System> Engine<S> {
     }
 
     fn registered(&self, id: SessionId) -> Response {
+        let banner = [self.banner(id), self.absolute_banner(id)]
+            .into_iter()
+            .filter(|b| !b.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         Response::Registered {
             session_id: id.0,
-            banner: self.banner(id),
+            banner,
         }
     }
 

@@ -54,6 +54,8 @@ pub(crate) trait System {
     fn in_group(&mut self, uid: u32, group: &str) -> bool;
     /// Stores the revocation list durably (it must survive a restart).
     fn save_revocations(&mut self, text: &str);
+    /// Stores the administrators' deadlines durably (they must survive a restart).
+    fn save_deadlines(&mut self, text: &str);
     /// Appends a change of the session table to durable state.
     fn persist(&mut self, entry: JournalEntry);
     /// Whether durable state should be rewritten from the live table.

@@ -38,6 +38,7 @@ pub(crate) struct Fake {
     pub(crate) io: u64,
     pub(crate) admins: Vec<(u32, String)>,
     pub(crate) saved_revocations: Option<String>,
+    pub(crate) saved_deadlines: Option<String>,
     pub(crate) journal: Vec<JournalEntry>,
     // --- The kill scope (issue 13).
     /// Processes stopped by SIGSTOP (stop-then-kill).
@@ -121,6 +122,10 @@ impl System for Fake {
     fn in_group(&mut self, uid: u32, group: &str) -> bool {
         self.admins.contains(&(uid, group.to_owned()))
     }
+    fn save_deadlines(&mut self, text: &str) {
+        self.saved_deadlines = Some(text.to_owned());
+    }
+
     fn save_revocations(&mut self, text: &str) {
         self.saved_revocations = Some(text.to_owned());
     }

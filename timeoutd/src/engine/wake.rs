@@ -157,7 +157,14 @@ impl<S: System> Engine<S> {
     }
 
     fn deadlines_of(&self, s: &Session) -> Vec<Deadline> {
-        s.pending_deadlines()
+        let ds = deadline::with_absolute(s.pending_deadlines(), &self.absolute_of(s), s.not_before);
+        if !s.limits.dry_run() {
+            return ds;
+        }
+        // Under a dry run an absolute deadline that passed is logged once.
+        ds.into_iter()
+            .filter(|d| !s.evidence.dry_run.logged(d.reason, d.at))
+            .collect()
     }
 
     /// Wakes earlier than `at` while the terminal is still being looked for,
@@ -302,11 +309,7 @@ impl<S: System> Engine<S> {
         let remaining = Human(Duration::from_secs(
             d.at.since(now).as_millis().div_ceil(1000) as u64,
         ));
-        let limit = match d.reason {
-            deadline::Reason::Idle => s.limits.idle,
-            deadline::Reason::Max => s.limits.max,
-        }
-        .unwrap_or_default();
+        let limit = super::deadlines::limit_for(s, d);
         let limit_text = Human(limit).to_string();
         let tty = s.tty_label();
         let text = s.limits.message.render(|slot| match slot {

@@ -38,6 +38,8 @@ use crate::host::syslog::Syslog;
 const CHILDREN_TTL: Duration = Duration::from_secs(2);
 /// The revocation list in the state directory.
 pub(crate) const REVOCATIONS_FILE: &str = "revocations";
+/// The administrators' deadlines in the state directory.
+pub(crate) const DEADLINES_FILE: &str = "deadlines";
 /// `state_write_failed` is logged at most this often.
 const STATE_ERROR_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -525,6 +527,13 @@ impl System for Host {
     fn compact(&mut self, live: Vec<SessionRecord>) {
         if let Err(e) = self.store.compact(&live) {
             self.state_error("session table snapshot", &e);
+        }
+    }
+
+    fn save_deadlines(&mut self, text: &str) {
+        let path = self.state_dir.join(DEADLINES_FILE);
+        if let Err(e) = ids::write_atomic(&path, text.as_bytes()) {
+            self.state_error("deadlines", &e);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The policy: ordered rules over `[defaults]`; the first rule whose every
 //! listed criterion matches decides the limits. Pure data and matching.
 
+pub(crate) mod auth;
 pub(crate) mod matching;
 pub(crate) mod template;
 #[allow(dead_code)] // time-of-day windows, not wired into the rules yet
@@ -70,6 +71,8 @@ pub struct Limits {
     pub enforce: Enforce,
     /// In dry-run, write the warnings to the terminal anyway.
     pub dry_run_warn: bool,
+    /// The certificate's `valid_before` ends the session.
+    pub end_at_cert_expiry: bool,
 }
 
 impl Limits {
@@ -86,6 +89,7 @@ impl Limits {
             message: Template::default(),
             enforce: Enforce::On,
             dry_run_warn: false,
+            end_at_cert_expiry: true,
         }
     }
 
@@ -132,6 +136,10 @@ pub struct LoginFacts {
     pub service: String,
     pub rhost: String,
     pub tty: TtyClass,
+    /// The authentication methods that succeeded (sshd's `SSH_AUTH_INFO_0`).
+    pub auth: Vec<String>,
+    /// Whether an OpenSSH certificate was used.
+    pub certificate: bool,
 }
 
 /// The criteria of one rule; `None` means "any".
@@ -142,6 +150,9 @@ pub struct Criteria {
     pub services: Option<Vec<String>>,
     pub rhosts: Option<Vec<HostPattern>>,
     pub tty: Option<TtyClass>,
+    /// Globs over the methods used; each must match one.
+    pub auth: Option<Vec<String>>,
+    pub certificate: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,7 +248,7 @@ impl Criteria {
                 )));
             }
         }
-        Ok(())
+        auth::check(self, l)
     }
 
     /// Whether every login this rule's criteria select is also selected by
@@ -270,6 +281,7 @@ impl Criteria {
             && names_cover(&self.services, &later.services, true)
             && rhosts
             && tty
+            && auth::covers(self, later)
     }
 }
 
@@ -337,6 +349,8 @@ mod tests {
             service: service.into(),
             rhost: rhost.into(),
             tty,
+            auth: Vec::new(),
+            certificate: false,
         }
     }
 

@@ -11,6 +11,12 @@ use crate::core::policy::Limits;
 pub enum Reason {
     Idle,
     Max,
+    /// The OpenSSH certificate's `valid_before` (`end_at_cert_expiry`).
+    Cert,
+    /// An administrator's `timeoutctl deadline`.
+    Deadline,
+    /// pam_systemd's `systemd.runtime_max_sec`, set by an earlier PAM module.
+    RuntimeMax,
 }
 
 impl Reason {
@@ -19,6 +25,9 @@ impl Reason {
         match self {
             Self::Idle => "idle",
             Self::Max => "max",
+            Self::Cert => "cert_expired",
+            Self::Deadline => "deadline",
+            Self::RuntimeMax => "runtime_max",
         }
     }
 
@@ -27,6 +36,9 @@ impl Reason {
         match self {
             Self::Idle => "idle limit",
             Self::Max => "absolute limit",
+            Self::Cert => "certificate expiry",
+            Self::Deadline => "administrator's deadline",
+            Self::RuntimeMax => "runtime limit",
         }
     }
 }
@@ -64,6 +76,37 @@ pub fn deadlines(
     out
 }
 
+/// Absolute deadlines that do not come from the rule's limits: the
+/// certificate's end, an administrator's deadline, a runtime limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Absolute {
+    pub cert: Option<Timestamp>,
+    pub deadline: Option<Timestamp>,
+    pub runtime_max: Option<Timestamp>,
+}
+
+/// `ds` with the absolute deadlines added, under the same `not_before` floor.
+pub fn with_absolute(
+    mut ds: Vec<Deadline>,
+    abs: &Absolute,
+    not_before: Option<Timestamp>,
+) -> Vec<Deadline> {
+    let floor = |at: Timestamp| not_before.map_or(at, |nb| at.max(nb));
+    for (reason, at) in [
+        (Reason::Cert, abs.cert),
+        (Reason::Deadline, abs.deadline),
+        (Reason::RuntimeMax, abs.runtime_max),
+    ] {
+        if let Some(at) = at {
+            ds.push(Deadline {
+                reason,
+                at: floor(at),
+            });
+        }
+    }
+    ds
+}
+
 /// A deadline that has passed although no warning was ever written for it
 /// (a shorter limit after a reload, a deadline that passed while the daemon
 /// was down) gets a reprieve: the session ends after the shortest warning.
@@ -86,6 +129,9 @@ pub fn reprieve(
 pub struct WarnMemory {
     idle: Option<(Timestamp, Duration)>,
     max: Option<(Timestamp, Duration)>,
+    cert: Option<(Timestamp, Duration)>,
+    deadline: Option<(Timestamp, Duration)>,
+    runtime_max: Option<(Timestamp, Duration)>,
 }
 
 impl WarnMemory {
@@ -93,6 +139,9 @@ impl WarnMemory {
         match reason {
             Reason::Idle => self.idle,
             Reason::Max => self.max,
+            Reason::Cert => self.cert,
+            Reason::Deadline => self.deadline,
+            Reason::RuntimeMax => self.runtime_max,
         }
     }
 
@@ -100,6 +149,9 @@ impl WarnMemory {
         let slot = match d.reason {
             Reason::Idle => &mut self.idle,
             Reason::Max => &mut self.max,
+            Reason::Cert => &mut self.cert,
+            Reason::Deadline => &mut self.deadline,
+            Reason::RuntimeMax => &mut self.runtime_max,
         };
         *slot = Some((d.at, offset));
     }
@@ -327,6 +379,85 @@ mod tests {
         );
         // Without warnings configured there is nothing to wait for.
         assert_eq!(reprieve(&ds, &[], &m, now), None);
+    }
+
+    #[test]
+    fn absolute_deadlines_are_warned_and_the_earliest_ends_the_session() {
+        let l = limits(Some(600), Some(3600), &[30, 10]);
+        let abs = Absolute {
+            cert: Some(t(100)),
+            deadline: Some(t(80)),
+            runtime_max: Some(t(200)),
+        };
+        let mut m = WarnMemory::default();
+        let mut log = Vec::new();
+        for now_s in 0..=300 {
+            let ds = with_absolute(deadlines(&l, t(0), t(now_s), true, None), &abs, None);
+            match next_step(&ds, &l.warn, &m, t(now_s)) {
+                Step::Expire(d) => {
+                    log.push((now_s, format!("expire {}", d.reason.as_str())));
+                    break;
+                }
+                Step::Warn { deadline, offset } => {
+                    m.record(deadline, offset);
+                    log.push((
+                        now_s,
+                        format!("warn {} {}", deadline.reason.as_str(), offset.as_secs()),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            log,
+            [
+                (50, "warn deadline 30".into()),
+                // Both due at 70: the more urgent first, the other on the next look.
+                (70, "warn deadline 10".into()),
+                (71, "warn cert_expired 30".into()),
+                (80, "expire deadline".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_certificate_deadline_alone_is_enforced_without_other_limits() {
+        let l = limits(None, None, &[10]);
+        let abs = Absolute {
+            cert: Some(t(40)),
+            ..Absolute::default()
+        };
+        let ds = with_absolute(deadlines(&l, t(0), t(0), true, None), &abs, None);
+        let m = WarnMemory::default();
+        assert_eq!(next_step(&ds, &l.warn, &m, t(5)), Step::WaitUntil(t(30)));
+        assert!(matches!(
+            next_step(&ds, &l.warn, &m, t(40)),
+            Step::Expire(Deadline {
+                reason: Reason::Cert,
+                ..
+            })
+        ));
+        assert_eq!(Reason::Cert.as_str(), "cert_expired");
+        assert_eq!(Reason::RuntimeMax.as_str(), "runtime_max");
+        assert_eq!(Reason::Deadline.as_str(), "deadline");
+    }
+
+    #[test]
+    fn an_absolute_deadline_found_already_past_gets_a_reprieve() {
+        let l = limits(None, None, &[10]);
+        let abs = Absolute {
+            deadline: Some(t(50)),
+            ..Absolute::default()
+        };
+        let m = WarnMemory::default();
+        let ds = with_absolute(Vec::new(), &abs, None);
+        let floor = reprieve(&ds, &l.warn, &m, t(100));
+        assert_eq!(floor, Some(t(110)));
+        let ds = with_absolute(Vec::new(), &abs, floor);
+        assert!(matches!(
+            next_step(&ds, &l.warn, &m, t(100)),
+            Step::Warn { offset, .. } if offset == secs(10)
+        ));
     }
 
     #[test]

@@ -47,6 +47,10 @@ impl Gap {
 pub struct DryRunMemory {
     pub idle: Option<Timestamp>,
     pub max: Option<Timestamp>,
+    /// The latest absolute deadline (certificate, `timeoutctl deadline`,
+    /// runtime_max) logged: those are fixed instants, so every one up to it
+    /// was logged. Not kept across a restart, which may log one again.
+    pub absolute: Option<Timestamp>,
 }
 
 impl DryRunMemory {
@@ -55,6 +59,9 @@ impl DryRunMemory {
         match reason {
             Reason::Idle => self.idle == Some(at),
             Reason::Max => self.max == Some(at),
+            Reason::Cert | Reason::Deadline | Reason::RuntimeMax => {
+                self.absolute.is_some_and(|w| at <= w)
+            }
         }
     }
 
@@ -62,6 +69,9 @@ impl DryRunMemory {
         match reason {
             Reason::Idle => self.idle = Some(at),
             Reason::Max => self.max = Some(at),
+            Reason::Cert | Reason::Deadline | Reason::RuntimeMax => {
+                self.absolute = Some(self.absolute.map_or(at, |w| w.max(at)));
+            }
         }
     }
 }

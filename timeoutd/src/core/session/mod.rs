@@ -4,6 +4,7 @@
 pub(crate) mod deadline;
 mod dry_run;
 pub(crate) mod evidence;
+pub(crate) mod identity;
 pub(crate) mod terminal;
 
 use std::fmt;
@@ -65,6 +66,8 @@ pub struct Login {
     pub ruser: String,
     /// Primary and supplementary groups, resolved through NSS at session open.
     pub groups: Vec<String>,
+    /// How they authenticated (methods, certificate, runtime limit).
+    pub auth: identity::Identity,
 }
 
 /// The signal step a terminating session is in.
@@ -257,6 +260,8 @@ impl Session {
             service: self.login.service.clone(),
             rhost: self.login.rhost.clone(),
             tty: self.tty_class,
+            auth: self.login.auth.methods.clone(),
+            certificate: self.login.auth.certificate(),
         }
     }
 
