@@ -213,6 +213,7 @@ fn request_name(r: &Request) -> &'static str {
         Request::SetDeadline { .. } => "SetDeadline",
         Request::ClearDeadline { .. } => "ClearDeadline",
         Request::Deadlines => "Deadlines",
+        Request::DaemonStatus => "DaemonStatus",
     }
 }
 
@@ -225,6 +226,7 @@ fn response_name(r: &Response) -> &'static str {
         Response::Sessions(_) => "Sessions",
         Response::Revocations(_) => "Revocations",
         Response::Deadlines(_) => "Deadlines",
+        Response::DaemonState { .. } => "DaemonState",
         Response::Done { .. } => "Done",
         Response::Error { .. } => "Error",
     }
@@ -279,6 +281,7 @@ fn requests() -> Vec<Request> {
             target: Target::User(String::new()),
         },
         Request::Deadlines,
+        Request::DaemonStatus,
     ]
 }
 
@@ -299,6 +302,10 @@ fn responses() -> Vec<Response> {
         Response::Sessions(Vec::new()),
         Response::Revocations(Vec::new()),
         Response::Deadlines(Vec::new()),
+        Response::DaemonState {
+            sessions: 0,
+            log_lines_dropped: 0,
+        },
         Response::Done {
             message: String::new(),
         },

@@ -69,6 +69,9 @@ fn print_answer(resp: Response, req: &Request, json: bool) -> bool {
         (Response::Revocations(list), _) => print!("{}", render::revocations_table(&list)),
         (Response::Deadlines(list), _) if json => print!("{}", deadlines::deadlines_json(&list)),
         (Response::Deadlines(list), _) => print!("{}", deadlines::deadlines_table(&list)),
+        (r @ Response::DaemonState { .. }, _) => {
+            print!("{}", render::daemon_state(&r).unwrap_or_default())
+        }
         (Response::Done { message }, _) => println!("{}", escape::for_terminal(&message)),
         (Response::Error { code, message }, _) => {
             eprintln!(
@@ -120,10 +123,27 @@ fn run(cli: &Cli) -> ExitCode {
             false
         }
     };
+    if answered && matches!(req, Request::Status) && !verb.json() {
+        print_daemon_state(&socket);
+    }
     if answered {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// For root, after its own sessions: the daemon's totals, and whether any
+/// of its log lines were lost. Others are not asked (they may not know).
+fn print_daemon_state(socket: &Path) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    if let Ok(resp) = client::exchange(socket, &Request::DaemonStatus, TIMEOUT, MAX_REPLY) {
+        if let Some(line) = render::daemon_state(&resp) {
+            print!("{line}");
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Tables and text for a terminal. Every cell and message from the daemon is
 //! escaped first: user names, hosts and reasons are untrusted.
 
-use session_timeout_proto::{RevocationInfo, SessionInfo, Target};
+use session_timeout_proto::{Response, RevocationInfo, SessionInfo, Target};
 use timeoutd::core::clock::Timestamp;
 use timeoutd::core::duration::Human;
 use timeoutd::core::escape;
@@ -267,3 +267,19 @@ pub fn revocations_table(list: &[RevocationInfo]) -> String {
 #[cfg(test)]
 #[path = "render_tests.rs"]
 mod tests;
+
+/// The daemon's totals as `timeoutctl status` shows them to root.
+pub fn daemon_state(resp: &Response) -> Option<String> {
+    let Response::DaemonState {
+        sessions,
+        log_lines_dropped,
+    } = resp
+    else {
+        return None;
+    };
+    let lost = match log_lines_dropped {
+        0 => "no log line lost".to_owned(),
+        n => format!("{n} log line(s) could not be delivered to syslog since it started"),
+    };
+    Some(format!("\nDaemon: {sessions} session(s) in all; {lost}.\n"))
+}

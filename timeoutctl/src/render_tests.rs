@@ -117,3 +117,23 @@ fn dry_run_sessions_are_marked_and_threaten_nothing() {
     );
     assert!(!st.contains("closes"), "{st}");
 }
+
+#[test]
+fn the_daemons_state_says_whether_log_lines_were_lost() {
+    let ok = Response::DaemonState {
+        sessions: 3,
+        log_lines_dropped: 0,
+    };
+    assert_eq!(
+        daemon_state(&ok).unwrap(),
+        "\nDaemon: 3 session(s) in all; no log line lost.\n"
+    );
+    let lost = Response::DaemonState {
+        sessions: 0,
+        log_lines_dropped: 12,
+    };
+    assert!(daemon_state(&lost)
+        .unwrap()
+        .contains("12 log line(s) could not be delivered to syslog"));
+    assert_eq!(daemon_state(&Response::Sessions(Vec::new())), None);
+}

@@ -28,6 +28,7 @@ mod kind {
     pub const CLEAR_DEADLINE: u8 = 19;
     pub const DEADLINES: u8 = 20;
     pub const REVALIDATE: u8 = 21;
+    pub const DAEMON_STATUS: u8 = 22;
     pub const REGISTERED: u8 = 101;
     pub const UNREGISTERED: u8 = 102;
     pub const REFUSED: u8 = 103;
@@ -36,6 +37,7 @@ mod kind {
     pub const REVOCATION_LIST: u8 = 111;
     pub const DONE: u8 = 112;
     pub const DEADLINE_LIST: u8 = 113;
+    pub const DAEMON_STATE: u8 = 114;
     pub const ERROR: u8 = 199;
 }
 

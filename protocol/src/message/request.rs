@@ -90,6 +90,8 @@ pub enum Request {
     },
     /// Admin: the deadlines in force.
     Deadlines,
+    /// Admin: the daemon's own state (sessions, syslog lines lost).
+    DaemonStatus,
 }
 
 impl Request {
@@ -156,6 +158,7 @@ impl Request {
                 e.finish()
             }
             Self::Deadlines => Encoder::new(kind::DEADLINES).finish(),
+            Self::DaemonStatus => Encoder::new(kind::DAEMON_STATUS).finish(),
         }
     }
 
@@ -214,6 +217,7 @@ impl Request {
                 target: Target::decode(&mut d)?,
             },
             kind::DEADLINES => Self::Deadlines,
+            kind::DAEMON_STATUS => Self::DaemonStatus,
             other => return Err(DecodeError::UnknownKind(other)),
         };
         d.finish()?;

@@ -54,6 +54,13 @@ pub enum Response {
     Sessions(Vec<SessionInfo>),
     Revocations(Vec<RevocationInfo>),
     Deadlines(Vec<DeadlineInfo>),
+    /// The daemon's own state, for administrators.
+    DaemonState {
+        /// Live sessions in all.
+        sessions: u32,
+        /// Lines that could not be delivered to syslog since the daemon started.
+        log_lines_dropped: u64,
+    },
     /// An admin verb succeeded.
     Done {
         message: String,
@@ -103,6 +110,13 @@ impl Response {
                 }
                 e.finish()
             }
+            Self::DaemonState {
+                sessions,
+                log_lines_dropped,
+            } => Encoder::new(kind::DAEMON_STATE)
+                .u32(*sessions)
+                .u64(*log_lines_dropped)
+                .finish(),
             Self::Done { message } => Encoder::new(kind::DONE).str(message).finish(),
             Self::Error { code, message } => Encoder::new(kind::ERROR)
                 .u8(*code as u8)
@@ -156,6 +170,10 @@ impl Response {
                 }
                 Self::Deadlines(list)
             }
+            kind::DAEMON_STATE => Self::DaemonState {
+                sessions: d.u32("sessions")?,
+                log_lines_dropped: d.u64("log_lines_dropped")?,
+            },
             kind::DONE => Self::Done {
                 message: d.string("message")?,
             },

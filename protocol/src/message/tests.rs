@@ -143,6 +143,7 @@ fn control_verbs_round_trip() {
             target: Target::Group("ops".into()),
         },
         Request::Deadlines,
+        Request::DaemonStatus,
         Request::Revalidate {
             user: String::new(),
         },
@@ -172,6 +173,10 @@ fn control_verbs_round_trip() {
             reason: "r".into(),
             by_uid: 0,
         }]),
+        Response::DaemonState {
+            sessions: 3,
+            log_lines_dropped: u64::MAX,
+        },
         Response::Done {
             message: "ok".into(),
         },

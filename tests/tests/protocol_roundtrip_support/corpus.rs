@@ -101,6 +101,7 @@ fn corpus_requests() -> Named<Request> {
             },
         ),
         ("deadlines", Request::Deadlines),
+        ("daemon-status", Request::DaemonStatus),
     ]
 }
 
@@ -146,6 +147,13 @@ fn corpus_responses() -> Named<Response> {
             "done",
             Response::Done {
                 message: "ok".into(),
+            },
+        ),
+        (
+            "daemon-state",
+            Response::DaemonState {
+                sessions: 2,
+                log_lines_dropped: 5,
             },
         ),
         (

@@ -135,7 +135,7 @@ impl Rng {
     }
 
     pub fn request(&mut self) -> Request {
-        match self.below(15) {
+        match self.below(16) {
             0 => Request::Register(self.registration()),
             1 => Request::Unregister(SessionKey {
                 pid: self.u32(),
@@ -175,6 +175,7 @@ impl Rng {
                 target: self.target(),
             },
             13 => Request::Deadlines,
+            14 => Request::DaemonStatus,
             _ => Request::Status,
         }
     }
@@ -220,7 +221,7 @@ impl Rng {
     }
 
     pub fn response(&mut self) -> Response {
-        match self.below(9) {
+        match self.below(10) {
             0 => Response::Registered {
                 session_id: self.u64(),
                 banner: self.string(),
@@ -253,6 +254,10 @@ impl Rng {
                 reason: r.string(),
                 by_uid: r.u32(),
             })),
+            8 => Response::DaemonState {
+                sessions: self.u32(),
+                log_lines_dropped: self.u64(),
+            },
             _ => Response::Error {
                 code: self.error_code(),
                 message: self.string(),

@@ -44,6 +44,7 @@ fn verb(req: &Request) -> &'static str {
         Request::SetDeadline { .. } => "deadline",
         Request::ClearDeadline { .. } => "deadline_clear",
         Request::Deadlines => "deadlines",
+        Request::DaemonStatus => "daemon_status",
     }
 }
 
@@ -141,6 +142,10 @@ impl<S: System> Engine<S> {
             r @ (Request::SetDeadline { .. }
             | Request::ClearDeadline { .. }
             | Request::Deadlines) => self.deadline_verb(r, peer),
+            Request::DaemonStatus => Response::DaemonState {
+                sessions: u32::try_from(self.len()).unwrap_or(u32::MAX),
+                log_lines_dropped: self.sys.log_lines_dropped(),
+            },
             Request::Reload | Request::Revalidate { .. } => Response::Error {
                 code: ErrorCode::Internal,
                 message: "reload and revalidate are handled by the daemon loop".into(),

@@ -48,6 +48,10 @@ pub(crate) trait System {
     /// Sends each of `sigs`, in order, to each process; returns how many were signalled.
     fn signal(&mut self, procs: &[ProcRef], sigs: &[i32]) -> usize;
     fn log(&mut self, ev: Event);
+    /// Lines that could not be delivered to syslog since the daemon started.
+    fn log_lines_dropped(&self) -> u64 {
+        0
+    }
     /// A new session id, never handed out before, across restarts too.
     fn allocate_id(&mut self) -> u64;
     /// Whether the user with this uid is a member of `group` (primary or supplementary).

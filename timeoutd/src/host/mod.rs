@@ -432,6 +432,10 @@ impl System for Host {
         self.syslog.log(&ev);
     }
 
+    fn log_lines_dropped(&self) -> u64 {
+        self.syslog.dropped_total()
+    }
+
     // --- The kill scope (issue 13): see host::cgroup and engine::kill.
 
     fn cgroup_attach(&mut self, leader: ProcRef, id: SessionId, nested: bool) -> Option<String> {

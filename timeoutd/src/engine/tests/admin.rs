@@ -292,3 +292,17 @@ fn a_revoked_login_is_registered_and_ended_even_if_the_refusal_is_never_read() {
         Some("revoked")
     );
 }
+
+#[test]
+fn the_daemons_state_is_for_admins_only() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    registered_id(e.register(registration(), ROOT));
+    assert_eq!(
+        e.handle(Request::DaemonStatus, ROOT),
+        Response::DaemonState {
+            sessions: 1,
+            log_lines_dropped: 0
+        }
+    );
+    assert!(is_denied(&e.handle(Request::DaemonStatus, USER)));
+}
