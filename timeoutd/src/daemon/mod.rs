@@ -47,7 +47,9 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
     // gets killed after a restart: nobody but root may read or write them.
     // SAFETY: umask(2) cannot fail and only changes this process's mask.
     unsafe { libc::umask(0o077) };
-    let syslog = Arc::new(Syslog::new(&cfg.daemon.syslog).with_stderr(opts.foreground));
+    // Under systemd, stderr is the journal, which gets every event through syslog already.
+    let copy_to_stderr = opts.foreground && !crate::host::notify::stderr_is_journal();
+    let syslog = Arc::new(Syslog::new(&cfg.daemon.syslog).with_stderr(copy_to_stderr));
     let signals = match server::signal_fd() {
         Ok(fd) => fd,
         Err(e) => return fail(&syslog, &format!("cannot set up signal handling: {e}")),
@@ -147,6 +149,9 @@ pub fn run(cfg: Config, opts: &Options) -> i32 {
         let mut f = std::fs::File::from(fd);
         let _ = f.write_all(b"ok");
         detach_stderr();
+    }
+    if let Err(e) = crate::host::notify::ready() {
+        eprintln!("timeoutd: cannot tell systemd it is ready: {e}");
     }
     let code = event_loop(&mut engine, &mut server, &opts.config_path, &syslog);
     let _ = std::fs::remove_file(&cfg.daemon.socket);

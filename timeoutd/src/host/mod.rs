@@ -3,6 +3,7 @@
 pub mod clock;
 pub mod ids;
 pub mod login_probe;
+pub mod notify;
 pub mod nss;
 pub mod posture;
 pub mod procfs;
