@@ -445,9 +445,14 @@ run_quickstart() {
     ok "purged in the overlay: ${purge[*]:-nothing to purge}"
 
     start_rsyslog
+    # A fresh clone builds into its own target/, as a new user's would.
+    unset CARGO_TARGET_DIR
     t=$(now)
     (cd "$clone" && ./scripts/install.sh) >"$R/install-1.out" 2>&1 || fail "first ./scripts/install.sh (see $R/install-1.out)"
     ok "./scripts/install.sh from a fresh copy of the clone: $(elapsed "$t" "$(now)")s"
+    grep -E '^install: (deps: missing|deps: all|apt-get install|pam-auth-update|/etc/init.d|systemctl|done)' \
+        "$R/install-1.out" | sed 's/^/  first run: /'
+    grep -E '^package: (cargo|built)|Finished' "$R/install-1.out" | sed 's/^/  first run: /'
     [ "$(pkg_status timeoutd)" = ii ] && [ "$(pkg_status libpam-session-timeout)" = ii ] ||
         fail "install.sh installed both packages"
     wait_for 10 "timeoutd running" daemon_running
@@ -459,7 +464,8 @@ run_quickstart() {
     (cd "$clone" && ./scripts/install.sh) >"$R/install-2.out" 2>&1 || fail "second ./scripts/install.sh"
     after=$(state_fingerprint)
     [ "$before" = "$after" ] || fail "the second install.sh changed something: $(diff <(echo "$before") <(echo "$after"))"
-    grep -q "already installed" "$R/install-2.out" || fail "the second run says it had nothing to do"
+    grep -q "nothing changed" "$R/install-2.out" || fail "the second run says it had nothing to do"
+    grep -E '^install: (already|done)' "$R/install-2.out" | sed 's/^/  second run: /'
     ok "second ./scripts/install.sh: nothing changed (packages, /etc, daemon pid)"
 
     test_config >/etc/session-timeout.toml
