@@ -34,7 +34,7 @@ esac
 
 changed=0
 export DEBIAN_FRONTEND=noninteractive
-apt_opts=(-y -q -o DPkg::Lock::Timeout=300
+apt_opts=(-y -q -o DPkg::Lock::Timeout=300 -o Dpkg::Use-Pty=0
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 
 # --- 1. build dependencies -----------------------------------------------------

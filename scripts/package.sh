@@ -121,6 +121,9 @@ add_md5sums() { # DEB
         LC_ALL=C sort -z | xargs -0 md5sum) >"$dir/root/DEBIAN/md5sums"
     chmod 0644 "$dir/root/DEBIAN/md5sums"
     dpkg-deb --root-owner-group -Zxz -b "$dir/root" "$dir/new.deb" >/dev/null
+    # The builder (perhaps $SUDO_USER) replaces its own file.
+    chmod 0755 "$dir"
+    chmod 0644 "$dir/new.deb"
     as_builder cp "$dir/new.deb" "$deb"
     rm -rf "$dir"
 }

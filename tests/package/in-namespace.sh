@@ -23,6 +23,10 @@
 #   quickstart: the build dependencies purged, then scripts/install.sh from a
 #     copy of the clone (as a fresh Debian 12 with only Rust would run it),
 #     twice; a login ended by the installed daemon.
+#   quickstart-sudo: the same through sudo: root has no Rust, the invoking user
+#     has (the host root's toolchain, lent read-only), owns the clone, and runs
+#     install.sh as sudo would (SUDO_USER, secure_path); then the toolchain
+#     lookup of scripts/test.sh under the same conditions.
 #
 # Each check prints "ok: WHAT"; a failed one prints "FAIL: WHAT" and the logs,
 # and exits 1. The last line is "package-test: passed MODE".
@@ -44,10 +48,10 @@ say() { printf '%s\n' "$*"; }
 ok() { printf 'ok: %s\n' "$*"; }
 fail() {
     printf 'FAIL: %s\n' "$*"
-    for f in "$R"/auth.log "$R"/sshd.log "$R"/*.out "$R"/apt-*.log; do
+    for f in "$R"/apt-*.log "$R"/auth.log "$R"/sshd.log "$R"/*.out; do
         [ -f "$f" ] || continue
-        printf -- '--- %s (last 40 lines)\n' "$f"
-        tail -n 40 "$f" | cat -v
+        printf -- '--- %s (last 60 lines)\n' "$f"
+        tail -n 60 "$f" | cat -v
     done
     exit 1
 }
@@ -69,7 +73,10 @@ wait_for() {
 [ "$(id -u)" = 0 ] || { echo "in-namespace.sh: must run as root" >&2; exit 2; }
 mode=${1:-}
 src=${2:-}
-case $mode in packages | quickstart) ;; *) echo "usage: $0 packages DEBDIR | quickstart CLONE" >&2; exit 2 ;; esac
+case $mode in
+    packages | quickstart | quickstart-sudo) ;;
+    *) echo "usage: $0 packages DEBDIR | quickstart CLONE | quickstart-sudo CLONE" >&2; exit 2 ;;
+esac
 src=$(readlink -f "$src")
 [ -d "$src" ] || { echo "in-namespace.sh: no such directory: $src" >&2; exit 2; }
 
@@ -86,6 +93,13 @@ if [ "$mode" = packages ]; then
     cp "$src"/*.deb "$R"/src/
 else
     tar -C "$src" --exclude=./target --exclude=./fuzz/target -cf - . | tar -C "$R"/src -xf -
+fi
+if [ "$mode" = quickstart-sudo ]; then
+    # The toolchain the sudo user will have: root's rustup, read-only.
+    [ -d /root/.rustup ] && [ -x /root/.cargo/bin/cargo ] || fail "quickstart-sudo needs rustup in /root/.rustup"
+    mkdir -p "$R/host-rustup"
+    mount --bind /root/.rustup "$R/host-rustup"
+    mount -o remount,bind,ro "$R/host-rustup"
 fi
 for d in etc usr var root home; do
     mkdir -p "$R/upper/$d" "$R/work/$d"
@@ -117,6 +131,7 @@ trap cleanup EXIT
 make_user() { # NAME [PASSWORD]
     useradd -m -s /bin/bash "$1"
     users+=("$1")
+    [ -f "$R/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$R/id_ed25519"
     install -m 0644 "$R/id_ed25519.pub" "$R/keys/$1"
     if [ -n "${2:-}" ]; then
         printf '%s:%s\n' "$1" "$2" | chpasswd
@@ -353,7 +368,12 @@ run_packages() {
         *) fail "removing timeoutd removes libpam-session-timeout too, not '$(pkg_status libpam-session-timeout)'" ;;
     esac
     wait_for 10 "no timeoutd after remove" no_daemon
-    ! grep -rF pam_session_timeout /etc/pam.d >/dev/null || fail "no pam_session_timeout line in /etc/pam.d after remove"
+    # (The e2e harness's own /etc/pam.d/sshd-* files, from the host, name the
+    # module by path; the stacks that packages manage are these.)
+    ! grep -F pam_session_timeout /etc/pam.d/common-* /etc/pam.d/sshd /etc/pam.d/login /etc/pam.d/su \
+        >/dev/null 2>&1 || fail "no pam_session_timeout line in the PAM stacks after remove"
+    ! grep -rqF pam_session_timeout "$R/upper/etc/pam.d" 2>/dev/null ||
+        fail "nothing written to /etc/pam.d names the module after remove"
     [ -f /etc/session-timeout.toml ] || fail "remove keeps the conffile"
     [ -d /var/lib/session-timeout ] || fail "remove keeps the state dir"
     [ ! -e /usr/share/pam-configs/session-timeout ] || fail "remove deletes the profile file"
@@ -431,8 +451,8 @@ run_upgrade() { # USER
 
 # --- quick start ------------------------------------------------------------------------
 
-run_quickstart() {
-    local clone=$R/src purge=() p before after
+purge_build_deps() {
+    local purge=() p
     # A fresh machine has none of the build dependencies: purge them (in the overlay).
     for p in libpam0g-dev gcc pkg-config dpkg-dev; do
         [ "$(pkg_status "$p")" = ii ] && purge+=("$p")
@@ -443,6 +463,11 @@ run_quickstart() {
     ! command -v cc >/dev/null && [ ! -e /usr/include/security/pam_appl.h ] ||
         fail "build dependencies gone before the quick start"
     ok "purged in the overlay: ${purge[*]:-nothing to purge}"
+}
+
+run_quickstart() {
+    local clone=$R/src before after
+    purge_build_deps
 
     start_rsyslog
     # A fresh clone builds into its own target/, as a new user's would.
@@ -481,14 +506,84 @@ run_quickstart() {
     ok "the quick-start install ends a real ssh login"
 }
 
+# What the namespace changed in /etc, /usr and /var (the overlay's upper
+# layers: the host's own later changes, such as other tests' users in
+# /etc/passwd, are in the lower layer and not seen), plus the package states
+# and the daemon's pid. Logs are left out.
 state_fingerprint() {
     dpkg-query -W -f='${Package} ${Version} ${db:Status-Abbrev}\n' | sort | sha256sum
-    find /etc -xdev \( -type f -o -type l \) -print0 | sort -z | xargs -0 sha256sum 2>/dev/null | sha256sum
-    daemon_pid
+    (cd "$R/upper" && find etc usr var -path var/log -prune -o \( -type f -o -type l \) -print0 |
+        sort -z | xargs -0 sha256sum)
+    echo "daemon pid $(daemon_pid)"
+}
+
+# As `sudo ./scripts/install.sh` runs it: root's environment from sudo's
+# env_reset and secure_path, and SUDO_USER naming the invoking user.
+as_sudo_from() { # USER COMMAND...
+    local user=$1
+    shift
+    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+        LOGNAME=root USER=root TERM=dumb SHELL=/bin/bash \
+        SUDO_USER="$user" SUDO_UID="$(id -u "$user")" SUDO_GID="$(id -g "$user")" \
+        SUDO_COMMAND="$*" "$@"
+}
+
+run_quickstart_sudo() {
+    local u=${prefix}s home clone before after
+    purge_build_deps
+    make_user "$u"
+    home=$(getent passwd "$u" | cut -d: -f6)
+    # The user's rustup: the toolchain lent read-only, their own cargo home
+    # (the proxies, cargo-deb, and the crates the workspace needs, so the build
+    # stays offline).
+    mkdir -p "$home/.rustup" "$home/.cargo"
+    mount --bind "$R/host-rustup" "$home/.rustup"
+    cp -a /root/.cargo/bin "$home/.cargo/bin"
+    [ -d /root/.cargo/registry ] && cp -a /root/.cargo/registry "$home/.cargo/registry"
+    chown -R "$u:" "$home/.cargo"
+    # Root has no Rust at all (whiteouts in the overlay only).
+    rm -rf /root/.cargo /root/.rustup
+    ! command -v cargo >/dev/null || fail "root must have no cargo for this test"
+    clone=$home/session-timeout
+    cp -a "$R/src" "$clone"
+    chown -R "$u:" "$clone"
+    ok "root has no Rust; $u has rustup in ~/.cargo/bin and owns the clone $clone"
+
+    start_rsyslog
+    t=$(now)
+    (cd "$clone" && as_sudo_from "$u" ./scripts/install.sh) >"$R/install-1.out" 2>&1 ||
+        fail "sudo ./scripts/install.sh (see $R/install-1.out)"
+    ok "sudo ./scripts/install.sh as $u: $(elapsed "$t" "$(now)")s"
+    grep -E '^install: (deps: missing|apt-get install|pam-auth-update|/etc/init.d|done)' \
+        "$R/install-1.out" | sed 's/^/  first run: /'
+    [ "$(pkg_status timeoutd)" = ii ] && [ "$(pkg_status libpam-session-timeout)" = ii ] ||
+        fail "install.sh through sudo installed both packages"
+    wait_for 10 "timeoutd running" daemon_running
+    check_pam_profile_enabled
+    [ "$(stat -c %U "$clone/target/release/timeoutd")" = "$u" ] &&
+        [ "$(stat -c %U "$clone/target/debian")" = "$u" ] ||
+        fail "the build ran as $u: target/ is theirs"
+    ok "packages installed, daemon running, profile enabled; target/ built as $u"
+
+    before=$(state_fingerprint)
+    (cd "$clone" && as_sudo_from "$u" ./scripts/install.sh) >"$R/install-2.out" 2>&1 ||
+        fail "second sudo ./scripts/install.sh"
+    after=$(state_fingerprint)
+    [ "$before" = "$after" ] || fail "the second install.sh changed something: $(diff <(echo "$before") <(echo "$after"))"
+    grep -q "nothing changed" "$R/install-2.out" || fail "the second run says it had nothing to do"
+    ok "second sudo ./scripts/install.sh: nothing changed"
+
+    # scripts/test.sh's lookup: cargo as root with the user's toolchain.
+    (cd "$clone" && as_sudo_from "$u" bash -c \
+        'export ST_CARGO_AS_ROOT=1; . scripts/cargo-env.sh; find_cargo "$PWD" && [ -z "$cargo_user" ] &&
+         [ "$(id -u)" = 0 ] && "${cargo_cmd[@]}" --version && rustc --version') >"$R/lookup.out" 2>&1 ||
+        { cat "$R/lookup.out"; fail "test.sh's toolchain lookup through sudo"; }
+    ok "test.sh's lookup through sudo: root runs $(head -n 1 "$R/lookup.out") from $u's rustup"
 }
 
 case $mode in
     packages) run_packages ;;
     quickstart) run_quickstart ;;
+    quickstart-sudo) run_quickstart_sudo ;;
 esac
 say "package-test: passed $mode"

@@ -76,6 +76,12 @@ fn host_state() -> HostState {
     let mut pam_d = BTreeMap::new();
     for e in fs::read_dir("/etc/pam.d").unwrap() {
         let p = e.unwrap().path();
+        // The e2e harness writes and removes its own /etc/pam.d/sshd-<prefix>
+        // stacks; other test binaries may be running on a shared machine.
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with("sshd-") {
+            continue;
+        }
         let contents = fs::read(&p).unwrap_or_default();
         pam_d.insert(p.display().to_string(), contents);
     }
@@ -283,6 +289,28 @@ fn packages_install_enforce_upgrade_remove_and_purge_in_a_private_overlay() {
         ],
     );
     eprintln!("package test: {:.1}s\n{out}", t.elapsed().as_secs_f64());
+}
+
+#[test]
+fn the_quick_start_through_sudo_uses_the_invoking_users_rust() {
+    require_root();
+    let t = Instant::now();
+    let out = run_checked("quickstart-sudo", &workspace(), Duration::from_secs(1200));
+    assert_ok_lines(
+        &out,
+        &[
+            "purged in the overlay",
+            "root has no Rust;",
+            "sudo ./scripts/install.sh as ",
+            "target/ built as ",
+            "second sudo ./scripts/install.sh: nothing changed",
+            "test.sh's lookup through sudo: root runs cargo",
+        ],
+    );
+    eprintln!(
+        "quick start (sudo) test: {:.1}s\n{out}",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 #[test]
