@@ -128,8 +128,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Their uids are far above any real or other-test account's: processes in this
+# pid namespace are visible from the host's, where another test run's clean-up
+# kills the processes of its own users by uid.
+next_uid=$((3900000000 + (RANDOM * 32768 + RANDOM) % 10000000 * 10))
 make_user() { # NAME [PASSWORD]
-    useradd -m -s /bin/bash "$1"
+    useradd -m -l -u "$next_uid" -U -s /bin/bash "$1"
+    next_uid=$((next_uid + 1))
     users+=("$1")
     [ -f "$R/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$R/id_ed25519"
     install -m 0644 "$R/id_ed25519.pub" "$R/keys/$1"
