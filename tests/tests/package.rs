@@ -120,6 +120,25 @@ fn processes() -> BTreeSet<(u32, u64, String)> {
     set
 }
 
+/// in-namespace.sh gives its test users uids from 3,900,000,000 up.
+const TEST_UID_MIN: u64 = 3_900_000_000;
+
+/// Whether a process belongs to a package test: a test user's, or one that
+/// names the namespace's private directory /run/st-pkg.
+fn is_ours(pid: u32) -> bool {
+    let uid = fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    uid >= TEST_UID_MIN || String::from_utf8_lossy(&cmdline).contains("/run/st-pkg")
+}
+
 /// Processes whose pid namespace is `ns` ("pid:[N]").
 fn in_pid_namespace(ns: &str) -> Vec<u32> {
     let mut found = Vec::new();
@@ -233,11 +252,12 @@ fn run_checked(mode: &str, arg: &Path, limit: Duration) -> String {
         Vec::<u32>::new(),
         "processes left in {ns}"
     );
-    // Nothing of ours started outside the namespace either.
-    let ours = ["timeoutd", "sshd", "rsyslogd", "ssh", "apt-get", "dpkg"];
+    // Nothing of ours outside it either: no new process of a test user (their
+    // uids are >= TEST_UID_MIN) or naming the namespace's directory. (Other
+    // test binaries' own sshd and timeoutd may come and go meanwhile.)
     let new: Vec<_> = processes()
         .difference(&procs_before)
-        .filter(|(_, _, name)| ours.contains(&name.as_str()))
+        .filter(|(pid, _, _)| is_ours(*pid))
         .cloned()
         .collect();
     assert!(new.is_empty(), "processes left on the host: {new:?}");
