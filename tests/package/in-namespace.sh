@@ -361,7 +361,7 @@ run_packages() {
 
     # 3. Upgrade to a rebuilt package (same binaries, bumped version) while a
     #    session is live: it is still ended on time.
-    run_upgrade "$u1"
+    run_upgrade "$u1" "$u3"
 
     # 4. remove: daemon stopped, PAM profile gone, conffile and state kept.
     apt-get "${apt_opts[@]}" remove timeoutd >"$R/apt-remove.log" 2>&1 || fail "apt-get remove timeoutd"
@@ -425,8 +425,8 @@ run_su_check() { # SESSION_USER REVOKED_USER
     type_in su "exit"
 }
 
-run_upgrade() { # USER
-    local u=$1 old new pid_before d
+run_upgrade() { # USER REVOKED_USER
+    local u=$1 revoked=$2 old new pid_before d
     old=$(pkg_version timeoutd)
     new="$old+upgrade1"
     mkdir -p "$R/upgrade"
@@ -439,6 +439,7 @@ run_upgrade() { # USER
     rm -rf "$R/upgrade/tree"
     login upg "$u"
     wait_for 20 "the login before the upgrade is registered" sh -c "timeoutctl list --json | grep -qF '\"user\":\"$u\"'"
+    timeoutctl revoke --user "$revoked" --ttl 1h --reason upgrade-test >/dev/null || fail "revoke before the upgrade"
     pid_before=$(daemon_pid)
     apt-get "${apt_opts[@]}" install --no-install-recommends "$R"/upgrade/*.deb >"$R/apt-upgrade.log" 2>&1 ||
         fail "apt-get install of the $new packages"
@@ -450,7 +451,8 @@ run_upgrade() { # USER
     alive "$upg_pid" || fail "the live session survives the upgrade"
     wait_for 10 "session_restored for $u" logged "event=session_restored .*user=$u"
     grep -qx "idle = \"${IDLE}s\"" /etc/session-timeout.toml || fail "the upgrade kept the edited conffile"
-    ok "upgrade $old -> $new while $u is logged in: daemon restarted (pid $pid_before -> $(daemon_pid)), session restored, conffile kept"
+    timeoutctl revocations | grep -F "$revoked" >/dev/null || fail "the revocation of $revoked survives the upgrade"
+    ok "upgrade $old -> $new while $u is logged in: daemon restarted (pid $pid_before -> $(daemon_pid)), session restored, revocation kept, conffile kept"
     ended_on_time upg "login live across the upgrade"
 }
 
