@@ -1,4 +1,5 @@
-# shellcheck shell=bash disable=SC2034  # cargo_cmd and cargo_user are for the caller
+#!/usr/bin/env bash
+# shellcheck disable=SC2034  # cargo_cmd and cargo_user are for the caller
 # Sourced by the scripts that run cargo: finds a Rust toolchain for root or for
 # the user who ran sudo, so `sudo ./scripts/X.sh` and `./scripts/X.sh` as root
 # both work with Rust installed by rustup for either of them.
