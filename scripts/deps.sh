@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building and testing session-timeout need.
 #
-#   sudo ./scripts/deps.sh
+#   sudo ./scripts/deps.sh            # building and testing
+#   sudo ./scripts/deps.sh --build    # building only (scripts/install.sh)
 #
 # Idempotent: packages already installed are left alone, and `apt-get update`
 # runs only when something is missing. Installing openssh-server would start the
@@ -16,17 +17,30 @@ die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
 
 export DEBIAN_FRONTEND=noninteractive
 
+# Building the product: linker, C headers, libpam, the PAM module directory
+# lookup and the packaging (dpkg-architecture). `--build` installs only these
+# (scripts/install.sh on a fresh machine).
+build_packages=(gcc libc6-dev libpam0g-dev pkg-config dpkg-dev)
+
 packages=(
     # the product and its end-to-end tests
     openssh-server openssh-client
     libpam0g-dev libpam-wrapper pamtester
     tmux screen procps passwd util-linux bsdutils iproute2 ca-certificates
-    rsyslog
-    # building: linker, C headers, and the PAM module directory lookup of install.sh
-    gcc libc6-dev pkg-config dpkg-dev
+    "${build_packages[@]}"
+    # timeoutctl report's SVG test renders the picture (rsvg-convert)
+    librsvg2-bin
     # linting the shell scripts (scripts/test.sh)
     shellcheck
+    # the package tests (tests/tests/package.rs): lint the .debs, verify the
+    # unit, a real rsyslogd, man(1) for the installed pages
+    lintian systemd rsyslog man-db
 )
+case ${1:-} in
+    --build) packages=("${build_packages[@]}") ;;
+    '') ;;
+    *) die "unknown option: $1 (--build: only what building needs)" ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -60,10 +74,13 @@ else
     fi
 
     apt_opts=(-y -q -o DPkg::Lock::Timeout=300)
-    say "apt-get update"
-    apt-get "${apt_opts[@]}" update
+    # apt-get update only when the package lists cannot serve the install.
     say "apt-get install --no-install-recommends ${missing[*]}"
-    apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}"
+    if ! apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}"; then
+        say "apt-get update, then again"
+        apt-get "${apt_opts[@]}" update
+        apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}"
+    fi
 fi
 
 # sshd refuses to start without its privilege separation directory.

@@ -1,25 +1,41 @@
 #!/usr/bin/env bash
-# Installs session-timeout: the daemon, the PAM module, the sample config, the
-# systemd unit and the PAM line in /etc/pam.d/sshd; then starts the daemon.
+# Installs session-timeout on this host and starts it:
 #
-#   sudo ./scripts/install.sh [options]
+#   ./scripts/install.sh          # as root
+#   sudo ./scripts/install.sh     # through sudo
+#
+# On Debian (the default): installs the build dependencies that are missing
+# (apt: gcc, libc6-dev, libpam0g-dev, pkg-config, dpkg-dev), builds the two
+# packages with scripts/package.sh (which installs cargo-deb if missing),
+# installs them with apt-get, enables the PAM profile with
+# `pam-auth-update --enable session-timeout` (common-session and
+# common-account: sshd, login and su), and starts the daemon (systemd, or the
+# init script). Rust comes from root's or $SUDO_USER's rustup (~/.cargo/bin);
+# as root through sudo it builds as $SUDO_USER when they own the clone.
+# Idempotent: when the built packages are already installed, unchanged, the
+# profile enabled and the daemon running, it changes nothing.
 #
 # Options:
-#   --destdir DIR   install below DIR instead of / (also: DESTDIR=DIR in the
-#                   environment). Never starts anything.
+#   --no-build      package the binaries already in target/release.
+#   --no-start      do not start the daemon.
+#   --files         copy files instead of installing packages (below).
+#   --destdir DIR   (implies --files) install below DIR instead of / (also:
+#                   DESTDIR=DIR in the environment). Never starts anything.
+#   -h, --help      this text.
+#
+# With --files, the files are copied one by one (for hosts without dpkg, and
+# for the tests' scratch roots): the daemon, the module, the sample config,
+# the systemd unit and one marked PAM line appended to /etc/pam.d/sshd.
+# Options for that mode only:
 #   --from DIR      take the already-built timeoutd, libpam_session_timeout.so
 #                   (and timeoutctl, if there) from DIR; implies --no-build.
-#   --no-build      do not run cargo; without --from, use target/release.
-#   --no-start      do not start or restart the daemon.
 #   --pam-dir DIR   PAM module directory (path on the target system). Default:
 #                   asked of pkg-config, dpkg-architecture or gcc, e.g.
 #                   /lib/x86_64-linux-gnu/security on Debian 12.
-#   -h, --help      this text.
-#
-# Idempotent: run it again to upgrade. It never overwrites an existing
-# /etc/session-timeout.toml and adds the PAM line only once. Every file and
-# directory it creates is listed in /var/lib/session-timeout/install-manifest,
-# which scripts/uninstall.sh uses to remove exactly those.
+# It never overwrites an existing /etc/session-timeout.toml and adds the PAM
+# line only once. Every file and directory it creates is listed in
+# /var/lib/session-timeout/install-manifest, which scripts/uninstall.sh uses to
+# remove exactly those.
 set -euo pipefail
 umask 022
 
@@ -43,10 +59,13 @@ from=
 build=1
 start=1
 pam_dir=
+files=0
+[ -z "$destdir" ] || files=1
 while [ $# -gt 0 ]; do
     case $1 in
-        --destdir) [ $# -ge 2 ] || die "--destdir needs a directory"; destdir=$2; shift 2 ;;
-        --destdir=*) destdir=${1#*=}; shift ;;
+        --files) files=1; shift ;;
+        --destdir) [ $# -ge 2 ] || die "--destdir needs a directory"; destdir=$2; files=1; shift 2 ;;
+        --destdir=*) destdir=${1#*=}; files=1; shift ;;
         --from) [ $# -ge 2 ] || die "--from needs a directory"; from=$2; build=0; shift 2 ;;
         --from=*) from=${1#*=}; build=0; shift ;;
         --no-build) build=0; shift ;;
@@ -68,6 +87,16 @@ if [ -z "$destdir" ] && [ "$(id -u)" -ne 0 ]; then
     die "installing into / needs root (try: sudo $0)"
 fi
 [ -z "$destdir" ] || say "DESTDIR=$destdir"
+
+if [ "$files" = 0 ]; then
+    if [ -n "$from" ] || [ -n "$pam_dir" ]; then
+        die "--from and --pam-dir need --files (the packages decide)"
+    fi
+    package_args=()
+    [ "$build" = 1 ] || package_args+=(--no-build)
+    export ST_INSTALL_START=$start
+    exec "$repo/scripts/install-packages.sh" "${package_args[@]}"
+fi
 
 # --- what to install -------------------------------------------------------
 

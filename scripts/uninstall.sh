@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Reverses scripts/install.sh.
 #
-#   sudo ./scripts/uninstall.sh [--destdir DIR]
+#   ./scripts/uninstall.sh [--purge]     # as root (or through sudo)
+#   ./scripts/uninstall.sh --files [--destdir DIR]
 #
 # Options:
-#   --destdir DIR   uninstall from below DIR instead of / (also: DESTDIR=DIR in
-#                   the environment). Never stops anything.
+#   --purge         also delete /etc/session-timeout.toml and the daemon's
+#                   state (apt-get purge); without it they are kept.
+#   --files         only undo an `install.sh --files` copy (below).
+#   --destdir DIR   (implies --files) uninstall from below DIR instead of /
+#                   (also: DESTDIR=DIR in the environment). Never stops anything.
 #   -h, --help      this text.
 #
-# Stops the daemon (systemd, or the PID in /run/session-timeout/timeoutd.pid),
-# removes the line carrying "# session-timeout:managed" from /etc/pam.d/sshd,
-# then the files and directories listed in
-# /var/lib/session-timeout/install-manifest. A file changed since install
-# (such as an edited /etc/session-timeout.toml) is left in place and reported,
-# and so is a directory that is not empty.
+# Packages installed by install.sh are removed with apt-get (remove stops the
+# daemon and takes the PAM profile out of common-session and common-account).
+# Then, if install.sh --files copied files here: stops the daemon (systemd, or
+# the PID in /run/session-timeout/timeoutd.pid), removes the line carrying
+# "# session-timeout:managed" from /etc/pam.d/sshd, then the files and
+# directories listed in /var/lib/session-timeout/install-manifest. A file
+# changed since install (such as an edited /etc/session-timeout.toml) is left
+# in place and reported, and so is a directory that is not empty.
 set -euo pipefail
 
 readonly MARKER='# session-timeout:managed'
@@ -28,10 +34,15 @@ die() { printf 'uninstall: error: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
 destdir=${DESTDIR-}
+files=0
+purge=0
+[ -z "$destdir" ] || files=1
 while [ $# -gt 0 ]; do
     case $1 in
-        --destdir) [ $# -ge 2 ] || die "--destdir needs a directory"; destdir=$2; shift 2 ;;
-        --destdir=*) destdir=${1#*=}; shift ;;
+        --files) files=1; shift ;;
+        --purge) purge=1; shift ;;
+        --destdir) [ $# -ge 2 ] || die "--destdir needs a directory"; destdir=$2; files=1; shift 2 ;;
+        --destdir=*) destdir=${1#*=}; files=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option: $1 (see --help)" ;;
     esac
@@ -46,6 +57,28 @@ if [ -z "$destdir" ] && [ "$(id -u)" -ne 0 ]; then
     die "uninstalling from / needs root (try: sudo $0)"
 fi
 [ -z "$destdir" ] || say "DESTDIR=$destdir"
+
+# --- the packages ---------------------------------------------------------------
+if [ "$files" = 0 ] && command -v dpkg-query >/dev/null 2>&1; then
+    pkgs=()
+    for p in libpam-session-timeout timeoutd; do
+        case $(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | tr -d ' ') in
+            ii | iU | iF | iH) pkgs+=("$p") ;;
+            rc) [ "$purge" = 0 ] || pkgs+=("$p") ;;
+        esac
+    done
+    if [ "${#pkgs[@]}" -gt 0 ]; then
+        if [ "$purge" = 1 ]; then action=purge; else action=remove; fi
+        say "apt-get $action ${pkgs[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get -y -q "$action" "${pkgs[@]}"
+    else
+        say "no session-timeout packages installed"
+    fi
+    if [ ! -f "$MANIFEST" ] && ! grep -qF -- "$MARKER" "$PAM_FILE" 2>/dev/null; then
+        say "done"
+        exit 0
+    fi
+fi
 
 manifest=()
 if [ -f "$destdir$MANIFEST" ]; then

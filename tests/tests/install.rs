@@ -506,11 +506,36 @@ fn a_failed_install_changes_nothing() {
 }
 
 #[test]
+fn file_mode_options_without_files_mode_are_refused_before_anything_happens() {
+    // Without --destdir or --files, install.sh installs packages into /; the
+    // options that only the file copy understands must stop it at once,
+    // before it builds, installs or asks for root.
+    let s = Scratch::new("packaged-mode");
+    let before = s.snapshot();
+    let out = run(
+        "install.sh",
+        &["--from".into(), s.from.display().to_string()],
+        &[],
+    );
+    assert!(!out.status.success(), "{}", describe("install.sh", &out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("need --files"),
+        "{}",
+        describe("install.sh", &out)
+    );
+    assert_eq!(s.snapshot(), before);
+    s.assert_host_unchanged();
+}
+
+#[test]
 fn scripts_are_executable() {
     let ws = workspace();
     for script in [
         "scripts/install.sh",
+        "scripts/install-packages.sh",
+        "scripts/package.sh",
         "scripts/uninstall.sh",
+        "tests/package/in-namespace.sh",
         "scripts/deps.sh",
         "scripts/test.sh",
         ".ci/run",

@@ -20,7 +20,7 @@ use crate::host::clock::SystemClock;
 use crate::host::ids::{self, IdAllocator};
 use crate::host::state::{Loaded, StateStore};
 use crate::host::syslog::Syslog;
-use crate::host::{cgroup, posture};
+use crate::host::{cgroup, notify, posture};
 use crate::host::{Host, DEADLINES_FILE, REVOCATIONS_FILE};
 
 /// Where `config_rejected` goes when there is no valid policy to say otherwise.
@@ -37,7 +37,9 @@ pub fn start(opts: &Options) -> Result<Daemon, StartError> {
         Some(detach::daemonize().map_err(StartError::Daemonize)?)
     };
     process::restrict_umask();
-    let syslog = Arc::new(Syslog::new(&cfg.daemon.syslog).with_stderr(opts.foreground));
+    // Under systemd, stderr is the journal, which gets every event through syslog already.
+    let copy_to_stderr = opts.foreground && !notify::stderr_is_journal();
+    let syslog = Arc::new(Syslog::new(&cfg.daemon.syslog).with_stderr(copy_to_stderr));
     let daemon = set_up(cfg, opts, &syslog).inspect_err(|e| {
         syslog.log(
             &Event::new(EventName::DaemonFailed)
@@ -47,6 +49,9 @@ pub fn start(opts: &Options) -> Result<Daemon, StartError> {
     })?;
     if let Some(ready) = ready {
         ready.announce_serving();
+    }
+    if let Err(e) = notify::ready() {
+        eprintln!("timeoutd: cannot tell systemd it is ready: {e}");
     }
     Ok(daemon)
 }

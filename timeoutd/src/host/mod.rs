@@ -5,6 +5,7 @@ pub(crate) mod cgroup_parse;
 pub(crate) mod clock;
 pub(crate) mod ids;
 pub(crate) mod login_probe;
+pub(crate) mod notify;
 pub mod nss;
 pub mod pam_account;
 pub mod posture;
