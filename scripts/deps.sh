@@ -22,6 +22,8 @@ packages=(
     libpam0g-dev libpam-wrapper pamtester
     tmux screen procps passwd util-linux bsdutils iproute2 ca-certificates
     rsyslog
+    # re-validation against a real directory (tests/tests/revalidate_ldap.rs)
+    slapd ldap-utils sssd-ldap libnss-sss libpam-sss
     # building: linker, C headers, and the PAM module directory lookup of install.sh
     gcc libc6-dev pkg-config dpkg-dev
     # linting the shell scripts (scripts/test.sh)
@@ -59,11 +61,28 @@ else
         say "/usr/sbin/policy-rc.d already exists; leaving it as it is"
     fi
 
+    # slapd would otherwise make a database and config of its own; the test
+    # runs slapd with its own config in a temp dir.
+    echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections
+    # libnss-sss and libpam-sss add sss to the host's nsswitch.conf and PAM
+    # stack; the test uses copies in a private mount namespace, so the host's
+    # login stack is put back as it was (below).
+    nsswitch_before=$(mktemp)
+    cp -p /etc/nsswitch.conf "$nsswitch_before"
     apt_opts=(-y -q -o DPkg::Lock::Timeout=300)
     say "apt-get update"
     apt-get "${apt_opts[@]}" update
     say "apt-get install --no-install-recommends ${missing[*]}"
     apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}"
+    if ! cmp -s "$nsswitch_before" /etc/nsswitch.conf; then
+        cp -p "$nsswitch_before" /etc/nsswitch.conf
+        say "/etc/nsswitch.conf put back as it was before the install"
+    fi
+    rm -f "$nsswitch_before"
+    if [ -e /usr/share/pam-configs/sss ] && grep -qs pam_sss /etc/pam.d/common-account; then
+        pam-auth-update --disable sss
+        say "pam-auth-update --disable sss: the host's PAM stack stays without pam_sss"
+    fi
 fi
 
 # sshd refuses to start without its privilege separation directory.

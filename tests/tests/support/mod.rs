@@ -97,9 +97,15 @@ pub struct WorldBuilder {
     quiet: bool,
     supplementary: Vec<(usize, usize)>,
     daemon_keys: String,
+    allow_also: Vec<String>,
 }
 
 impl WorldBuilder {
+    /// More names sshd lets in: users the test made elsewhere (a directory).
+    pub fn allow_also(mut self, names: &[String]) -> Self {
+        self.allow_also.extend_from_slice(names);
+        self
+    }
     /// More `[daemon]` keys (TOML lines), e.g. `revalidate = "5s"`.
     pub fn daemon_keys(mut self, toml: &str) -> Self {
         self.daemon_keys.push_str(toml);
@@ -193,7 +199,9 @@ impl WorldBuilder {
         }
         let pam = PamService::write(&service, &lines);
         // The harness writes `AllowUsers <allow_user>`: a space-separated list works.
-        let sshd = Sshd::start(&dir, &service, &names.join(" "));
+        let allowed: Vec<&String> = names.iter().chain(&self.allow_also).collect();
+        let allowed: Vec<&str> = allowed.iter().map(|n| n.as_str()).collect();
+        let sshd = Sshd::start(&dir, &service, &allowed.join(" "));
         World {
             sshd,
             daemon: Some(daemon),
@@ -253,6 +261,7 @@ impl World {
             quiet: false,
             supplementary: Vec::new(),
             daemon_keys: String::new(),
+            allow_also: Vec::new(),
         }
     }
 
