@@ -30,6 +30,8 @@ packages=(
     "${build_packages[@]}"
     # timeoutctl report's SVG test renders the picture (rsvg-convert)
     librsvg2-bin
+    # re-validation against a real directory (tests/tests/revalidate_ldap.rs)
+    slapd ldap-utils sssd-ldap libnss-sss libpam-sss
     # linting the shell scripts (scripts/test.sh)
     shellcheck
     # the package tests (tests/tests/package.rs): lint the .debs, verify the
@@ -73,6 +75,14 @@ else
         say "/usr/sbin/policy-rc.d already exists; leaving it as it is"
     fi
 
+    # slapd would otherwise make a database and config of its own; the test
+    # runs slapd with its own config in a temp dir.
+    echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections
+    # libnss-sss and libpam-sss add sss to the host's nsswitch.conf and PAM
+    # stack; the test uses copies in a private mount namespace, so the host's
+    # login stack is put back as it was (below).
+    nsswitch_before=$(mktemp)
+    cp -p /etc/nsswitch.conf "$nsswitch_before"
     apt_opts=(-y -q -o DPkg::Lock::Timeout=300)
     # apt-get update only when the package lists cannot serve the install.
     say "apt-get install --no-install-recommends ${missing[*]}"
@@ -80,6 +90,15 @@ else
         say "apt-get update, then again"
         apt-get "${apt_opts[@]}" update
         apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}"
+    fi
+    if ! cmp -s "$nsswitch_before" /etc/nsswitch.conf; then
+        cp -p "$nsswitch_before" /etc/nsswitch.conf
+        say "/etc/nsswitch.conf put back as it was before the install"
+    fi
+    rm -f "$nsswitch_before"
+    if [ -e /usr/share/pam-configs/sss ] && grep -qs pam_sss /etc/pam.d/common-account; then
+        pam-auth-update --disable sss
+        say "pam-auth-update --disable sss: the host's PAM stack stays without pam_sss"
     fi
 fi
 

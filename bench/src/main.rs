@@ -118,6 +118,7 @@ fn run_phase(phase: &str, ctx: &mut Ctx, report: &mut Report) -> Result<(), Stri
         "absolute" => phases::precision::run_absolute(ctx, report),
         "idle" => phases::precision::run_idle(ctx, report),
         "revoke" => phases::revoke::run(ctx, report),
+        "revalidate" => phases::revalidate::run(ctx, report),
         _ => phases::scale::run(ctx, report),
     }
 }

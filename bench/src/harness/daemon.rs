@@ -21,9 +21,10 @@ pub fn config_text(
     state_dir: &Path,
     defaults: &Limits,
     rules: &[(&str, &str, Limits)],
+    daemon_keys: &str,
 ) -> String {
     let mut s = format!(
-        "# Written by st-bench.\n{}\n[defaults]\n{}",
+        "# Written by st-bench.\n{}{daemon_keys}\n[defaults]\n{}",
         daemon_table(socket, syslog, state_dir, None),
         defaults.toml()
     );
@@ -54,11 +55,24 @@ impl Daemon {
         defaults: &Limits,
         rules: &[(&str, &str, Limits)],
     ) -> Result<Daemon, String> {
+        Daemon::start_with(bin, dir, sink, defaults, rules, "")
+    }
+
+    /// The same with more `[daemon]` keys (TOML lines); `bin` may be a
+    /// wrapper that execs timeoutd (its pid stays the daemon's).
+    pub fn start_with(
+        bin: &Path,
+        dir: &Path,
+        sink: &SyslogSink,
+        defaults: &Limits,
+        rules: &[(&str, &str, Limits)],
+        daemon_keys: &str,
+    ) -> Result<Daemon, String> {
         let state = dir.join("state");
         fs::create_dir_all(&state).map_err(|e| format!("{}: {e}", state.display()))?;
         let socket = dir.join("timeoutd.sock");
         let cfg = dir.join("timeoutd.toml");
-        let text = config_text(&socket, &sink.path, &state, defaults, rules);
+        let text = config_text(&socket, &sink.path, &state, defaults, rules, daemon_keys);
         fs::write(&cfg, text).map_err(|e| format!("{}: {e}", cfg.display()))?;
         let launch = kit::Launch {
             binary: bin,

@@ -60,7 +60,15 @@ pub struct Opts {
     pub label: Option<String>,
 }
 
-pub const PHASES: [&str; 6] = ["overhead", "storm", "absolute", "idle", "revoke", "scale"];
+pub const PHASES: [&str; 7] = [
+    "overhead",
+    "storm",
+    "absolute",
+    "idle",
+    "revoke",
+    "revalidate",
+    "scale",
+];
 
 impl Opts {
     fn full() -> Opts {
@@ -174,6 +182,10 @@ impl Opts {
             ("absolute", self.precision_sessions),
             ("idle", self.precision_sessions),
             ("revoke", self.revoke_sessions),
+            (
+                "revalidate",
+                crate::phases::revalidate::USERS * crate::phases::revalidate::PER_USER,
+            ),
         ] {
             if self.runs(phase) {
                 n = n.max(count);

@@ -2,6 +2,7 @@
 
 pub mod overhead;
 pub mod precision;
+pub mod revalidate;
 pub mod revoke;
 pub mod scale;
 pub mod storm;

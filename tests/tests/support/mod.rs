@@ -98,9 +98,15 @@ pub struct WorldBuilder {
     supplementary: Vec<(usize, usize)>,
     daemon_keys: String,
     sshd: Vec<String>,
+    allow_also: Vec<String>,
 }
 
 impl WorldBuilder {
+    /// More names sshd lets in: users the test made elsewhere (a directory).
+    pub fn allow_also(mut self, names: &[String]) -> Self {
+        self.allow_also.extend_from_slice(names);
+        self
+    }
     /// More `[daemon]` keys (TOML lines), e.g. `revalidate = "5s"`.
     pub fn daemon_keys(mut self, toml: &str) -> Self {
         self.daemon_keys.push_str(toml);
@@ -199,7 +205,9 @@ impl WorldBuilder {
         }
         let pam = PamService::write(&service, &lines);
         // The harness writes `AllowUsers <allow_user>`: a space-separated list works.
-        let sshd = Sshd::start_configured(&dir, &service, &names.join(" "), &[], &self.sshd);
+        let allowed: Vec<&String> = names.iter().chain(&self.allow_also).collect();
+        let allowed: Vec<&str> = allowed.iter().map(|n| n.as_str()).collect();
+        let sshd = Sshd::start_configured(&dir, &service, &allowed.join(" "), &[], &self.sshd);
         World {
             sshd,
             daemon: Some(daemon),
@@ -260,6 +268,7 @@ impl World {
             supplementary: Vec::new(),
             daemon_keys: String::new(),
             sshd: Vec::new(),
+            allow_also: Vec::new(),
         }
     }
 
