@@ -155,6 +155,15 @@ impl<S: System> Engine<S> {
 
     /// The caller's own sessions, for any user.
     fn status(&mut self, peer: Peer) -> Response {
+        let now = self.sys.now();
+        let mine: Vec<SessionId> = self
+            .sessions_all()
+            .filter(|s| s.login.uid == peer.uid)
+            .map(|s| s.id)
+            .collect();
+        for id in mine {
+            self.look_now(id, now);
+        }
         let mut list: Vec<SessionInfo> = self
             .sessions_all()
             .filter(|s| s.login.uid == peer.uid)

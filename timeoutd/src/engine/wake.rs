@@ -101,6 +101,22 @@ impl<S: System> Engine<S> {
         }
     }
 
+    /// Looks at a session's terminals now, for an answer about it (`status`)
+    /// that includes input typed since the last look. Its timer is left as
+    /// it is: the next wake measures again and re-arms.
+    pub(super) fn look_now(&mut self, id: SessionId, now: Timestamp) {
+        let Some(mut s) = self.sessions.get(&id).cloned() else {
+            return;
+        };
+        if !matches!(s.phase, Phase::Active) || s.ttys.is_empty() {
+            return;
+        }
+        self.measure(&mut s, now);
+        if let Some(slot) = self.sessions.get_mut(&id) {
+            *slot = s;
+        }
+    }
+
     fn wake_active(&mut self, s: &mut Session, now: Timestamp) -> (After, Option<Timestamp>) {
         if !self.sys.alive(s.leader) && self.sys.scope_processes(s.leader, s.scope).is_empty() {
             let ev = session_event(EventName::SessionClose, s)

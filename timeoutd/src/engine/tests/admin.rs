@@ -2,6 +2,7 @@
 
 use session_timeout_proto::{ErrorCode, Request, Response, Target};
 
+use crate::core::clock::Timestamp;
 use crate::core::revocations::Revocations;
 use crate::engine::testkit::*;
 use crate::engine::Peer;
@@ -305,4 +306,18 @@ fn the_daemons_state_is_for_admins_only() {
         }
     );
     assert!(is_denied(&e.handle(Request::DaemonStatus, USER)));
+}
+
+#[test]
+fn status_counts_input_typed_since_the_last_look() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    registered_id(e.register(registration(), ROOT));
+    run_until(&mut e, 1020);
+    let before = sessions(e.handle(Request::Status, USER))[0].idle_deadline;
+    // The user types `timeoutctl status` at 1100; no wake looked since.
+    e.sys.now = Timestamp::from_secs(1101);
+    e.sys.ttys.insert("pts/4".into(), times(1100, 995));
+    let after = sessions(e.handle(Request::Status, USER))[0].idle_deadline;
+    // Credited at the end of the kernel's window [1096, 1104).
+    assert_eq!((before, after), (1000 + 900, 1104 + 900));
 }
