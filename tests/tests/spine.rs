@@ -335,10 +335,19 @@ fn t3_normal_logout_is_logged_and_forgotten() {
         "the daemon acted on a closed session: {late:?}\n{}",
         env.report(None)
     );
+    // The close is the last thing that happened to the session; only its
+    // summary (the evidence line of issue 15) follows it.
     let events = env.syslog.session_events(&id);
+    let tail: Vec<&str> = events
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
-        events.last().map(String::as_str),
-        Some("session_close"),
+        tail,
+        ["session_close", "session_summary"],
         "events: {events:?}"
     );
     assert_authpriv(&env);
