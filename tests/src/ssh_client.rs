@@ -112,6 +112,7 @@ fn ssh_command(port: u16, user: &str, key: &Path, opts: &SshOpts) -> Command {
         // A plain terminal type keeps the remote prompt free of escape sequences.
         .env("TERM", "dumb")
         .env_remove("SSH_AUTH_SOCK")
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -194,6 +195,9 @@ pub struct SshOpts {
     pub options: Vec<String>,
     /// A remote command instead of a login shell.
     pub command: Vec<String>,
+    /// More environment for the client (e.g. `SSH_ASKPASS`, to answer a
+    /// keyboard-interactive prompt; then also `BatchMode=no` in `options`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for SshOpts {
@@ -202,6 +206,7 @@ impl Default for SshOpts {
             tty: true,
             options: Vec::new(),
             command: Vec::new(),
+            env: Vec::new(),
         }
     }
 }

@@ -106,6 +106,15 @@ fn r1_an_expired_account_loses_its_sessions_and_the_other_user_keeps_theirs() {
         &[("user", &user_a), ("result", "invalid")],
     );
     w.expect_exit(&a.ssh, Duration::from_secs(10));
+    // The ending says why, in its own words, not as a revocation.
+    w.expect_event(
+        "session_terminated",
+        &[("id", &a.id), ("reason", "account_invalid")],
+    );
+    w.expect_event(
+        "session_summary",
+        &[("id", &a.id), ("end", "account_invalid")],
+    );
     // B is checked at least once more (5 s) and keeps the session.
     std::thread::sleep(Duration::from_secs(6));
     assert!(b.ssh.exit().is_none(), "{}", w.report(&[&b.ssh]));

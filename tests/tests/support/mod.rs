@@ -88,6 +88,8 @@ fn add_to_group(user: &str, group: &str) {
 
 /// Makes the policy part of the config from the users' names.
 type PolicyFn = Box<dyn Fn(&[String]) -> String>;
+/// Makes the extra sshd_config lines from the users' names.
+type SshdLinesFn = Box<dyn Fn(&[String]) -> Vec<String>>;
 
 /// What a test world needs.
 pub struct WorldBuilder {
@@ -97,7 +99,7 @@ pub struct WorldBuilder {
     quiet: bool,
     supplementary: Vec<(usize, usize)>,
     daemon_keys: String,
-    sshd: Vec<String>,
+    sshd: SshdLinesFn,
     allow_also: Vec<String>,
 }
 
@@ -135,7 +137,13 @@ impl WorldBuilder {
     }
     /// More sshd_config lines (`TrustedUserCAKeys PATH`, ...).
     pub fn sshd_lines(mut self, lines: &[String]) -> Self {
-        self.sshd = lines.to_vec();
+        let lines = lines.to_vec();
+        self.sshd = Box::new(move |_| lines.clone());
+        self
+    }
+    /// The same, made from the names of the users (a `Match User` block).
+    pub fn sshd_lines_for(mut self, f: impl Fn(&[String]) -> Vec<String> + 'static) -> Self {
+        self.sshd = Box::new(f);
         self
     }
     /// The module's `quiet` argument on the session line.
@@ -205,9 +213,10 @@ impl WorldBuilder {
         }
         let pam = PamService::write(&service, &lines);
         // The harness writes `AllowUsers <allow_user>`: a space-separated list works.
+        let sshd_lines = (self.sshd)(&names);
         let allowed: Vec<&String> = names.iter().chain(&self.allow_also).collect();
         let allowed: Vec<&str> = allowed.iter().map(|n| n.as_str()).collect();
-        let sshd = Sshd::start_configured(&dir, &service, &allowed.join(" "), &[], &self.sshd);
+        let sshd = Sshd::start_configured(&dir, &service, &allowed.join(" "), &[], &sshd_lines);
         World {
             sshd,
             daemon: Some(daemon),
@@ -267,7 +276,7 @@ impl World {
             quiet: false,
             supplementary: Vec::new(),
             daemon_keys: String::new(),
-            sshd: Vec::new(),
+            sshd: Box::new(|_| Vec::new()),
             allow_also: Vec::new(),
         }
     }

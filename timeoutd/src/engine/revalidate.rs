@@ -15,6 +15,33 @@ use crate::core::revalidate::{code_name, verdict, CheckOutcome, Schedule, Verdic
 use crate::core::session::{EndReason, SessionId};
 use crate::engine::{session_event, Engine, System};
 
+/// Why re-validation ends a user's sessions.
+#[derive(Debug, Clone, Copy)]
+enum AccountEnd {
+    /// The account stack refused the account (expired, disabled, unknown).
+    Invalid,
+    /// No answer, with `revalidate_unavailable = "end"`.
+    Unavailable,
+}
+
+impl AccountEnd {
+    /// The `reason=` of `session_revoked`.
+    fn revoked_reason(self) -> &'static str {
+        match self {
+            Self::Invalid => "account_invalid",
+            Self::Unavailable => "account_unavailable",
+        }
+    }
+
+    /// How the session ends (`session_terminated reason=`, summary `end=`).
+    fn end_reason(self) -> EndReason {
+        match self {
+            Self::Invalid => EndReason::AccountInvalid,
+            Self::Unavailable => EndReason::Revoked { by_uid: 0 },
+        }
+    }
+}
+
 /// One check to run: the account phase for this user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Check {
@@ -172,7 +199,7 @@ impl<S: System> Engine<S> {
         match verdict(outcome) {
             Verdict::Valid => format!("{head}: valid, sessions kept"),
             Verdict::Invalid(_) => {
-                let n = self.end_user(check.uid, "account_invalid", result);
+                let n = self.end_user(check.uid, AccountEnd::Invalid, result);
                 self.log_result(check, result, "invalid", n);
                 format!("{head}: account invalid, {n} session(s) ended")
             }
@@ -187,7 +214,7 @@ impl<S: System> Engine<S> {
     fn unavailable(&mut self, check: &Check, result: &str, head: &str) -> String {
         let end = self.reval.unavailable == Unavailable::End;
         let ended = if end {
-            self.end_user(check.uid, "account_unavailable", result)
+            self.end_user(check.uid, AccountEnd::Unavailable, result)
         } else {
             0
         };
@@ -220,7 +247,7 @@ impl<S: System> Engine<S> {
     }
 
     /// Ends every active session of `uid` at once, as a revocation does.
-    fn end_user(&mut self, uid: u32, reason: &str, result: &str) -> usize {
+    fn end_user(&mut self, uid: u32, why: AccountEnd, result: &str) -> usize {
         let mut victims: Vec<SessionId> = self
             .sessions_all()
             .filter(|s| s.is_active() && s.login.uid == uid)
@@ -236,11 +263,11 @@ impl<S: System> Engine<S> {
                 let ev = session_event(EventName::SessionRevoked, s)
                     .with_severity(Severity::Notice)
                     .field("by_uid", 0)
-                    .field("reason", reason)
+                    .field("reason", why.revoked_reason())
                     .field("pam_result", result);
                 self.sys.log(ev);
             }
-            self.end_now(*id, EndReason::Revoked { by_uid: 0 });
+            self.end_now(*id, why.end_reason());
         }
         victims.len()
     }

@@ -96,6 +96,9 @@ pub enum EndReason {
     Revoked {
         by_uid: u32,
     },
+    /// Re-validation through the PAM account stack found the account
+    /// invalid (expired, disabled, unknown).
+    AccountInvalid,
     /// The login this session was opened inside (su, sudo) is ending.
     WithLogin {
         login: SessionId,
@@ -108,6 +111,7 @@ impl EndReason {
             Self::Expired(r) => r.as_str(),
             Self::Killed { .. } => "killed",
             Self::Revoked { .. } => "revoked",
+            Self::AccountInvalid => "account_invalid",
             Self::WithLogin { .. } => "login_ended",
         }
     }

@@ -168,6 +168,19 @@ fn an_invalid_account_ends_every_session_of_that_user_and_no_other() {
 }
 
 #[test]
+fn a_session_ended_for_an_invalid_account_terminates_and_sums_up_as_account_invalid() {
+    let (mut e, id) = with_alice();
+    e.check_finished(&alice(), CheckOutcome::Returned(code::ACCT_EXPIRED));
+    run_until(&mut e, 1100);
+    assert!(e.session(id).is_none(), "{:?}", names(&e));
+    let ended = find(&e, "session_terminated");
+    assert_eq!(ended.get("id"), Some(id.to_string().as_str()), "{ended}");
+    assert_eq!(ended.get("reason"), Some("account_invalid"), "{ended}");
+    let summary = find(&e, "session_summary");
+    assert_eq!(summary.get("end"), Some("account_invalid"), "{summary}");
+}
+
+#[test]
 fn a_password_change_due_or_an_unavailable_directory_keeps_the_sessions() {
     let (mut e, id) = with_alice();
     let line = e.check_finished(&alice(), CheckOutcome::Returned(code::NEW_AUTHTOK_REQD));
@@ -217,6 +230,12 @@ fn with_unavailable_end_an_unanswered_check_ends_the_sessions() {
     assert_eq!(ev.get("reason"), Some("account_unavailable"));
     assert_eq!(ev.get("pam_result"), Some("timeout"));
     assert!(!e.session(id).unwrap().is_active());
+    run_until(&mut e, 1100);
+    assert_eq!(
+        find(&e, "session_terminated").get("reason"),
+        Some("revoked")
+    );
+    assert_eq!(find(&e, "session_summary").get("end"), Some("revoked"));
 }
 
 #[test]
