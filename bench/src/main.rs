@@ -119,6 +119,7 @@ fn run_phase(phase: &str, ctx: &mut Ctx, report: &mut Report) -> Result<(), Stri
         "idle" => phases::precision::run_idle(ctx, report),
         "revoke" => phases::revoke::run(ctx, report),
         "revalidate" => phases::revalidate::run(ctx, report),
+        "kill" => phases::kill::run(ctx, report),
         _ => phases::scale::run(ctx, report),
     }
 }
@@ -182,6 +183,8 @@ fn write_pam_services(
     let up = host.tmp.join("overhead").join("timeoutd.sock");
     let down = host.tmp.join("overhead").join("absent.sock");
     phases::overhead::write_services(pam_dir, pam_permit, module, &up, &down)
+        .map_err(|e| format!("writing PAM services: {e}"))?;
+    phases::kill::write_services(pam_dir, &host.tmp, pam_permit, module)
         .map_err(|e| format!("writing PAM services: {e}"))?;
     for n in &opts.scale {
         let sock = host

@@ -155,6 +155,19 @@ pub fn auto_reap_children() {
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
 }
 
+/// Orphaned descendants are reparented to the caller (and, with SIGCHLD
+/// ignored, reaped at once) instead of PID 1.
+pub fn become_subreaper() {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes a flag; no memory involved.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) };
+}
+
+/// Sleeps until a signal is delivered.
+pub fn pause() {
+    // SAFETY: pause has no preconditions.
+    unsafe { libc::pause() };
+}
+
 /// The kernel sends `sig` to the caller when its parent exits.
 pub fn die_with_parent(sig: i32) {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number; no memory involved.

@@ -75,12 +75,27 @@ pub fn start(
     limits: &Limits,
     extra: &ConfigExtra,
 ) -> Daemon {
+    start_logging_to(binary, dir, socket, &syslog.path, syslog, limits, extra)
+}
+
+/// Like [`start`], but the daemon's `[daemon] syslog` is `log_socket` (a real
+/// syslog daemon that forwards its lines to `syslog`, where its
+/// `daemon_start` is awaited).
+pub fn start_logging_to(
+    binary: &Path,
+    dir: &Path,
+    socket: &Path,
+    log_socket: &Path,
+    syslog: &SyslogSink,
+    limits: &Limits,
+    extra: &ConfigExtra,
+) -> Daemon {
     let state_dir = dir.join("state");
     private_dir(&state_dir).expect("creating the state dir");
     let config = dir.join("timeoutd.toml");
     fs::write(
         &config,
-        config_text_with(socket, &syslog.path, &state_dir, limits, extra),
+        config_text_with(socket, log_socket, &state_dir, limits, extra),
     )
     .expect("writing daemon config");
     let launch = Launch {

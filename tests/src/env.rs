@@ -2,13 +2,14 @@
 //!
 //! Field order is drop order: sshd (and its session processes) first, then the
 //! daemon, the PAM file, the user (its processes are killed, then userdel),
-//! the syslog socket and finally the temp dir.
+//! the daemon's empty cgroup subtree, the syslog socket and finally the temp dir.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::cgroup::BaseGuard;
 use crate::daemon::{self, ConfigExtra, Daemon, Limits};
 use crate::pam::{module_line, overlay_text, FailMode, PamService};
 use crate::ssh_client::{Exit, Ready, Seen, SshOpts, SshSession};
@@ -203,6 +204,7 @@ impl EnvBuilder {
             daemon,
             pam,
             user,
+            cgroup: BaseGuard(dir.0.join("state")),
             syslog,
             dir,
         }
@@ -220,6 +222,10 @@ pub struct Env {
     pub daemon: Option<Daemon>,
     pub pam: Option<PamService>,
     pub user: TestUser,
+    /// The subtree of the daemons keeping their state in `<dir>/state`
+    /// (every daemon [`daemon::start`] starts for this test), even when a
+    /// test fails or kills its daemon.
+    pub cgroup: BaseGuard,
     pub syslog: SyslogSink,
     pub dir: TempDir,
 }

@@ -10,6 +10,7 @@
 //! - [`users`], [`pam`], [`sshd`], [`daemon`], [`ssh_client`]: its parts,
 //!   each an RAII guard that cleans up on drop, also when a test panics;
 //! - [`sweep`]: removes leftovers of crashed earlier runs;
+//! - [`cgroup`]: the daemon's `/timeoutd-TAG` cgroup subtree, removed after each test;
 //! - [`syslog`], [`events`], [`procs`]: the syslog sink, its line parser and
 //!   the /proc readers, from the test kit (`testkit/`) shared with the benchmark;
 //! - [`util`]: bounded waits, helper commands;
@@ -21,6 +22,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod audit;
+pub mod cgroup;
 pub mod daemon;
 pub mod env;
 pub mod login;

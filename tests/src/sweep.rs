@@ -7,6 +7,8 @@
 //! - users `stt<hex14>` (their processes first),
 //! - PAM files `/etc/pam.d/sshd-stt<hex14>` and `/etc/pam.d/stt<hex14>-*`,
 //! - processes started from a temp dir `/tmp/stt<hex14>/` (sshd, timeoutd),
+//! - the empty cgroup subtrees of those daemons (`/timeoutd-TAG`, TAG from
+//!   their state dir `/tmp/stt<hex14>/state`),
 //! - those temp dirs.
 
 use std::fs;
@@ -14,7 +16,7 @@ use std::path::Path;
 use std::sync::Once;
 use std::time::Duration;
 
-use crate::{procs, users};
+use crate::{cgroup, procs, users};
 
 /// Length of the hex part of a prefix.
 pub const HEX_LEN: usize = 14;
@@ -102,6 +104,12 @@ fn sweep() {
                 eprintln!("e2e sweep: removing leftover /etc/pam.d/{n}");
                 let _ = fs::remove_file(e.path());
             }
+        }
+    }
+    for d in &stale_dirs {
+        let left = cgroup::remove_base(&tmp.join(d).join("state"));
+        if !left.is_empty() {
+            eprintln!("e2e sweep: cgroups still in use stay: {left:?}");
         }
     }
     for d in stale_dirs {

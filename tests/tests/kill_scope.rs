@@ -364,3 +364,33 @@ fn k07_fallback_without_cgroups_kills_a_20ms_hopper() {
         signals.iter().map(|l| l.raw.clone()).collect::<Vec<_>>()
     );
 }
+
+/// A clean stop (SIGTERM) removes the daemon's subtree: after a login came
+/// and went, `/timeoutd-TAG` (with its `spared` leaf) is there while the
+/// daemon runs and gone once it has stopped.
+#[test]
+fn k08_a_clean_stop_leaves_no_base_cgroup() {
+    let mut env = idle_env().start();
+    let base = e2e::cgroup::base_of(&env.dir().join("state")).expect("a cgroup2 mount");
+    assert!(base.join("spared").is_dir(), "no {}", base.display());
+    let login = Login::start(&env);
+    let cg = login.open.get("cgroup").unwrap_or_default().to_string();
+    let typed = login.run("true");
+    login.expect_idle_end(typed, IDLE);
+    login.expect_terminated_clean();
+    drop(login);
+    let daemon = env.daemon.as_mut().expect("a daemon");
+    let status = daemon.stop(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "timeoutd did not stop cleanly: {status:?}"
+    );
+    let left: Vec<_> = fs::read_dir(&base)
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !base.exists(),
+        "{} (login cgroup {cg}) is left after a clean stop: {left:?}",
+        base.display()
+    );
+}

@@ -16,7 +16,7 @@ Must run as root. Build first: cargo build --release --workspace
   --bin-dir DIR            where timeoutd and libpam_session_timeout.so are
                            (default: the directory of this executable)
   --only LIST              phases to run, comma-separated, of:
-                           overhead,storm,absolute,idle,revoke,scale
+                           overhead,storm,absolute,idle,revoke,kill,scale
   --scale LIST             session counts of the scale phase (1000,10000)
   --steady-secs S          steady-state sampling window per count (660: longer
                            than the daemon's slowest periodic look, 600 s)
@@ -31,6 +31,8 @@ Must run as root. Build first: cargo build --release --workspace
   --idle-limit S           idle limit of the idle-precision run (20)
   --idle-input S           input lasts up to S seconds per session (16)
   --revoke-sessions N      sessions of the revoked user (1000)
+  --kill-sessions N        sessions per kill path, 10 processes each (1000)
+  --kill-max S             absolute limit of those sessions (20)
   --label TEXT             a note for the results (e.g. the commit measured)
   --keep                   keep the temporary directory (debugging)
   --help
@@ -56,16 +58,19 @@ pub struct Opts {
     pub idle_limit: u64,
     pub idle_input: u64,
     pub revoke_sessions: usize,
+    pub kill_sessions: usize,
+    pub kill_max: u64,
     pub keep: bool,
     pub label: Option<String>,
 }
 
-pub const PHASES: [&str; 7] = [
+pub const PHASES: [&str; 8] = [
     "overhead",
     "storm",
     "absolute",
     "idle",
     "revoke",
+    "kill",
     "revalidate",
     "scale",
 ];
@@ -91,6 +96,8 @@ impl Opts {
             idle_limit: 20,
             idle_input: 16,
             revoke_sessions: 1000,
+            kill_sessions: 1000,
+            kill_max: 20,
             keep: false,
             label: None,
         }
@@ -111,6 +118,8 @@ impl Opts {
             idle_limit: 4,
             idle_input: 3,
             revoke_sessions: 200,
+            kill_sessions: 100,
+            kill_max: 5,
             ..Opts::full()
         }
     }
@@ -161,13 +170,15 @@ impl Opts {
                 "--idle-limit" => o.idle_limit = num(&value()?)?,
                 "--idle-input" => o.idle_input = num(&value()?)?,
                 "--revoke-sessions" => o.revoke_sessions = num(&value()?)?,
+                "--kill-sessions" => o.kill_sessions = num(&value()?)?,
+                "--kill-max" => o.kill_max = num(&value()?)?,
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
         if o.abs_max <= o.abs_spread {
             return Err("--abs-max must be longer than --abs-spread".into());
         }
-        if o.idle_limit < 2 || o.abs_max < 2 {
+        if o.idle_limit < 2 || o.abs_max < 2 || o.kill_max < 2 {
             return Err("limits must be at least 2 s".into());
         }
         Ok(o)
@@ -186,6 +197,7 @@ impl Opts {
                 "revalidate",
                 crate::phases::revalidate::USERS * crate::phases::revalidate::PER_USER,
             ),
+            ("kill", self.kill_sessions),
         ] {
             if self.runs(phase) {
                 n = n.max(count);

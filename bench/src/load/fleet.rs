@@ -42,6 +42,8 @@ pub struct SpawnSpec {
     /// Hold a pidfd to stamp the end of each leader. Costs a descriptor per
     /// leader; the scale phase does without (RLIMIT_NOFILE).
     pub watch_exit: bool,
+    /// Processes each leader forks once ready (see `SpawnRequest::children`).
+    pub children: u32,
 }
 
 pub struct Fleet {
@@ -97,6 +99,7 @@ impl Fleet {
                         uid: spec.uid,
                         gid: spec.gid,
                         pam: spec.pam.clone(),
+                        children: spec.children,
                     }
                     .to_line(),
                 );

@@ -79,6 +79,9 @@ pub struct SpawnRequest {
     pub gid: u32,
     /// Open the session through libpam first: (service, user).
     pub pam: Option<(String, String)>,
+    /// Processes the leader forks once ready (the kill phase: a login's
+    /// other processes), each ignoring SIGHUP and SIGTERM until killed.
+    pub children: u32,
 }
 
 impl SpawnRequest {
@@ -88,14 +91,14 @@ impl SpawnRequest {
             None => ("-", "-"),
         };
         format!(
-            "{} {} {} {} {service} {user}\n",
-            self.idx, self.pts, self.uid, self.gid
+            "{} {} {} {} {service} {user} {}\n",
+            self.idx, self.pts, self.uid, self.gid, self.children
         )
     }
 
     pub fn parse(line: &str) -> Option<SpawnRequest> {
         let f: Vec<&str> = line.split_ascii_whitespace().collect();
-        if f.len() != 6 {
+        if f.len() != 7 {
             return None;
         }
         let pam = (f[4] != "-").then(|| (f[4].to_owned(), f[5].to_owned()));
@@ -105,15 +108,19 @@ impl SpawnRequest {
             uid: f[2].parse().ok()?,
             gid: f[3].parse().ok()?,
             pam,
+            children: f[6].parse().ok()?,
         })
     }
 }
 
 /// `st-bench __spawner`: forks one leader per request line and answers its
 /// pid (or `-errno`). Exits when the harness closes the socket or dies.
+/// It is the subreaper of the leaders' children, which outlive their leader
+/// (and are reaped at once, never left as zombies of PID 1).
 pub fn spawner_main() -> i32 {
     sys::die_with_parent(libc::SIGKILL);
     sys::auto_reap_children();
+    sys::become_subreaper();
     let stream = sys::stdin_as_stream();
     let Ok(read_half) = stream.try_clone() else {
         return 1;
@@ -200,6 +207,13 @@ fn leader_main(req: &SpawnRequest) -> ! {
             fail(out, idx, 10, &e);
         }
     }
+    for _ in 0..req.children {
+        match sys::fork() {
+            Ok(None) => linger(),
+            Ok(Some(_)) => {}
+            Err(e) => fail(out, idx, 11, &e),
+        }
+    }
     report(
         out,
         Record {
@@ -211,6 +225,15 @@ fn leader_main(req: &SpawnRequest) -> ! {
         },
     );
     wait_for_the_end(out, idx, sigfd.as_raw_fd())
+}
+
+/// A child of a leader: SIGHUP and SIGTERM stay blocked (the leader's mask,
+/// for its signalfd), so only the kill scope's final step ends it.
+fn linger() -> ! {
+    sys::close_all_except(&[]);
+    loop {
+        sys::pause();
+    }
 }
 
 /// Opens the login's session as sshd's monitor does; the PAM handle is ended
@@ -312,6 +335,7 @@ mod tests {
                 uid: 999,
                 gid: 998,
                 pam,
+                children: 9,
             };
             assert_eq!(SpawnRequest::parse(r.to_line().trim_end()), Some(r));
         }

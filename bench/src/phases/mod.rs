@@ -1,5 +1,6 @@
-//! The measurements, one module per figure of issue 7.
+//! The measurements, one module per figure of issue 7 (and `kill`, issue 13's).
 
+pub mod kill;
 pub mod overhead;
 pub mod precision;
 pub mod revalidate;

@@ -49,7 +49,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Serves until SIGTERM or SIGINT, then removes the socket and pidfile.
+    /// Serves until SIGTERM or SIGINT, then removes the socket, the pidfile
+    /// and the empty cgroups it made.
     pub fn serve(mut self) {
         event_loop::run(
             &mut self.engine,
@@ -58,6 +59,7 @@ impl Daemon {
             &self.config_path,
             &self.syslog,
         );
+        self.engine.sys.tear_down_cgroups();
         let _ = std::fs::remove_file(&self.socket);
         if let Some(p) = &self.pidfile {
             detach::remove_pidfile(p);

@@ -84,6 +84,9 @@ pub(crate) struct Cgroups {
     mount: PathBuf,
     /// Path inside the hierarchy, e.g. `/timeoutd-1a2b3c4d`.
     base: String,
+    /// Whether this daemon made `base` (the `/timeoutd-TAG` layout) and so
+    /// removes it at a clean stop; a delegated cgroup is systemd's.
+    made_base: bool,
 }
 
 impl Cgroups {
@@ -97,11 +100,16 @@ impl Cgroups {
             let cg = Cgroups {
                 mount,
                 base: format!("/timeoutd-{tag}"),
+                made_base: true,
             };
             cg.make_dir(&cg.base)?;
             cg
         } else {
-            let cg = Cgroups { mount, base: own };
+            let cg = Cgroups {
+                mount,
+                base: own,
+                made_base: false,
+            };
             let leaf = cg.child(&cg.base, DAEMON_LEAF);
             cg.make_dir(&leaf)?;
             cg.move_pid(&leaf, std::process::id())
@@ -222,6 +230,20 @@ impl Cgroups {
         remove_tree(&self.abs(cgroup))
     }
 
+    /// At a clean stop: removes the `spared` leaf and, in the `/timeoutd-TAG`
+    /// layout, the subtree itself, each only if empty (rmdir refuses a
+    /// cgroup with processes or children: the cgroups of sessions that
+    /// outlive this daemon stay, and the next start uses them). Returns
+    /// whether nothing of the subtree is left that this daemon made.
+    pub(crate) fn tear_down(&self) -> bool {
+        let spared = self.abs(&self.child(&self.base, SPARED_LEAF));
+        let spared_gone = rmdir_if_there(&spared);
+        if !self.made_base {
+            return spared_gone;
+        }
+        spared_gone && rmdir_if_there(&self.abs(&self.base))
+    }
+
     /// Removes every empty session cgroup of ours that `keep` does not name
     /// (sessions that ended while the daemon was down or busy).
     pub(crate) fn sweep(&self, keep: &[String]) {
@@ -268,6 +290,14 @@ fn remove_tree(dir: &Path) -> bool {
             }
         }
     }
+    match fs::remove_dir(dir) {
+        Ok(()) => true,
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
+
+/// rmdir; a directory that is not there counts as removed.
+fn rmdir_if_there(dir: &Path) -> bool {
     match fs::remove_dir(dir) {
         Ok(()) => true,
         Err(e) => e.kind() == io::ErrorKind::NotFound,
@@ -327,6 +357,8 @@ mod tests {
         assert_eq!(a, tag_of(Path::new("/var/lib/timeoutd")));
         assert_ne!(a, tag_of(Path::new("/tmp/x/state")));
         assert_eq!(a.len(), 8);
+        // FNV-1a as published; the e2e harness derives the same tags.
+        assert_eq!(tag_of(Path::new("a")), "e40c292c");
     }
 
     #[test]
@@ -334,6 +366,7 @@ mod tests {
         let cg = Cgroups {
             mount: PathBuf::from("/sys/fs/cgroup"),
             base: "/timeoutd-1".into(),
+            made_base: true,
         };
         assert!(cg.owns("/timeoutd-1/s-4"));
         assert!(cg.owns("/timeoutd-1/s-4/s-9"));
@@ -345,5 +378,48 @@ mod tests {
             cg.abs("/timeoutd-1/s-4"),
             PathBuf::from("/sys/fs/cgroup/timeoutd-1/s-4")
         );
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cgroup-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("timeoutd-t/spared")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_clean_stop_leaves_no_empty_subtree() {
+        let mount = scratch("empty");
+        let cg = Cgroups {
+            mount: mount.clone(),
+            base: "/timeoutd-t".into(),
+            made_base: true,
+        };
+        assert!(cg.tear_down());
+        assert!(!mount.join("timeoutd-t").exists());
+        assert!(cg.tear_down(), "already gone counts as removed");
+        fs::remove_dir_all(&mount).unwrap();
+    }
+
+    #[test]
+    fn a_stop_keeps_the_cgroups_of_live_sessions_and_what_it_did_not_make() {
+        let mount = scratch("live");
+        fs::create_dir(mount.join("timeoutd-t/s-4")).unwrap();
+        let cg = Cgroups {
+            mount: mount.clone(),
+            base: "/timeoutd-t".into(),
+            made_base: true,
+        };
+        assert!(!cg.tear_down());
+        assert!(mount.join("timeoutd-t/s-4").exists());
+        assert!(!mount.join("timeoutd-t/spared").exists());
+        fs::remove_dir(mount.join("timeoutd-t/s-4")).unwrap();
+        let delegated = Cgroups {
+            made_base: false,
+            ..cg
+        };
+        assert!(delegated.tear_down());
+        assert!(mount.join("timeoutd-t").exists(), "systemd's cgroup stays");
+        fs::remove_dir_all(&mount).unwrap();
     }
 }

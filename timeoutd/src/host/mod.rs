@@ -94,6 +94,16 @@ impl Host {
         self.cgroups = Some(cgroups);
     }
 
+    /// At a clean stop: removes the empty cgroups of ended sessions, then
+    /// the subtree's empty leaves and base (see `Cgroups::tear_down`).
+    pub(crate) fn tear_down_cgroups(&mut self) {
+        let Some(cg) = self.cgroups.as_ref() else {
+            return;
+        };
+        self.cgroups_pending.retain(|p| !cg.remove(p));
+        cg.tear_down();
+    }
+
     fn processes(&mut self) -> &[ProcInfo] {
         self.snapshot.get_or_insert_with(procfs::snapshot)
     }

@@ -68,6 +68,7 @@ fn spawn_all(ctx: &mut Ctx) -> Result<Vec<Leader>, String> {
             gid: accounts::UID_BASE,
             pam: None,
             watch_exit: false,
+            children: 0,
         };
         match ctx.fleet.spawn(PER_USER, &spec) {
             Ok(l) => all.extend(l),
