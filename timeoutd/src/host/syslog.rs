@@ -96,8 +96,8 @@ impl Syslog {
         for r in held {
             let ev = Event::new(EventName::LogSuppressed).with_severity(Severity::Warning);
             let ev = match r.key {
-                Some((uid, name)) => ev.field("event", name).field("uid", uid),
-                None => ev.field("event", "any").field("uid", "many"),
+                Some((uid, name)) => ev.field("suppressed", name).field("uid", uid),
+                None => ev.field("suppressed", "any").field("uid", "many"),
             };
             let ev = ev
                 .field("count", r.count)
