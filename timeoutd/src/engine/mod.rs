@@ -19,15 +19,14 @@ use crate::core::record::JournalEntry;
 use crate::core::revocations::Revocations;
 use crate::core::session::{ProcRef, Session, SessionId};
 
-mod admin;
-mod deadlines;
 mod dry_run;
 mod kill;
 mod recovery;
 mod register;
-mod revalidate;
 mod summary;
 pub(crate) mod system;
+mod verbs;
+use verbs::{deadlines, revalidate};
 #[cfg(test)]
 pub(crate) mod testkit;
 #[cfg(test)]

@@ -1,9 +1,7 @@
 //! The real [`System`]: /proc, /dev/pts, signals, syslog, the id file.
 
 pub(crate) mod cgroup;
-pub(crate) mod cgroup_parse;
 pub(crate) mod clock;
-pub(crate) mod ids;
 pub(crate) mod login_probe;
 pub(crate) mod notify;
 pub mod nss;
@@ -12,7 +10,7 @@ pub mod posture;
 pub(crate) mod procfs;
 pub(crate) mod pty;
 pub(crate) mod signals;
-pub(crate) mod state;
+pub(crate) mod store;
 pub(crate) mod syslog;
 #[allow(dead_code)] // read by the activity witness, not wired in yet
 pub(crate) mod tcpinfo;
@@ -30,9 +28,9 @@ use crate::core::session::{ProcRef, Scope, SessionId};
 use crate::engine::FoundLogin;
 use crate::engine::{ProcFacts, System, TtyProbe};
 use crate::host::clock::SystemClock;
-use crate::host::ids::IdAllocator;
 use crate::host::procfs::ProcInfo;
-use crate::host::state::StateStore;
+use crate::host::store::ids::IdAllocator;
+use crate::host::store::state::StateStore;
 use crate::host::syslog::Syslog;
 
 /// How long a parent → children index is reused while logins are set up.
@@ -547,14 +545,14 @@ impl System for Host {
 
     fn save_deadlines(&mut self, text: &str) {
         let path = self.state_dir.join(DEADLINES_FILE);
-        if let Err(e) = ids::write_atomic(&path, text.as_bytes()) {
+        if let Err(e) = store::ids::write_atomic(&path, text.as_bytes()) {
             self.state_error("deadlines", &e);
         }
     }
 
     fn save_revocations(&mut self, text: &str) {
         let path = self.state_dir.join(REVOCATIONS_FILE);
-        if let Err(e) = ids::write_atomic(&path, text.as_bytes()) {
+        if let Err(e) = store::ids::write_atomic(&path, text.as_bytes()) {
             self.state_error("revocations", &e);
         }
     }

@@ -21,7 +21,7 @@ use crate::engine::{session_event, Engine, Peer, System};
 
 /// The limit a deadline's warning names: the rule's limit, or for an
 /// absolute deadline the time from login to it.
-pub(super) fn limit_for(s: &Session, d: Deadline) -> Duration {
+pub(in crate::engine) fn limit_for(s: &Session, d: Deadline) -> Duration {
     match d.reason {
         Reason::Idle => s.limits.idle.unwrap_or_default(),
         Reason::Max => s.limits.max.unwrap_or_default(),
@@ -45,7 +45,7 @@ fn one_line(s: &str) -> String {
 
 impl<S: System> Engine<S> {
     /// The absolute deadlines in force for `s`.
-    pub(super) fn absolute_of(&self, s: &Session) -> Absolute {
+    pub(in crate::engine) fn absolute_of(&self, s: &Session) -> Absolute {
         Absolute {
             cert: s
                 .limits
@@ -63,7 +63,7 @@ impl<S: System> Engine<S> {
 
     /// The banner's sentences about absolute deadlines ("" if none). The key
     /// id is the CA's text: cut and escaped for the terminal.
-    pub(super) fn absolute_banner(&self, id: SessionId) -> String {
+    pub(in crate::engine) fn absolute_banner(&self, id: SessionId) -> String {
         let Some(s) = self.sessions.get(&id) else {
             return String::new();
         };
@@ -89,7 +89,7 @@ impl<S: System> Engine<S> {
     }
 
     /// `cert_unreadable`: the login gets no certificate deadline.
-    pub(super) fn log_cert_unreadable(&mut self, id: SessionId, why: &str) {
+    pub(in crate::engine) fn log_cert_unreadable(&mut self, id: SessionId, why: &str) {
         if let Some(s) = self.sessions.get(&id) {
             let ev = session_event(EventName::CertUnreadable, s)
                 .with_severity(Severity::Warning)
@@ -100,7 +100,7 @@ impl<S: System> Engine<S> {
     }
 
     /// Admin: the deadline verbs.
-    pub(super) fn deadline_verb(&mut self, req: Request, peer: Peer) -> Response {
+    pub(in crate::engine) fn deadline_verb(&mut self, req: Request, peer: Peer) -> Response {
         match req {
             Request::SetDeadline { target, at, reason } => {
                 self.set_deadline(target, at, reason, peer)

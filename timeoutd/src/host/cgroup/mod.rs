@@ -1,7 +1,7 @@
 //! The login's kill scope as a cgroup v2: finding the cgroup2 mount (never
 //! assuming its path), the subtree this daemon owns, one cgroup per session,
 //! moving a login's leader in, `cgroup.kill`, `cgroup.events` and removing
-//! empty cgroups. What the kernel files say is parsed in [`cgroup_parse`].
+//! empty cgroups. What the kernel files say is parsed in [`parse`].
 //!
 //! Layout (see README "Nested sessions and root processes"):
 //! - the daemon in the root cgroup (no systemd, as on the development
@@ -17,11 +17,13 @@
 //! A login that pam_systemd put in a logind scope (`session-N.scope`) uses
 //! that scope as it is: nothing is created or moved there.
 
+pub(crate) mod parse;
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::host::cgroup_parse::{
+use crate::host::cgroup::parse::{
     is_logind_session_scope, parse_events_populated, parse_mountinfo, parse_proc_cgroup,
 };
 
@@ -327,7 +329,7 @@ pub(crate) fn probe() -> Option<Unavailable> {
     let own = cgroup_of(std::process::id()).unwrap_or_default();
     let own_dir = mount.join(own.trim_start_matches('/'));
     let has_kill = if own_dir == mount {
-        crate::host::cgroup_parse::kernel_at_least(&uname_release(), 5, 14)
+        crate::host::cgroup::parse::kernel_at_least(&uname_release(), 5, 14)
     } else {
         own_dir.join("cgroup.kill").exists()
     };

@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::core::record::{replay, JournalEntry, SessionRecord};
-use crate::host::ids::write_atomic;
+use crate::host::store::ids::write_atomic;
 
 const SNAPSHOT: &str = "sessions.snapshot";
 const JOURNAL: &str = "sessions.journal";

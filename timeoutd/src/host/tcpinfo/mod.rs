@@ -326,5 +326,4 @@ impl NetlinkSocket {
 }
 
 #[cfg(test)]
-#[path = "tcpinfo_tests.rs"]
 mod tests;
