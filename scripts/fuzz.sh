@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the frame decoder and the config parser with cargo-fuzz (libFuzzer):
+# Fuzzes the frame decoder, the config parser and the module's SSH_AUTH_INFO_0 and
+# certificate readers with cargo-fuzz (libFuzzer):
 #
 #   ./scripts/fuzz.sh                  # each target for FUZZ_SECONDS (default 60)
 #   FUZZ_SECONDS=600 ./scripts/fuzz.sh frame
@@ -36,7 +37,7 @@ fi
 
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
-    targets=(frame config)
+    targets=(frame config authinfo)
 fi
 
 export RUSTC_BOOTSTRAP=1
