@@ -190,29 +190,76 @@ fn d2_a_logout_leaves_one_summary() {
     report_reads(&w, 1);
 }
 
-/// `timeoutctl report` reads the captured syslog lines, written to a file as
-/// rsyslog writes auth.log (`Mmm dd hh:mm:ss HOST timeoutd[PID]: ...`), and
-/// counts at least `sessions` ended sessions, with no line malformed.
+/// `timeoutctl report` reads the captured syslog lines in each format an
+/// admin keeps them in — auth.log as rsyslog writes it, `journalctl -o
+/// short-iso`, `journalctl -o json` and RFC 5424 from a collector — and
+/// counts the same ended sessions (at least `sessions`) in each, with no line
+/// malformed.
 fn report_reads(w: &World, sessions: u64) {
-    let file = w.env.dir().join("auth.log");
-    let text: String = w
-        .env
-        .syslog
-        .lines()
-        .iter()
-        // A datagram is `<PRI>Mmm dd hh:mm:ss timeoutd[PID]: MSG`; rsyslog
-        // drops the priority and adds the host name after the time stamp.
-        .filter_map(|l| {
-            let line = l.raw.split_once('>')?.1;
-            let (stamp, rest) = (line.get(..15)?, line.get(16..)?);
-            Some(format!("{stamp} e2e-host {rest}\n"))
-        })
-        .collect();
-    std::fs::write(&file, text).unwrap();
-    let r = w.ctl(&["report", file.to_str().unwrap(), "--json"]);
-    assert!(r.ok(), "{}", r.describe());
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let n = v["sessions"].as_u64().unwrap_or(0);
-    assert!(n >= sessions, "report counted {n} sessions\n{}", r.stdout);
-    assert_eq!(v["malformed"].as_u64(), Some(0), "{}", r.stdout);
+    let lines = w.env.syslog.lines();
+    let mut counts = Vec::new();
+    for format in ["auth.log", "short-iso", "json", "rfc5424"] {
+        let file = w.env.dir().join(format!("events.{format}"));
+        let text: String = lines.iter().filter_map(|l| as_format(l, format)).collect();
+        std::fs::write(&file, text).unwrap();
+        let r = w.ctl(&["report", file.to_str().unwrap(), "--json"]);
+        assert!(r.ok(), "{format}: {}", r.describe());
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let n = v["sessions"].as_u64().unwrap_or(0);
+        assert!(
+            n >= sessions,
+            "{format}: report counted {n} sessions\n{}",
+            r.stdout
+        );
+        assert_eq!(v["malformed"].as_u64(), Some(0), "{format}: {}", r.stdout);
+        counts.push(n);
+    }
+    assert!(counts.windows(2).all(|c| c[0] == c[1]), "{counts:?}");
+}
+
+/// One datagram (`<PRI>Mmm dd hh:mm:ss timeoutd[PID]: MSG`) as `format`
+/// writes it, with the host name `e2e-host`.
+fn as_format(l: &e2e::events::LogLine, format: &str) -> Option<String> {
+    let line = l.raw.split_once('>')?.1;
+    let (stamp, rest) = (line.get(..15)?, line.get(16..)?);
+    let msg = rest.split_once(": ")?.1;
+    let pid = l.pid?;
+    let iso = iso_utc(l.t_ns);
+    Some(match format {
+        "auth.log" => format!("{stamp} e2e-host {rest}\n"),
+        "short-iso" => format!("{iso}+0000 e2e-host timeoutd[{pid}]: {msg}\n"),
+        "json" => format!(
+            "{}\n",
+            serde_json::json!({
+                "MESSAGE": msg,
+                "SYSLOG_IDENTIFIER": "timeoutd",
+                "_HOSTNAME": "e2e-host",
+                "_PID": pid.to_string(),
+                "__REALTIME_TIMESTAMP": (l.t_ns / 1000).to_string(),
+            })
+        ),
+        _ => format!("<86>1 {iso}Z e2e-host timeoutd {pid} - - {msg}\n"),
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` in UTC for a CLOCK_REALTIME time in ns.
+fn iso_utc(t_ns: i64) -> String {
+    let secs = t_ns.div_euclid(1_000_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
