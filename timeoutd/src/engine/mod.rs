@@ -29,9 +29,11 @@ pub(crate) mod testkit;
 mod tests;
 mod timers;
 mod wake;
+mod witness;
 
 pub(crate) use recovery::FoundLogin;
 pub(crate) use register::initial_tty_class;
+pub(crate) use system::ConnSearch;
 pub(crate) use system::{Peer, ProcFacts, System, TtyProbe};
 
 use timers::Timers;

@@ -18,7 +18,7 @@ use crate::engine::{session_event, Engine, System};
 
 /// How long after registration the login's terminal is looked for eagerly;
 /// a login without one by then is taken to have none.
-const DISCOVERY_WINDOW: Duration = Duration::from_secs(120);
+pub(super) const DISCOVERY_WINDOW: Duration = Duration::from_secs(120);
 /// Longest pause between looks for a terminal that has not appeared yet.
 const DISCOVERY_MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Sessions are looked at at least this often, to notice a leader that died silently.
@@ -111,15 +111,10 @@ impl<S: System> Engine<S> {
             self.sys.log(ev);
             return (After::Forget, None);
         }
+        self.refresh_conn(s, now);
         self.refresh_ttys(s, now);
         self.rematch(s);
-        if s.ttys.is_empty() {
-            if s.idle_measured() {
-                self.measure_io(s, now);
-            }
-        } else {
-            self.measure(s, now);
-        }
+        let suspects = self.measure_activity(s, now);
         let ds = self.deadlines_of(s);
         if s.not_before.is_none_or(|nb| nb <= now) {
             s.not_before = deadline::reprieve(&ds, &s.limits.warn, &s.warned, now);
@@ -128,6 +123,9 @@ impl<S: System> Engine<S> {
             let ds = self.deadlines_of(s);
             match deadline::next_step(&ds, &s.limits.warn, &s.warned, now) {
                 Step::Expire(d) => {
+                    if d.reason == deadline::Reason::Idle && !suspects.is_empty() {
+                        self.log_tamper(s, now, &suspects, true);
+                    }
                     let ev = session_event(EventName::SessionExpired, s)
                         .with_severity(Severity::Notice)
                         .field("reason", d.reason.as_str())
@@ -165,8 +163,8 @@ impl<S: System> Engine<S> {
     /// and at least every liveness interval.
     fn cap_wake(&self, s: &mut Session, at: Timestamp, now: Timestamp) -> Timestamp {
         let mut next = at.min(now + LIVENESS_INTERVAL);
-        let searching =
-            s.ttys.is_empty() && !s.tty_settled && now.since(s.registered_at) < DISCOVERY_WINDOW;
+        let searching = ((s.ttys.is_empty() && !s.tty_settled) || !s.conn_settled)
+            && now.since(s.registered_at) < DISCOVERY_WINDOW;
         if searching {
             next = next.min(now + s.discovery_backoff);
             s.discovery_backoff = (s.discovery_backoff * 2).min(DISCOVERY_MAX_BACKOFF);
@@ -190,7 +188,10 @@ impl<S: System> Engine<S> {
                     s.tty_class = TtyClass::Pty;
                 }
                 s.tty_settled = true;
-                let ev = session_event(EventName::SessionTty, s).field("found", name);
+                let mut ev = session_event(EventName::SessionTty, s).field("found", name);
+                if let Some(c) = &s.conn {
+                    ev = ev.field("conn", c.conn.ports());
+                }
                 self.sys.log(ev);
             }
         }
@@ -217,7 +218,7 @@ impl<S: System> Engine<S> {
     /// Idle measurement for a session without a terminal: a process that
     /// read or wrote more since the last look counts as activity now.
     /// Processes that start or exit do not: a `while sleep 60` loop is idle.
-    fn measure_io(&mut self, s: &mut Session, now: Timestamp) {
+    pub(super) fn measure_io(&mut self, s: &mut Session, now: Timestamp) {
         let counters = self.sys.io_counters(s.leader, s.scope);
         let moved = counters
             .iter()
@@ -228,8 +229,15 @@ impl<S: System> Engine<S> {
         s.io_seen = counters;
     }
 
-    /// Credits kernel-recorded input on any of the session's terminals.
-    fn measure(&mut self, s: &mut Session, now: Timestamp) {
+    /// Credits kernel-recorded input on any of the session's terminals;
+    /// `client_last` is the last client data that reached a channel, when
+    /// the login's connection could be read.
+    pub(super) fn measure(
+        &mut self,
+        s: &mut Session,
+        now: Timestamp,
+        client_last: Option<Timestamp>,
+    ) {
         let mut tampered = Vec::new();
         let mut unwitnessed = false;
         for i in 0..s.ttys.len() {
@@ -240,7 +248,7 @@ impl<S: System> Engine<S> {
             // during a long batch must not look like an atime in the future.
             let seen_at = self.sys.now().max(now);
             let name = s.ttys[i].name.clone();
-            match s.ttys[i].observe(times, seen_at, s.limits.count_output, None) {
+            match s.ttys[i].observe(times, seen_at, s.limits.count_output, client_last) {
                 Observation::Input(at) => s.last_activity = s.last_activity.max(at),
                 Observation::Nothing => {}
                 Observation::Unwitnessed(at) => {
@@ -269,7 +277,13 @@ impl<S: System> Engine<S> {
     }
 
     /// `tamper_suspected`, at most once per session per [`TAMPER_LOG_INTERVAL`].
-    fn log_tamper(&mut self, s: &mut Session, now: Timestamp, found: &[String], unwitnessed: bool) {
+    pub(super) fn log_tamper(
+        &mut self,
+        s: &mut Session,
+        now: Timestamp,
+        found: &[String],
+        unwitnessed: bool,
+    ) {
         let quiet = s
             .last_tamper_log
             .is_some_and(|t| now.since(t) < TAMPER_LOG_INTERVAL);

@@ -1,6 +1,7 @@
 //! The real [`System`]: /proc, /dev/pts, signals, syslog, the id file.
 
 pub(crate) mod clock;
+pub(crate) mod connection;
 pub(crate) mod ids;
 pub(crate) mod login_probe;
 pub mod nss;
@@ -10,7 +11,6 @@ pub(crate) mod pty;
 pub(crate) mod signals;
 pub(crate) mod state;
 pub(crate) mod syslog;
-#[allow(dead_code)] // read by the activity witness, not wired in yet
 pub(crate) mod tcpinfo;
 
 use std::collections::HashMap;
@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 use crate::core::clock::{Clock, Timestamp};
 use crate::core::event::{Event, EventName, Severity};
 use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::connection::{ConnRead, Connection};
 use crate::core::session::terminal::TtyTimes;
 use crate::core::session::{ProcRef, Scope};
+use crate::engine::ConnSearch;
 use crate::engine::FoundLogin;
 use crate::engine::{ProcFacts, System, TtyProbe};
 use crate::host::clock::SystemClock;
@@ -52,6 +54,8 @@ pub(crate) struct Host {
     /// /proc once per interval, not once per login).
     children: Option<(Instant, HashMap<u32, Vec<u32>>)>,
     last_state_error: Option<Instant>,
+    /// Every TCP socket by inode, one sock_diag dump per batch (issue 12).
+    sockets: Option<connection::SocketIndex>,
 }
 
 impl Host {
@@ -70,6 +74,7 @@ impl Host {
             by_sessionid: None,
             children: None,
             last_state_error: None,
+            sockets: None,
         }
     }
 
@@ -228,6 +233,7 @@ impl System for Host {
     fn begin_batch(&mut self) {
         self.snapshot = None;
         self.by_sessionid = None;
+        self.sockets = None;
     }
 
     fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe {
@@ -361,5 +367,31 @@ impl System for Host {
         if let Err(e) = ids::write_atomic(&path, text.as_bytes()) {
             self.state_error("revocations", &e);
         }
+    }
+
+    // The login's connection as a witness (issue 12).
+    fn find_connection(&mut self, leader: ProcRef) -> ConnSearch {
+        let sockets = &mut self.sockets;
+        let cache = &mut self.children;
+        let found = connection::find(leader, sockets, || {
+            let fresh = cache
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < CHILDREN_TTL);
+            if !fresh {
+                *cache = Some((Instant::now(), login_probe::children_index()));
+            }
+            cache
+                .as_ref()
+                .and_then(|(_, index)| index.get(&leader.pid).cloned())
+                .unwrap_or_default()
+        });
+        if !self.alive(leader) {
+            return ConnSearch::NoTcp; // the pid was reused while we looked
+        }
+        found
+    }
+
+    fn read_connection(&mut self, leader: ProcRef, conn: &Connection) -> ConnRead {
+        connection::read(leader, conn)
     }
 }

@@ -4,3 +4,4 @@
 mod admin;
 mod recovery;
 mod wake;
+mod witness;

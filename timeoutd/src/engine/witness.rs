@@ -1,0 +1,112 @@
+//! Finding a login's SSH connection, and crediting the client data that
+//! reached one of its channels (issue 12). Where the connection cannot be
+//! read, the session keeps today's rules (pty atime, process I/O), said once
+//! in `session_connection activity_source=`.
+
+use crate::core::clock::Timestamp;
+use crate::core::event::EventName;
+use crate::core::session::connection::{ConnWatch, Witness};
+use crate::core::session::Session;
+use crate::engine::wake::DISCOVERY_WINDOW;
+use crate::engine::{session_event, ConnSearch, Engine, System};
+
+impl<S: System> Engine<S> {
+    /// Looks for the login's connection until it is found, known absent, or
+    /// the discovery window is over.
+    pub(super) fn refresh_conn(&mut self, s: &mut Session, now: Timestamp) {
+        if s.conn_settled {
+            return;
+        }
+        let reason = match self.sys.find_connection(s.leader) {
+            ConnSearch::Found(conn) => {
+                let ev = session_event(EventName::SessionConnection, s)
+                    .field("conn", conn.ports())
+                    .field("local", conn.local)
+                    .field("remote", conn.remote)
+                    .field("activity_source", "client");
+                self.sys.log(ev);
+                s.conn = Some(ConnWatch::new(conn));
+                s.conn_settled = true;
+                return;
+            }
+            // A console or su: nothing to say, today's rules.
+            ConnSearch::NoTcp => {
+                s.conn_settled = true;
+                return;
+            }
+            ConnSearch::NoSessionProcess => "no_session_process",
+            ConnSearch::Failed => "sock_diag_failed",
+        };
+        if now.since(s.registered_at) < DISCOVERY_WINDOW {
+            return; // sshd's session process may not be there yet
+        }
+        s.conn_settled = true;
+        let source = if s.ttys.is_empty() { "io" } else { "pty" };
+        let ev = session_event(EventName::SessionConnection, s)
+            .field("activity_source", source)
+            .field("reason", reason);
+        self.sys.log(ev);
+    }
+
+    /// Measures the session's activity: from its terminals (with the client's
+    /// channel data as witness when the connection can be read), or without
+    /// one from the connection, or by today's rules. Returns the terminals
+    /// whose last atime move no client data explains while none arrived since
+    /// the last look: reported if the session ends idle now (TIOCSTI; a late
+    /// read of type-ahead has its data arrive since the look before).
+    pub(super) fn measure_activity(&mut self, s: &mut Session, now: Timestamp) -> Vec<String> {
+        let witness = s.conn.as_mut().map(|c| {
+            let read = self.sys.read_connection(s.leader, &c.conn);
+            c.update(read)
+        });
+        if s.ttys.is_empty() {
+            if s.idle_measured() {
+                match witness {
+                    Some(Witness::Read {
+                        channel_input,
+                        output,
+                        ..
+                    }) => self.credit_channels(s, channel_input, output),
+                    _ => self.measure_io(s, now),
+                }
+            }
+            return Vec::new();
+        }
+        let (client_last, fresh) = match witness {
+            Some(Witness::Read {
+                channel_input,
+                fresh,
+                ..
+            }) => (Some(channel_input.unwrap_or(s.registered_at)), fresh),
+            _ => (None, true),
+        };
+        self.measure(s, now, client_last);
+        if fresh {
+            return Vec::new();
+        }
+        s.ttys
+            .iter()
+            .filter(|t| t.last_move_unwitnessed())
+            .map(|t| format!("{}:no client data since the last look", t.name))
+            .collect()
+    }
+
+    /// Idle measurement of a session without a terminal from its
+    /// connection: client data that reached a channel (a command's stdin,
+    /// a forwarded connection, an upload) counts at the client's packet;
+    /// output only with `count_output`. Keepalives, rekeying and the
+    /// session's own background jobs never count.
+    fn credit_channels(
+        &mut self,
+        s: &mut Session,
+        channel_input: Option<Timestamp>,
+        output: Option<Timestamp>,
+    ) {
+        if let Some(at) = channel_input {
+            s.last_activity = s.last_activity.max(at);
+        }
+        if let (true, Some(at)) = (s.limits.count_output, output) {
+            s.last_activity = s.last_activity.max(at);
+        }
+    }
+}
