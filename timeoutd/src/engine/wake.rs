@@ -169,6 +169,9 @@ impl<S: System> Engine<S> {
             next = next.min(now + s.discovery_backoff);
             s.discovery_backoff = (s.discovery_backoff * 2).min(DISCOVERY_MAX_BACKOFF);
         }
+        if let Some(every) = crate::engine::witness::channel_look_interval(s) {
+            next = next.min(now + every);
+        }
         next
     }
 

@@ -3,12 +3,32 @@
 //! read, the session keeps today's rules (pty atime, process I/O), said once
 //! in `session_connection activity_source=`.
 
+use std::time::Duration;
+
 use crate::core::clock::Timestamp;
 use crate::core::event::EventName;
 use crate::core::session::connection::{ConnWatch, Witness};
 use crate::core::session::Session;
 use crate::engine::wake::DISCOVERY_WINDOW;
 use crate::engine::{session_event, ConnSearch, Engine, System};
+
+/// Bounds of the pause between looks at a session measured by its
+/// connection alone (see [`channel_look_interval`]).
+const CHANNEL_LOOK_MIN: Duration = Duration::from_secs(1);
+const CHANNEL_LOOK_MAX: Duration = Duration::from_secs(60);
+
+/// How often a session without a terminal is looked at when its connection
+/// is the witness: channel data is dated at the client's last packet, which
+/// a later keepalive moves, so the credit can be late by up to the pause
+/// between looks. A fifth of the idle limit keeps that within 20 %; a
+/// terminal's own 8-second window bounds it for pty sessions.
+pub(super) fn channel_look_interval(s: &Session) -> Option<Duration> {
+    if !s.ttys.is_empty() || s.conn.is_none() || !s.idle_measured() {
+        return None;
+    }
+    let idle = s.limits.idle?;
+    Some((idle / 5).clamp(CHANNEL_LOOK_MIN, CHANNEL_LOOK_MAX))
+}
 
 impl<S: System> Engine<S> {
     /// Looks for the login's connection until it is found, known absent, or
@@ -23,6 +43,7 @@ impl<S: System> Engine<S> {
                     .field("conn", conn.ports())
                     .field("local", conn.local)
                     .field("remote", conn.remote)
+                    .field("sshd_pid", conn.child.pid)
                     .field("activity_source", "client");
                 self.sys.log(ev);
                 s.conn = Some(ConnWatch::new(conn));
@@ -55,10 +76,7 @@ impl<S: System> Engine<S> {
     /// the last look: reported if the session ends idle now (TIOCSTI; a late
     /// read of type-ahead has its data arrive since the look before).
     pub(super) fn measure_activity(&mut self, s: &mut Session, now: Timestamp) -> Vec<String> {
-        let witness = s.conn.as_mut().map(|c| {
-            let read = self.sys.read_connection(s.leader, &c.conn);
-            c.update(read)
-        });
+        let witness = self.read_witness(s);
         if s.ttys.is_empty() {
             if s.idle_measured() {
                 match witness {
@@ -89,6 +107,25 @@ impl<S: System> Engine<S> {
             .filter(|t| t.last_move_unwitnessed())
             .map(|t| format!("{}:no client data since the last look", t.name))
             .collect()
+    }
+
+    /// One reading of the connection. When it cannot be read but the
+    /// connection is found again with another session process (the first
+    /// one was sshd's pre-authentication child), that one is read instead.
+    fn read_witness(&mut self, s: &mut Session) -> Option<Witness> {
+        let c = s.conn.as_mut()?;
+        let w = c.update(self.sys.read_connection(s.leader, &c.conn));
+        if w == Witness::Unreadable {
+            if let ConnSearch::Found(again) = self.sys.find_connection(s.leader) {
+                if again != c.conn {
+                    // A new baseline: what flowed meanwhile is unknown, so
+                    // this look keeps today's rules (never early).
+                    c.rebind(again);
+                    let _baseline = c.update(self.sys.read_connection(s.leader, &c.conn));
+                }
+            }
+        }
+        Some(w)
     }
 
     /// Idle measurement of a session without a terminal from its

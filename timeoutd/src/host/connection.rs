@@ -13,6 +13,7 @@ use crate::core::session::connection::{ConnFigures, ConnRead, Connection};
 use crate::core::session::ProcRef;
 use crate::engine::ConnSearch;
 use crate::host::clock::SystemClock;
+use crate::host::login_probe;
 use crate::host::procfs;
 use crate::host::tcpinfo::{self, TcpFigures, TcpTuple};
 
@@ -51,9 +52,10 @@ pub(crate) fn find(
     else {
         return ConnSearch::NoTcp;
     };
-    let child = children()
-        .into_iter()
-        .find(|pid| tcpinfo::socket_inodes(Path::new("/proc"), *pid).contains(&sock.inode));
+    let child = children().into_iter().find(|pid| {
+        !is_preauth_title(&login_probe::cmdline(*pid))
+            && tcpinfo::socket_inodes(Path::new("/proc"), *pid).contains(&sock.inode)
+    });
     let Some(child) = child.and_then(|pid| {
         Some(ProcRef {
             pid,
@@ -69,6 +71,14 @@ pub(crate) fn find(
     })
 }
 
+/// sshd's unprivileged pre-authentication child (`sshd: user [net]`) also
+/// holds the socket for a moment after the login opened; it is not the
+/// session process.
+fn is_preauth_title(title: &str) -> bool {
+    let t = title.trim_end();
+    t.ends_with("[net]") || t.ends_with("[preauth]")
+}
+
 /// One consistent reading: the two processes' counters are read before and
 /// after the socket lookup, and the reading is retried if either moved in
 /// between (their socket I/O would otherwise be counted on one side only).
@@ -80,7 +90,13 @@ pub(crate) fn read(leader: ProcRef, conn: &Connection) -> ConnRead {
     let mut last = ConnRead::Gone;
     for _ in 0..CONSISTENT_ATTEMPTS {
         let (Some(c1), Some(m1)) = (own_io(conn.child), own_io(leader)) else {
-            return ConnRead::Gone;
+            // The process is gone. If the connection lives on, it was not
+            // the session process (look again); else sshd is going away.
+            return match tcpinfo::lookup(tuple) {
+                Ok(Some(f)) if f.state == ESTABLISHED => ConnRead::Failed,
+                Ok(_) => ConnRead::Gone,
+                Err(_) => ConnRead::Failed,
+            };
         };
         let sock = match tcpinfo::lookup(tuple) {
             Err(_) => return ConnRead::Failed,
@@ -146,6 +162,13 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn the_pre_authentication_child_is_not_the_session_process() {
+        assert!(is_preauth_title("sshd: alice [net] "));
+        assert!(!is_preauth_title("sshd: alice@notty"));
+        assert!(!is_preauth_title("sshd: alice"));
+    }
 
     #[test]
     fn own_io_parses_rchar_and_wchar() {

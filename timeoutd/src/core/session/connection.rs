@@ -98,6 +98,16 @@ impl ConnWatch {
         }
     }
 
+    /// sshd's session process changed (the one first found was sshd's
+    /// pre-authentication child, which exits): the next reading is a new
+    /// baseline; what was credited stays.
+    pub fn rebind(&mut self, conn: Connection) {
+        if conn != self.conn {
+            self.conn = conn;
+            self.prev = None;
+        }
+    }
+
     /// Whether the connection was seen gone (then no new data can come).
     #[cfg(test)]
     pub fn gone(&self) -> bool {
@@ -107,7 +117,7 @@ impl ConnWatch {
     /// Takes one reading. Client data that reached a channel since the last
     /// reading is dated at the client's last packet: never before the data
     /// arrived, and exact when nothing else flowed. The first reading is the
-    /// baseline. Counters that went backwards (never expected) are a new
+    /// baseline, whose last packet is credited. Counters that went backwards (never expected) are a new
     /// baseline, crediting nothing.
     pub fn update(&mut self, read: ConnRead) -> Witness {
         let f = match read {
@@ -124,6 +134,14 @@ impl ConnWatch {
         };
         let mut output = None;
         let mut fresh = false;
+        if self.prev.is_none() && !self.gone {
+            // A baseline: what the client sent before it (the login itself,
+            // or typing before the first look) may have been input, so its
+            // last packet is credited: never early, and worth at most the
+            // time until the first look.
+            let at = f.last_recv.min(f.read_at);
+            self.channel_input = Some(self.channel_input.map_or(at, |c| c.max(at)));
+        }
         if let Some(p) = self.prev.filter(|_| !self.gone) {
             let (input, out) = channel_bytes(&p, &f);
             if input > 0 {

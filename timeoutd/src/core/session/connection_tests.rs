@@ -40,13 +40,20 @@ fn input(w: Witness) -> Option<Timestamp> {
 #[test]
 fn keepalives_and_rekeying_are_not_channel_data() {
     let mut w = ConnWatch::new(conn());
-    assert_eq!(input(w.update(fig(100, 0, [0; 6]))), None, "baseline");
+    assert_eq!(
+        input(w.update(fig(100, 0, [0; 6]))),
+        Some(Timestamp::from_secs(100)),
+        "the baseline credits the client's last packet before it"
+    );
     // A ClientAlive probe and its reply (measured: 60 bytes out, 36 in).
-    assert_eq!(input(w.update(fig(106, 500, [60, 36, 60, 36, 0, 0]))), None);
+    assert_eq!(
+        input(w.update(fig(106, 500, [60, 36, 60, 36, 0, 0]))),
+        Some(Timestamp::from_secs(100))
+    );
     // A rekey: 96 bytes to the monitor for the host key signature, 92 back.
     assert_eq!(
         input(w.update(fig(110, 200, [2432, 2816, 2528, 2908, 96, 92]))),
-        None
+        Some(Timestamp::from_secs(100))
     );
 }
 
@@ -71,7 +78,7 @@ fn output_is_told_apart_from_input() {
     assert_eq!(
         got,
         Witness::Read {
-            channel_input: None,
+            channel_input: Some(Timestamp::from_secs(100)),
             output: Some(Timestamp::from_secs(102)),
             fresh: false,
         }
@@ -107,8 +114,11 @@ fn a_connection_that_resets_brings_no_new_client_data() {
 #[test]
 fn counters_going_backwards_credit_nothing() {
     let mut w = ConnWatch::new(conn());
-    w.update(fig(100, 0, [500, 500, 500, 500, 0, 0]));
-    assert_eq!(input(w.update(fig(101, 0, [10, 10, 20, 10, 0, 0]))), None);
+    w.update(fig(100, 9000, [500, 500, 500, 500, 0, 0]));
+    assert_eq!(
+        input(w.update(fig(101, 0, [10, 10, 20, 10, 0, 0]))),
+        Some(Timestamp::from_secs(91))
+    );
     assert_eq!(channel_bytes_of([0; 6], [10, 0, 5, 0, 0, 0]), (0, 0));
 }
 

@@ -85,9 +85,9 @@ fn without_a_terminal_keepalives_and_background_io_do_not_count() {
     with_conn(&mut e);
     e.register(registration(), ROOT);
     for t in (1002..=1040).step_by(2) {
+        run_until(&mut e, t);
         keepalive(&mut e, t);
         e.sys.io += 1000; // a background loop: process I/O is not looked at
-        run_until(&mut e, t);
     }
     assert_eq!(expired_deadline(&e), 1015);
 }
@@ -99,12 +99,29 @@ fn without_a_terminal_client_data_counts_at_its_packet() {
     with_conn(&mut e);
     e.register(registration(), ROOT);
     for t in (1003..=1030).step_by(3) {
-        client_data(&mut e, t);
         run_until(&mut e, t);
+        client_data(&mut e, t);
     }
     run_until(&mut e, 1060);
     // The last data at 1030: ended 15 s later, to the second.
     assert_eq!(expired_deadline(&e), 1045);
+}
+
+#[test]
+fn with_keepalives_after_the_data_the_credit_is_late_by_one_look_at_most() {
+    let mut e = engine(limits(Some(15), Some(600), &[]));
+    e.sys.tty_appears_at = None;
+    with_conn(&mut e);
+    e.register(registration(), ROOT);
+    run_until(&mut e, 1005);
+    client_data(&mut e, 1005);
+    for t in (1006..=1060).step_by(2) {
+        run_until(&mut e, t);
+        keepalive(&mut e, t);
+    }
+    // Looked at every 3 s (a fifth of 15 s): dated at most 3 s late.
+    let d = expired_deadline(&e);
+    assert!((1020..=1023).contains(&d), "{d}");
 }
 
 #[test]
