@@ -79,6 +79,7 @@ impl Ctx {
             gid: self.host.gid,
             pam: None,
             watch_exit: true,
+            connect: None,
         }
     }
 

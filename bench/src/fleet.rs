@@ -42,6 +42,9 @@ pub struct SpawnSpec {
     /// Hold a pidfd to stamp the end of each leader. Costs a descriptor per
     /// leader; the scale phase does without (RLIMIT_NOFILE).
     pub watch_exit: bool,
+    /// Each leader connects to 127.0.0.1:PORT and forks a session process
+    /// holding that connection (the witness phase).
+    pub connect: Option<u16>,
 }
 
 pub struct Fleet {
@@ -97,6 +100,7 @@ impl Fleet {
                         uid: spec.uid,
                         gid: spec.gid,
                         pam: spec.pam.clone(),
+                        connect: spec.connect,
                     }
                     .to_line(),
                 );

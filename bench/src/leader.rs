@@ -79,6 +79,9 @@ pub struct SpawnRequest {
     pub gid: u32,
     /// Open the session through libpam first: (service, user).
     pub pam: Option<(String, String)>,
+    /// Connect to the harness at 127.0.0.1:PORT first, as an SSH login's
+    /// `[priv]` monitor holds its client's connection (see [`session_process`]).
+    pub connect: Option<u16>,
 }
 
 impl SpawnRequest {
@@ -87,24 +90,30 @@ impl SpawnRequest {
             Some((s, u)) => (s.as_str(), u.as_str()),
             None => ("-", "-"),
         };
+        let connect = self.connect.map_or("-".to_owned(), |p| p.to_string());
         format!(
-            "{} {} {} {} {service} {user}\n",
+            "{} {} {} {} {service} {user} {connect}\n",
             self.idx, self.pts, self.uid, self.gid
         )
     }
 
     pub fn parse(line: &str) -> Option<SpawnRequest> {
         let f: Vec<&str> = line.split_ascii_whitespace().collect();
-        if f.len() != 6 {
+        if f.len() != 7 {
             return None;
         }
         let pam = (f[4] != "-").then(|| (f[4].to_owned(), f[5].to_owned()));
+        let connect = match f[6] {
+            "-" => None,
+            p => Some(p.parse().ok()?),
+        };
         Some(SpawnRequest {
             idx: f[0].parse().ok()?,
             pts: f[1].parse().ok()?,
             uid: f[2].parse().ok()?,
             gid: f[3].parse().ok()?,
             pam,
+            connect,
         })
     }
 }
@@ -174,6 +183,9 @@ fn leader_main(req: &SpawnRequest) -> ! {
     if let Err(e) = sys::make_raw(tty) {
         fail(out, idx, 5, &e);
     }
+    // Before signals are blocked for the signalfd: the session process
+    // must die of SIGHUP as sshd's does.
+    let sock = req.connect.map(|port| session_process(out, idx, port));
     let sigfd =
         sys::signalfd_for(&[libc::SIGHUP, libc::SIGTERM]).unwrap_or_else(|e| fail(out, idx, 6, &e));
     for target in 0..3 {
@@ -181,7 +193,9 @@ fn leader_main(req: &SpawnRequest) -> ! {
             fail(out, idx, 7, &e);
         }
     }
-    sys::close_all_except(&[out, sigfd.as_raw_fd()]);
+    let mut keep = vec![out, sigfd.as_raw_fd()];
+    keep.extend(sock);
+    sys::close_all_except(&keep);
     if let Some((service, user)) = &req.pam {
         let rc = open_pam_session(service, user, &path.to_string_lossy());
         report(
@@ -211,6 +225,44 @@ fn leader_main(req: &SpawnRequest) -> ! {
         },
     );
     wait_for_the_end(out, idx, sigfd.as_raw_fd())
+}
+
+/// Connects to the harness (which then knows the connection by the leader's
+/// index, sent first) and forks the login's session process, as sshd's
+/// `[priv]` monitor and its `sshd: user@pts/N` child both hold the client's
+/// socket: the child reads what the client sends and writes it on (here to
+/// /dev/null), so the daemon sees client data reach a channel. Returns the
+/// socket, which the leader keeps too.
+fn session_process(out: i32, idx: u32, port: u16) -> i32 {
+    use std::os::fd::IntoRawFd;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| fail(out, idx, 11, &e));
+    if let Err(e) = stream.write_all(&idx.to_le_bytes()) {
+        fail(out, idx, 11, &e);
+    }
+    let sock = stream.into_raw_fd();
+    match sys::fork() {
+        Ok(Some(_)) => sock,
+        Ok(None) => {
+            sys::die_with_parent(libc::SIGKILL);
+            let null = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .map(IntoRawFd::into_raw_fd)
+                .unwrap_or(-1);
+            sys::close_all_except(&[sock, null]);
+            let mut buf = [0u8; 512];
+            loop {
+                match sys::read_fd(sock, &mut buf) {
+                    Ok(n) if n > 0 => {
+                        let _ = sys::write_fd(null, buf.get(..n).unwrap_or(&[]));
+                    }
+                    _ => sys::exit_now(0),
+                }
+            }
+        }
+        Err(e) => fail(out, idx, 12, &e),
+    }
 }
 
 /// Opens the login's session as sshd's monitor does; the PAM handle is ended
@@ -312,6 +364,7 @@ mod tests {
                 uid: 999,
                 gid: 998,
                 pam,
+                connect: Some(4242),
             };
             assert_eq!(SpawnRequest::parse(r.to_line().trim_end()), Some(r));
         }

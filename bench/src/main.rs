@@ -166,6 +166,7 @@ fn run(opts: Opts) -> Result<ExitCode, String> {
             "storm" => phases::storm::run(&mut ctx, &mut report),
             "absolute" => phases::precision::run_absolute(&mut ctx, &mut report),
             "idle" => phases::precision::run_idle(&mut ctx, &mut report),
+            "witness" => phases::witness::run(&mut ctx, &mut report),
             "revoke" => phases::revoke::run(&mut ctx, &mut report),
             _ => phases::scale::run(&mut ctx, &mut report),
         };

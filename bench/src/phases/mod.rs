@@ -5,3 +5,4 @@ pub mod precision;
 pub mod revoke;
 pub mod scale;
 pub mod storm;
+pub mod witness;

@@ -19,6 +19,9 @@ use crate::host::tcpinfo::{self, TcpFigures, TcpTuple};
 
 /// `TCP_ESTABLISHED`: any other state means the client can send no more.
 const ESTABLISHED: u8 = 1;
+/// `lastrcv` counts in jiffies (4 ms at HZ=250, 10 ms at HZ=100): the
+/// client's last packet is dated this much later, so that it is never early.
+const LASTRCV_GRANULARITY_MS: i64 = 10;
 /// Readings retried while a process did I/O between its two counter reads.
 const CONSISTENT_ATTEMPTS: usize = 3;
 
@@ -114,7 +117,8 @@ pub(crate) fn read(leader: ProcRef, conn: &Connection) -> ConnRead {
         };
         last = ConnRead::Figures(ConnFigures {
             read_at,
-            last_recv: Timestamp(read_at.0 - i64::from(lastrcv)),
+            last_recv: Timestamp(read_at.0 - i64::from(lastrcv) + LASTRCV_GRANULARITY_MS)
+                .min(read_at),
             socket_written: written,
             socket_read: got,
             child_written: c1.written,

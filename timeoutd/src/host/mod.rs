@@ -11,7 +11,9 @@ pub(crate) mod pty;
 pub(crate) mod signals;
 pub(crate) mod state;
 pub(crate) mod syslog;
-pub(crate) mod tcpinfo;
+/// Public only for st-bench's figure of the lookup's cost.
+#[doc(hidden)]
+pub mod tcpinfo;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
