@@ -185,7 +185,7 @@ fn leader_main(req: &SpawnRequest) -> ! {
     }
     // Before signals are blocked for the signalfd: the session process
     // must die of SIGHUP as sshd's does.
-    let sock = req.connect.map(|port| session_process(out, idx, port));
+    let sock = req.connect.map(|port| session_process(out, idx, port, tty));
     let sigfd =
         sys::signalfd_for(&[libc::SIGHUP, libc::SIGTERM]).unwrap_or_else(|e| fail(out, idx, 6, &e));
     for target in 0..3 {
@@ -224,16 +224,20 @@ fn leader_main(req: &SpawnRequest) -> ! {
             t_ns: now_ns(),
         },
     );
-    wait_for_the_end(out, idx, sigfd.as_raw_fd())
+    // With a session process, that process reads the terminal (see
+    // `session_process`).
+    wait_for_the_end(out, idx, sigfd.as_raw_fd(), sock.is_none())
 }
 
 /// Connects to the harness (which then knows the connection by the leader's
 /// index, sent first) and forks the login's session process, as sshd's
 /// `[priv]` monitor and its `sshd: user@pts/N` child both hold the client's
 /// socket: the child reads what the client sends and writes it on (here to
-/// /dev/null), so the daemon sees client data reach a channel. Returns the
-/// socket, which the leader keeps too.
-fn session_process(out: i32, idx: u32, port: u16) -> i32 {
+/// /dev/null), so the daemon sees client data reach a channel. The child
+/// also reads the terminal (the shell's part, moving its atime): the leader,
+/// like sshd's monitor, reads nothing. Returns the socket, which the leader
+/// keeps too.
+fn session_process(out: i32, idx: u32, port: u16, tty: i32) -> i32 {
     use std::os::fd::IntoRawFd;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
         .unwrap_or_else(|e| fail(out, idx, 11, &e));
@@ -250,18 +254,37 @@ fn session_process(out: i32, idx: u32, port: u16) -> i32 {
                 .open("/dev/null")
                 .map(IntoRawFd::into_raw_fd)
                 .unwrap_or(-1);
-            sys::close_all_except(&[sock, null]);
-            let mut buf = [0u8; 512];
-            loop {
-                match sys::read_fd(sock, &mut buf) {
-                    Ok(n) if n > 0 => {
-                        let _ = sys::write_fd(null, buf.get(..n).unwrap_or(&[]));
-                    }
-                    _ => sys::exit_now(0),
-                }
-            }
+            sys::close_all_except(&[sock, null, tty]);
+            relay(sock, null, tty)
         }
         Err(e) => fail(out, idx, 12, &e),
+    }
+}
+
+/// The session process: what arrives on `sock` is written to `sink`; the
+/// terminal is read and its input dropped. Exits when the connection closes.
+fn relay(sock: i32, sink: i32, tty: i32) -> ! {
+    let mut fds = [sock, tty].map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let mut buf = [0u8; 512];
+    loop {
+        if sys::poll(&mut fds, -1).is_err() {
+            continue;
+        }
+        if fds[0].revents != 0 {
+            match sys::read_fd(sock, &mut buf) {
+                Ok(n) if n > 0 => {
+                    let _ = sys::write_fd(sink, buf.get(..n).unwrap_or(&[]));
+                }
+                _ => sys::exit_now(0),
+            }
+        }
+        if fds[1].revents != 0 && !matches!(sys::read_fd(tty, &mut buf), Ok(n) if n > 0) {
+            fds[1].fd = -1;
+        }
     }
 }
 
@@ -293,10 +316,10 @@ fn open_pam_session(service: &str, user: &str, tty: &str) -> i32 {
 
 /// Reads the terminal and waits for a signal; stamps the signal and exits on
 /// SIGHUP or SIGTERM.
-fn wait_for_the_end(out: i32, idx: u32, sigfd: i32) -> ! {
+fn wait_for_the_end(out: i32, idx: u32, sigfd: i32, read_tty: bool) -> ! {
     let mut fds = [
         libc::pollfd {
-            fd: 0,
+            fd: if read_tty { 0 } else { -1 },
             events: libc::POLLIN,
             revents: 0,
         },
