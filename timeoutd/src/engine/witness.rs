@@ -46,7 +46,8 @@ impl<S: System> Engine<S> {
                     .field("sshd_pid", conn.child.pid)
                     .field("activity_source", "client");
                 self.sys.log(ev);
-                s.conn = Some(ConnWatch::new(conn));
+                let cap = s.registered_at + DISCOVERY_WINDOW;
+                s.conn = Some(ConnWatch::new(conn, cap));
                 s.conn_settled = true;
                 return;
             }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::core::clock::{Clock, Timestamp};
 use crate::core::session::connection::{ConnFigures, ConnRead, Connection};
@@ -34,26 +35,59 @@ pub(crate) fn socket_index() -> SocketIndex {
     Ok(all.into_iter().map(|f| (f.inode, f)).collect())
 }
 
+/// A dump of every TCP socket, shared by the looks of a few seconds: in a
+/// login storm, the sockets of logins that register later are often in it
+/// already (sshd accepts the connection well before the session opens).
+pub(crate) struct SocketCache {
+    made: Instant,
+    index: SocketIndex,
+}
+
+/// How long a dump is reused before a look makes a new one.
+const SOCKETS_TTL: Duration = Duration::from_secs(2);
+
 /// The login's connection: the established TCP socket among the leader's
-/// descriptors, and the leader's child that holds it too.
+/// descriptors, and the leader's child that holds it too. A cached dump
+/// that does not have the leader's sockets is made again, once.
 pub(crate) fn find(
     leader: ProcRef,
-    index: &mut Option<SocketIndex>,
+    cache: &mut Option<SocketCache>,
     children: impl FnOnce() -> Vec<u32>,
 ) -> ConnSearch {
     let inodes = tcpinfo::socket_inodes(Path::new("/proc"), leader.pid);
     if inodes.is_empty() {
         return ConnSearch::NoTcp;
     }
-    let Ok(index) = index.get_or_insert_with(socket_index) else {
-        return ConnSearch::Failed;
+    let established = |index: &SocketIndex| {
+        let index = index.as_ref().ok()?;
+        inodes
+            .iter()
+            .filter_map(|i| index.get(i))
+            .find(|f| f.state == ESTABLISHED)
+            .copied()
     };
-    let Some(sock) = inodes
-        .iter()
-        .filter_map(|i| index.get(i))
-        .find(|f| f.state == ESTABLISHED)
-    else {
-        return ConnSearch::NoTcp;
+    let stale = cache
+        .as_ref()
+        .is_none_or(|c| c.made.elapsed() >= SOCKETS_TTL);
+    let mut found = None;
+    if !stale {
+        found = cache.as_ref().and_then(|c| established(&c.index));
+    }
+    if found.is_none() {
+        let index = socket_index();
+        found = established(&index);
+        *cache = Some(SocketCache {
+            made: Instant::now(),
+            index,
+        });
+    }
+    let Some(sock) = found else {
+        let failed = cache.as_ref().is_some_and(|c| c.index.is_err());
+        return if failed {
+            ConnSearch::Failed
+        } else {
+            ConnSearch::NoTcp
+        };
     };
     let child = children().into_iter().find(|pid| {
         !is_preauth_title(&login_probe::cmdline(*pid))

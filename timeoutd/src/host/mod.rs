@@ -56,8 +56,9 @@ pub(crate) struct Host {
     /// /proc once per interval, not once per login).
     children: Option<(Instant, HashMap<u32, Vec<u32>>)>,
     last_state_error: Option<Instant>,
-    /// Every TCP socket by inode, one sock_diag dump per batch (issue 12).
-    sockets: Option<connection::SocketIndex>,
+    /// Every TCP socket by inode, one sock_diag dump reused for a couple of
+    /// seconds (issue 12).
+    sockets: Option<connection::SocketCache>,
 }
 
 impl Host {
@@ -235,7 +236,6 @@ impl System for Host {
     fn begin_batch(&mut self) {
         self.snapshot = None;
         self.by_sessionid = None;
-        self.sockets = None;
     }
 
     fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe {

@@ -83,15 +83,21 @@ pub enum Witness {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnWatch {
     pub conn: Connection,
+    /// The baseline's last packet is credited no later than this (the
+    /// login's own start): a session restored after a restart gains nothing
+    /// from a keepalive that came just before the daemon's first look.
+    baseline_cap: Timestamp,
     prev: Option<ConnFigures>,
     channel_input: Option<Timestamp>,
     gone: bool,
 }
 
 impl ConnWatch {
-    pub fn new(conn: Connection) -> Self {
+    /// `baseline_cap`: see the field.
+    pub fn new(conn: Connection, baseline_cap: Timestamp) -> Self {
         Self {
             conn,
+            baseline_cap,
             prev: None,
             channel_input: None,
             gone: false,
@@ -139,7 +145,7 @@ impl ConnWatch {
             // or typing before the first look) may have been input, so its
             // last packet is credited: never early, and worth at most the
             // time until the first look.
-            let at = f.last_recv.min(f.read_at);
+            let at = f.last_recv.min(f.read_at).min(self.baseline_cap);
             self.channel_input = Some(self.channel_input.map_or(at, |c| c.max(at)));
         }
         if let Some(p) = self.prev.filter(|_| !self.gone) {

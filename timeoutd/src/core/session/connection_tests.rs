@@ -39,7 +39,7 @@ fn input(w: Witness) -> Option<Timestamp> {
 
 #[test]
 fn keepalives_and_rekeying_are_not_channel_data() {
-    let mut w = ConnWatch::new(conn());
+    let mut w = ConnWatch::new(conn(), Timestamp::from_secs(1_000_000));
     assert_eq!(
         input(w.update(fig(100, 0, [0; 6]))),
         Some(Timestamp::from_secs(100)),
@@ -59,7 +59,7 @@ fn keepalives_and_rekeying_are_not_channel_data() {
 
 #[test]
 fn client_data_that_reaches_a_channel_is_dated_at_the_last_packet() {
-    let mut w = ConnWatch::new(conn());
+    let mut w = ConnWatch::new(conn(), Timestamp::from_secs(1_000_000));
     w.update(fig(100, 0, [0; 6]));
     // `cat >/dev/null` fed "x\n": 36 bytes read from the socket, 2 written to the pipe.
     let got = input(w.update(fig(103, 700, [0, 36, 2, 36, 0, 0])));
@@ -71,7 +71,7 @@ fn client_data_that_reaches_a_channel_is_dated_at_the_last_packet() {
 
 #[test]
 fn output_is_told_apart_from_input() {
-    let mut w = ConnWatch::new(conn());
+    let mut w = ConnWatch::new(conn(), Timestamp::from_secs(1_000_000));
     w.update(fig(100, 0, [0; 6]));
     // A background job prints "out\n": 4 bytes read from the pipe, 44 written to the socket.
     let got = w.update(fig(102, 2000, [44, 0, 44, 4, 0, 0]));
@@ -87,7 +87,7 @@ fn output_is_told_apart_from_input() {
 
 #[test]
 fn a_failed_lookup_is_unreadable_and_changes_nothing() {
-    let mut w = ConnWatch::new(conn());
+    let mut w = ConnWatch::new(conn(), Timestamp::from_secs(1_000_000));
     w.update(fig(100, 0, [0; 6]));
     w.update(fig(103, 0, [0, 36, 2, 36, 0, 0]));
     assert_eq!(w.update(ConnRead::Failed), Witness::Unreadable);
@@ -98,7 +98,7 @@ fn a_failed_lookup_is_unreadable_and_changes_nothing() {
 
 #[test]
 fn a_connection_that_resets_brings_no_new_client_data() {
-    let mut w = ConnWatch::new(conn());
+    let mut w = ConnWatch::new(conn(), Timestamp::from_secs(1_000_000));
     w.update(fig(100, 0, [0; 6]));
     w.update(fig(103, 0, [0, 36, 2, 36, 0, 0]));
     assert_eq!(input(w.update(ConnRead::Gone)), Some(Timestamp(103_000)));
@@ -113,7 +113,7 @@ fn a_connection_that_resets_brings_no_new_client_data() {
 
 #[test]
 fn counters_going_backwards_credit_nothing() {
-    let mut w = ConnWatch::new(conn());
+    let mut w = ConnWatch::new(conn(), Timestamp::from_secs(1_000_000));
     w.update(fig(100, 9000, [500, 500, 500, 500, 0, 0]));
     assert_eq!(
         input(w.update(fig(101, 0, [10, 10, 20, 10, 0, 0]))),
@@ -136,5 +136,15 @@ fn channel_bytes_are_the_excess_over_the_socket_and_the_monitor() {
     assert_eq!(
         channel_bytes_of([0; 6], [176, 208, 180, 228, 0, 0]),
         (4, 20)
+    );
+}
+
+#[test]
+fn a_restored_session_gains_nothing_from_the_baseline() {
+    // Registered at 10, restored at 1000 with a keepalive at 999.
+    let mut w = ConnWatch::new(conn(), Timestamp::from_secs(10 + 120));
+    assert_eq!(
+        input(w.update(fig(1000, 1000, [0; 6]))),
+        Some(Timestamp::from_secs(130))
     );
 }
