@@ -89,10 +89,15 @@ pub(crate) fn find(
             ConnSearch::NoTcp
         };
     };
-    let child = children().into_iter().find(|pid| {
+    let holds_it = |pid: &u32| {
         !is_preauth_title(&login_probe::cmdline(*pid))
             && tcpinfo::socket_inodes(Path::new("/proc"), *pid).contains(&sock.inode)
-    });
+    };
+    // sshd forks its session process moments after the monitor: look at
+    // the next few pids first, and scan every process only if it is not there.
+    let child = next_pids_children(leader.pid)
+        .find(&holds_it)
+        .or_else(|| children().into_iter().find(&holds_it));
     let Some(child) = child.and_then(|pid| {
         Some(ProcRef {
             pid,
@@ -106,6 +111,16 @@ pub(crate) fn find(
         remote: sock.tuple.remote,
         child,
     })
+}
+
+/// How many pids after the leader's are looked at before every process is.
+const NEAR_PIDS: u32 = 256;
+
+/// The leader's children among the [`NEAR_PIDS`] pids after its own.
+fn next_pids_children(leader: u32) -> impl Iterator<Item = u32> {
+    (1..=NEAR_PIDS)
+        .filter_map(move |d| leader.checked_add(d))
+        .filter(move |pid| procfs::read_stat(*pid).is_ok_and(|st| st.ppid == leader))
 }
 
 /// sshd's unprivileged pre-authentication child (`sshd: user [net]`) also
