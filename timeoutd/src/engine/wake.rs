@@ -187,6 +187,7 @@ impl<S: System> Engine<S> {
         for name in probe.ttys {
             if s.ttys.iter().all(|t| t.name != name) {
                 s.ttys.push(TtyWatch::new(name.clone(), now));
+                self.credit_pty_creation(s, &name, now);
                 if s.tty_class == TtyClass::None {
                     s.tty_class = TtyClass::Pty;
                 }

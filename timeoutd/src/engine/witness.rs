@@ -129,6 +129,20 @@ impl<S: System> Engine<S> {
         Some(w)
     }
 
+    /// A pty the login got after it registered was asked for by its client
+    /// (sshd allocates one on the client's `pty-req`): activity when it was
+    /// made (its ctime: creation, then sshd's chown), as the login itself is.
+    /// A slow login whose shell is ready late is not idle from registration.
+    pub(super) fn credit_pty_creation(&mut self, s: &mut Session, name: &str, now: Timestamp) {
+        let Some(times) = self.sys.tty_times(name) else {
+            return;
+        };
+        let made = times.ctime.min(now);
+        if made >= s.registered_at {
+            s.last_activity = s.last_activity.max(made);
+        }
+    }
+
     /// Idle measurement of a session without a terminal from its
     /// connection: client data that reached a channel (a command's stdin,
     /// a forwarded connection, an upload) counts at the client's packet;

@@ -199,3 +199,15 @@ fn terminal_input_the_client_sent_is_credited_at_its_packet() {
         .iter()
         .all(|ev| ev.name() != "tamper_suspected"));
 }
+
+#[test]
+fn a_pty_made_after_registration_is_the_logins_own_activity() {
+    let mut e = engine(limits(Some(15), None, &[]));
+    with_conn(&mut e);
+    // A slow login: the pty appears 6 s after registration.
+    e.sys.tty_appears_at = Some(Timestamp::from_secs(1006));
+    e.sys.ttys.insert("pts/4".into(), times(1006, 1006));
+    e.register(registration(), ROOT);
+    run_until(&mut e, 1040);
+    assert_eq!(expired_deadline(&e), 1021);
+}
