@@ -63,6 +63,15 @@ impl<S: System> Engine<S> {
             return; // sshd's session process may not be there yet
         }
         s.conn_settled = true;
+        self.log_fallback(s, reason);
+    }
+
+    /// `session_connection activity_source=pty|io reason=…`, once per session.
+    fn log_fallback(&mut self, s: &mut Session, reason: &str) {
+        if s.conn_fallback_logged {
+            return;
+        }
+        s.conn_fallback_logged = true;
         let source = if s.ttys.is_empty() { "io" } else { "pty" };
         let ev = session_event(EventName::SessionConnection, s)
             .field("activity_source", source)
@@ -117,13 +126,18 @@ impl<S: System> Engine<S> {
         let c = s.conn.as_mut()?;
         let w = c.update(self.sys.read_connection(s.leader, &c.conn));
         if w == Witness::Unreadable {
+            let mut rebound = false;
             if let ConnSearch::Found(again) = self.sys.find_connection(s.leader) {
                 if again != c.conn {
                     // A new baseline: what flowed meanwhile is unknown, so
                     // this look keeps today's rules (never early).
                     c.rebind(again);
                     let _baseline = c.update(self.sys.read_connection(s.leader, &c.conn));
+                    rebound = true;
                 }
+            }
+            if !rebound {
+                self.log_fallback(s, "lookup_failed");
             }
         }
         Some(w)

@@ -152,6 +152,8 @@ pub struct Session {
     pub conn: Option<ConnWatch>,
     /// The look for the connection is over (found, none, or given up).
     pub conn_settled: bool,
+    /// A fall back to today's rules was logged (`session_connection activity_source=`).
+    pub conn_fallback_logged: bool,
 }
 
 impl Session {
@@ -186,6 +188,7 @@ impl Session {
             adopted: record.adopted,
             conn: None,
             conn_settled: false,
+            conn_fallback_logged: false,
         };
         let decision = policy.decide(&s.facts());
         s.rule = decision.rule;

@@ -141,6 +141,15 @@ fn a_failed_lookup_falls_back_and_never_ends_early() {
         e.sys.events.iter().all(|ev| ev.name() != "session_expired"),
         "not ended while its processes did I/O"
     );
+    let fallbacks: Vec<_> = e
+        .sys
+        .events
+        .iter()
+        .filter(|ev| ev.name() == "session_connection" && ev.get("reason").is_some())
+        .collect();
+    assert_eq!(fallbacks.len(), 1, "said once");
+    assert_eq!(fallbacks[0].get("activity_source"), Some("io"));
+    assert_eq!(fallbacks[0].get("reason"), Some("lookup_failed"));
 }
 
 #[test]
