@@ -120,6 +120,7 @@ fn run_phase(phase: &str, ctx: &mut Ctx, report: &mut Report) -> Result<(), Stri
         "revoke" => phases::revoke::run(ctx, report),
         "revalidate" => phases::revalidate::run(ctx, report),
         "kill" => phases::kill::run(ctx, report),
+        "witness" => phases::witness::run(ctx, report),
         _ => phases::scale::run(ctx, report),
     }
 }

@@ -80,6 +80,7 @@ impl Ctx {
             pam: None,
             watch_exit: true,
             children: 0,
+            connect: None,
         }
     }
 

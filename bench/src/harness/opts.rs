@@ -16,7 +16,7 @@ Must run as root. Build first: cargo build --release --workspace
   --bin-dir DIR            where timeoutd and libpam_session_timeout.so are
                            (default: the directory of this executable)
   --only LIST              phases to run, comma-separated, of:
-                           overhead,storm,absolute,idle,revoke,kill,scale
+                           overhead,storm,absolute,idle,witness,revoke,kill,revalidate,scale
   --scale LIST             session counts of the scale phase (1000,10000)
   --steady-secs S          steady-state sampling window per count (660: longer
                            than the daemon's slowest periodic look, 600 s)
@@ -64,11 +64,12 @@ pub struct Opts {
     pub label: Option<String>,
 }
 
-pub const PHASES: [&str; 8] = [
+pub const PHASES: [&str; 9] = [
     "overhead",
     "storm",
     "absolute",
     "idle",
+    "witness",
     "revoke",
     "kill",
     "revalidate",

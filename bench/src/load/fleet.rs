@@ -44,6 +44,9 @@ pub struct SpawnSpec {
     pub watch_exit: bool,
     /// Processes each leader forks once ready (see `SpawnRequest::children`).
     pub children: u32,
+    /// Each leader connects to 127.0.0.1:PORT and forks a session process
+    /// holding that connection (the witness phase).
+    pub connect: Option<u16>,
 }
 
 pub struct Fleet {
@@ -100,6 +103,7 @@ impl Fleet {
                         gid: spec.gid,
                         pam: spec.pam.clone(),
                         children: spec.children,
+                        connect: spec.connect,
                     }
                     .to_line(),
                 );

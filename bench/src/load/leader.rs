@@ -82,6 +82,9 @@ pub struct SpawnRequest {
     /// Processes the leader forks once ready (the kill phase: a login's
     /// other processes), each ignoring SIGHUP and SIGTERM until killed.
     pub children: u32,
+    /// Connect to the harness at 127.0.0.1:PORT first, as an SSH login's
+    /// `[priv]` monitor holds its client's connection (see [`session_process`]).
+    pub connect: Option<u16>,
 }
 
 impl SpawnRequest {
@@ -90,18 +93,23 @@ impl SpawnRequest {
             Some((s, u)) => (s.as_str(), u.as_str()),
             None => ("-", "-"),
         };
+        let connect = self.connect.map_or("-".to_owned(), |p| p.to_string());
         format!(
-            "{} {} {} {} {service} {user} {}\n",
+            "{} {} {} {} {service} {user} {} {connect}\n",
             self.idx, self.pts, self.uid, self.gid, self.children
         )
     }
 
     pub fn parse(line: &str) -> Option<SpawnRequest> {
         let f: Vec<&str> = line.split_ascii_whitespace().collect();
-        if f.len() != 7 {
+        if f.len() != 8 {
             return None;
         }
         let pam = (f[4] != "-").then(|| (f[4].to_owned(), f[5].to_owned()));
+        let connect = match f[7] {
+            "-" => None,
+            p => Some(p.parse().ok()?),
+        };
         Some(SpawnRequest {
             idx: f[0].parse().ok()?,
             pts: f[1].parse().ok()?,
@@ -109,6 +117,7 @@ impl SpawnRequest {
             gid: f[3].parse().ok()?,
             pam,
             children: f[6].parse().ok()?,
+            connect,
         })
     }
 }
@@ -181,6 +190,9 @@ fn leader_main(req: &SpawnRequest) -> ! {
     if let Err(e) = sys::make_raw(tty) {
         fail(out, idx, 5, &e);
     }
+    // Before signals are blocked for the signalfd: the session process
+    // must die of SIGHUP as sshd's does.
+    let sock = req.connect.map(|port| session_process(out, idx, port, tty));
     let sigfd =
         sys::signalfd_for(&[libc::SIGHUP, libc::SIGTERM]).unwrap_or_else(|e| fail(out, idx, 6, &e));
     for target in 0..3 {
@@ -188,7 +200,9 @@ fn leader_main(req: &SpawnRequest) -> ! {
             fail(out, idx, 7, &e);
         }
     }
-    sys::close_all_except(&[out, sigfd.as_raw_fd()]);
+    let mut keep = vec![out, sigfd.as_raw_fd()];
+    keep.extend(sock);
+    sys::close_all_except(&keep);
     if let Some((service, user)) = &req.pam {
         let rc = open_pam_session(service, user, &path.to_string_lossy());
         report(
@@ -224,7 +238,68 @@ fn leader_main(req: &SpawnRequest) -> ! {
             t_ns: now_ns(),
         },
     );
-    wait_for_the_end(out, idx, sigfd.as_raw_fd())
+    // With a session process, that process reads the terminal (see
+    // `session_process`).
+    wait_for_the_end(out, idx, sigfd.as_raw_fd(), sock.is_none())
+}
+
+/// Connects to the harness (which then knows the connection by the leader's
+/// index, sent first) and forks the login's session process, as sshd's
+/// `[priv]` monitor and its `sshd: user@pts/N` child both hold the client's
+/// socket: the child reads what the client sends and writes it on (here to
+/// /dev/null), so the daemon sees client data reach a channel. The child
+/// also reads the terminal (the shell's part, moving its atime): the leader,
+/// like sshd's monitor, reads nothing. Returns the socket, which the leader
+/// keeps too.
+fn session_process(out: i32, idx: u32, port: u16, tty: i32) -> i32 {
+    use std::os::fd::IntoRawFd;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| fail(out, idx, 11, &e));
+    if let Err(e) = stream.write_all(&idx.to_le_bytes()) {
+        fail(out, idx, 11, &e);
+    }
+    let sock = stream.into_raw_fd();
+    match sys::fork() {
+        Ok(Some(_)) => sock,
+        Ok(None) => {
+            sys::die_with_parent(libc::SIGKILL);
+            let null = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .map(IntoRawFd::into_raw_fd)
+                .unwrap_or(-1);
+            sys::close_all_except(&[sock, null, tty]);
+            relay(sock, null, tty)
+        }
+        Err(e) => fail(out, idx, 12, &e),
+    }
+}
+
+/// The session process: what arrives on `sock` is written to `sink`; the
+/// terminal is read and its input dropped. Exits when the connection closes.
+fn relay(sock: i32, sink: i32, tty: i32) -> ! {
+    let mut fds = [sock, tty].map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let mut buf = [0u8; 512];
+    loop {
+        if sys::poll(&mut fds, -1).is_err() {
+            continue;
+        }
+        if fds[0].revents != 0 {
+            match sys::read_fd(sock, &mut buf) {
+                Ok(n) if n > 0 => {
+                    let _ = sys::write_fd(sink, buf.get(..n).unwrap_or(&[]));
+                }
+                _ => sys::exit_now(0),
+            }
+        }
+        if fds[1].revents != 0 && !matches!(sys::read_fd(tty, &mut buf), Ok(n) if n > 0) {
+            fds[1].fd = -1;
+        }
+    }
 }
 
 /// A child of a leader: SIGHUP and SIGTERM stay blocked (the leader's mask,
@@ -264,10 +339,10 @@ fn open_pam_session(service: &str, user: &str, tty: &str) -> i32 {
 
 /// Reads the terminal and waits for a signal; stamps the signal and exits on
 /// SIGHUP or SIGTERM.
-fn wait_for_the_end(out: i32, idx: u32, sigfd: i32) -> ! {
+fn wait_for_the_end(out: i32, idx: u32, sigfd: i32, read_tty: bool) -> ! {
     let mut fds = [
         libc::pollfd {
-            fd: 0,
+            fd: if read_tty { 0 } else { -1 },
             events: libc::POLLIN,
             revents: 0,
         },
@@ -336,6 +411,7 @@ mod tests {
                 gid: 998,
                 pam,
                 children: 9,
+                connect: Some(4242),
             };
             assert_eq!(SpawnRequest::parse(r.to_line().trim_end()), Some(r));
         }

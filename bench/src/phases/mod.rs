@@ -7,3 +7,4 @@ pub mod revalidate;
 pub mod revoke;
 pub mod scale;
 pub mod storm;
+pub mod witness;

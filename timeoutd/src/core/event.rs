@@ -77,6 +77,10 @@ event_names! {
     SessionOpen => "session_open",
     /// The login's terminal was found.
     SessionTty => "session_tty",
+    /// The login's SSH connection was found (`conn=`, `local=`, `remote=`,
+    /// `activity_source=client`), or cannot be read and today's rules apply
+    /// (`activity_source=pty|io`, `reason=`).
+    SessionConnection => "session_connection",
     /// A warning was written to the session's terminals.
     SessionWarn => "session_warn",
     /// A limit ran out (`reason=idle|max|cert_expired|deadline|runtime_max`).

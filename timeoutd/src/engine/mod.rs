@@ -33,10 +33,12 @@ pub(crate) mod testkit;
 mod tests;
 mod timers;
 mod wake;
+mod witness;
 
 pub(crate) use recovery::FoundLogin;
 pub(crate) use register::initial_tty_class;
 pub(crate) use revalidate::Check;
+pub(crate) use system::ConnSearch;
 pub(crate) use system::{Peer, ProcFacts, System, TtyProbe};
 
 use timers::Timers;

@@ -9,6 +9,7 @@
 use crate::core::clock::Timestamp;
 use crate::core::event::Event;
 use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::connection::{ConnRead, Connection};
 use crate::core::session::terminal::TtyTimes;
 use crate::core::session::{ProcRef, Scope, SessionId};
 
@@ -100,6 +101,25 @@ pub(crate) trait System {
     fn rescan(&mut self) {
         self.begin_batch();
     }
+    // The login's connection as a witness of activity (issue 12).
+    /// The TCP connection among the leader's descriptors and sshd's session
+    /// process holding it too. Never keeps a descriptor of it.
+    fn find_connection(&mut self, leader: ProcRef) -> ConnSearch;
+    /// One reading of the connection's figures and of sshd's counters.
+    fn read_connection(&mut self, leader: ProcRef, conn: &Connection) -> ConnRead;
+}
+
+/// What a look for the login's connection found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnSearch {
+    Found(Connection),
+    /// The leader holds a TCP connection, but sshd's session process that
+    /// also holds it is not there (yet).
+    NoSessionProcess,
+    /// The leader holds no TCP connection (a console, su): today's rules.
+    NoTcp,
+    /// The sockets could not be listed (sock_diag failed).
+    Failed,
 }
 
 /// What a look for the login's terminals found.

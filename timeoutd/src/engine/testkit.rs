@@ -9,8 +9,10 @@ use crate::core::clock::Timestamp;
 use crate::core::event::Event;
 use crate::core::policy::{Limits, Policy};
 use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::connection::{ConnFigures, ConnRead, Connection};
 use crate::core::session::terminal::TtyTimes;
 use crate::core::session::{ProcRef, Scope, SessionId};
+use crate::engine::ConnSearch;
 use crate::engine::{Engine, Peer, ProcFacts, System, TtyProbe};
 
 pub(crate) const USER_UID: u32 = 1001;
@@ -55,6 +57,10 @@ pub(crate) struct Fake {
     pub(crate) released: Vec<String>,
     /// Leaders of other sessions (su inside the login) that are alive.
     pub(crate) also_alive: Vec<ProcRef>,
+    /// The login's connection (issue 12): what a search finds, and what a
+    /// reading gives (its `read_at` set to the clock; `None`: a failure).
+    pub(crate) conn_search: Option<ConnSearch>,
+    pub(crate) conn_read: Option<ConnRead>,
 }
 
 impl System for Fake {
@@ -167,6 +173,20 @@ impl System for Fake {
     }
     fn stopped(&mut self, p: ProcRef) -> bool {
         self.stopped.contains(&p.pid)
+    }
+    // The login's connection (issue 12).
+    fn find_connection(&mut self, _leader: ProcRef) -> ConnSearch {
+        self.conn_search.unwrap_or(ConnSearch::NoTcp)
+    }
+    fn read_connection(&mut self, _leader: ProcRef, _conn: &Connection) -> ConnRead {
+        match self.conn_read {
+            Some(ConnRead::Figures(f)) => ConnRead::Figures(ConnFigures {
+                read_at: self.now,
+                ..f
+            }),
+            Some(other) => other,
+            None => ConnRead::Failed,
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use crate::engine::{dry_run, session_event, summary, Engine, System};
 
 /// How long after registration the login's terminal is looked for eagerly;
 /// a login without one by then is taken to have none.
-const DISCOVERY_WINDOW: Duration = Duration::from_secs(120);
+pub(super) const DISCOVERY_WINDOW: Duration = Duration::from_secs(120);
 /// Longest pause between looks for a terminal that has not appeared yet.
 const DISCOVERY_MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Sessions are looked at at least this often, to notice a leader that died silently.
@@ -108,10 +108,10 @@ impl<S: System> Engine<S> {
         let Some(mut s) = self.sessions.get(&id).cloned() else {
             return;
         };
-        if !matches!(s.phase, Phase::Active) || s.ttys.is_empty() {
+        if !matches!(s.phase, Phase::Active) {
             return;
         }
-        self.measure(&mut s, now);
+        self.measure_activity(&mut s, now);
         if let Some(slot) = self.sessions.get_mut(&id) {
             *slot = s;
         }
@@ -125,15 +125,10 @@ impl<S: System> Engine<S> {
             self.log_end(ev, s, "leader_gone", now);
             return (After::Forget, None);
         }
+        self.refresh_conn(s, now);
         self.refresh_ttys(s, now);
         self.rematch(s);
-        if s.ttys.is_empty() {
-            if s.idle_measured() {
-                self.measure_io(s, now);
-            }
-        } else {
-            self.measure(s, now);
-        }
+        let suspects = self.measure_activity(s, now);
         if s.idle_measured() {
             summary::note_look(s, now);
         }
@@ -145,6 +140,9 @@ impl<S: System> Engine<S> {
             let ds = self.deadlines_of(s);
             match deadline::next_step(&ds, &s.limits.warn, &s.warned, now) {
                 Step::Expire(d) => {
+                    if d.reason == deadline::Reason::Idle && !suspects.is_empty() {
+                        self.log_tamper(s, now, &suspects, true);
+                    }
                     let ev = session_event(EventName::SessionExpired, s)
                         .with_severity(Severity::Notice)
                         .field("reason", d.reason.as_str())
@@ -190,11 +188,14 @@ impl<S: System> Engine<S> {
         if let Some(look) = s.dry_run_look() {
             next = next.min(now + look);
         }
-        let searching =
-            s.ttys.is_empty() && !s.tty_settled && now.since(s.registered_at) < DISCOVERY_WINDOW;
+        let searching = ((s.ttys.is_empty() && !s.tty_settled) || !s.conn_settled)
+            && now.since(s.registered_at) < DISCOVERY_WINDOW;
         if searching {
             next = next.min(now + s.discovery_backoff);
             s.discovery_backoff = (s.discovery_backoff * 2).min(DISCOVERY_MAX_BACKOFF);
+        }
+        if let Some(every) = crate::engine::witness::channel_look_interval(s) {
+            next = next.min(now + every);
         }
         next
     }
@@ -211,11 +212,15 @@ impl<S: System> Engine<S> {
         for name in probe.ttys {
             if s.ttys.iter().all(|t| t.name != name) {
                 s.ttys.push(TtyWatch::new(name.clone(), now));
+                self.credit_pty_creation(s, &name, now);
                 if s.tty_class == TtyClass::None {
                     s.tty_class = TtyClass::Pty;
                 }
                 s.tty_settled = true;
-                let ev = session_event(EventName::SessionTty, s).field("found", name);
+                let mut ev = session_event(EventName::SessionTty, s).field("found", name);
+                if let Some(c) = &s.conn {
+                    ev = ev.field("conn", c.conn.ports());
+                }
                 self.sys.log(ev);
             }
         }
@@ -241,7 +246,7 @@ impl<S: System> Engine<S> {
     /// Idle measurement for a session without a terminal: a process that
     /// read or wrote more since the last look counts as activity now.
     /// Processes that start or exit do not: a `while sleep 60` loop is idle.
-    fn measure_io(&mut self, s: &mut Session, now: Timestamp) {
+    pub(super) fn measure_io(&mut self, s: &mut Session, now: Timestamp) {
         let counters = self.sys.io_counters(s.leader, s.scope);
         let moved = counters
             .iter()
@@ -252,8 +257,15 @@ impl<S: System> Engine<S> {
         s.io_seen = counters;
     }
 
-    /// Credits kernel-recorded input on any of the session's terminals.
-    fn measure(&mut self, s: &mut Session, now: Timestamp) {
+    /// Credits kernel-recorded input on any of the session's terminals;
+    /// `client_last` is the last client data that reached a channel, when
+    /// the login's connection could be read.
+    pub(super) fn measure(
+        &mut self,
+        s: &mut Session,
+        now: Timestamp,
+        client_last: Option<Timestamp>,
+    ) {
         let mut tampered = Vec::new();
         let mut unwitnessed = false;
         for i in 0..s.ttys.len() {
@@ -264,7 +276,7 @@ impl<S: System> Engine<S> {
             // during a long batch must not look like an atime in the future.
             let seen_at = self.sys.now().max(now);
             let name = s.ttys[i].name.clone();
-            match s.ttys[i].observe(times, seen_at, s.limits.count_output, None) {
+            match s.ttys[i].observe(times, seen_at, s.limits.count_output, client_last) {
                 Observation::Input(at) => s.last_activity = s.last_activity.max(at),
                 Observation::Nothing => {}
                 Observation::Unwitnessed(at) => {
@@ -293,7 +305,13 @@ impl<S: System> Engine<S> {
     }
 
     /// `tamper_suspected`, at most once per session per [`TAMPER_LOG_INTERVAL`].
-    fn log_tamper(&mut self, s: &mut Session, now: Timestamp, found: &[String], unwitnessed: bool) {
+    pub(super) fn log_tamper(
+        &mut self,
+        s: &mut Session,
+        now: Timestamp,
+        found: &[String],
+        unwitnessed: bool,
+    ) {
         let quiet = s
             .last_tamper_log
             .is_some_and(|t| now.since(t) < TAMPER_LOG_INTERVAL);

@@ -2,6 +2,7 @@
 
 pub(crate) mod cgroup;
 pub(crate) mod clock;
+pub(crate) mod connection;
 pub(crate) mod login_probe;
 pub(crate) mod notify;
 pub mod nss;
@@ -12,8 +13,9 @@ pub(crate) mod pty;
 pub(crate) mod signals;
 pub(crate) mod store;
 pub(crate) mod syslog;
-#[allow(dead_code)] // read by the activity witness, not wired in yet
-pub(crate) mod tcpinfo;
+/// Public only for st-bench's figure of the lookup's cost.
+#[doc(hidden)]
+pub mod tcpinfo;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,8 +25,10 @@ use std::time::{Duration, Instant};
 use crate::core::clock::{Clock, Timestamp};
 use crate::core::event::{Event, EventName, Severity};
 use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::connection::{ConnRead, Connection};
 use crate::core::session::terminal::TtyTimes;
 use crate::core::session::{ProcRef, Scope, SessionId};
+use crate::engine::ConnSearch;
 use crate::engine::FoundLogin;
 use crate::engine::{ProcFacts, System, TtyProbe};
 use crate::host::clock::SystemClock;
@@ -63,6 +67,9 @@ pub(crate) struct Host {
     /// Set by `rescan` (the kill's scans): read each process as it is listed,
     /// never from an index made earlier, which a pid hopper outruns.
     fresh_scans: bool,
+    /// Every TCP socket by inode, one sock_diag dump reused for a couple of
+    /// seconds (issue 12).
+    sockets: Option<connection::SocketCache>,
 }
 
 impl Host {
@@ -84,6 +91,7 @@ impl Host {
             cgroups: None,
             cgroups_pending: Vec::new(),
             fresh_scans: false,
+            sockets: None,
         }
     }
 
@@ -555,5 +563,31 @@ impl System for Host {
         if let Err(e) = store::ids::write_atomic(&path, text.as_bytes()) {
             self.state_error("revocations", &e);
         }
+    }
+
+    // The login's connection as a witness (issue 12).
+    fn find_connection(&mut self, leader: ProcRef) -> ConnSearch {
+        let sockets = &mut self.sockets;
+        let cache = &mut self.children;
+        let found = connection::find(leader, sockets, || {
+            let fresh = cache
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < CHILDREN_TTL);
+            if !fresh {
+                *cache = Some((Instant::now(), login_probe::children_index()));
+            }
+            cache
+                .as_ref()
+                .and_then(|(_, index)| index.get(&leader.pid).cloned())
+                .unwrap_or_default()
+        });
+        if !self.alive(leader) {
+            return ConnSearch::NoTcp; // the pid was reused while we looked
+        }
+        found
+    }
+
+    fn read_connection(&mut self, leader: ProcRef, conn: &Connection) -> ConnRead {
+        connection::read(leader, conn)
     }
 }

@@ -21,6 +21,7 @@ pub fn check_host() -> Vec<Finding> {
     out.extend(check_audit(Path::new("/proc/self/sessionid").exists()));
     out.extend(check_pam_dir(Path::new("/etc/pam.d")));
     out.extend(check_cgroup());
+    out.extend(check_sock_diag(crate::host::tcpinfo::dump_all().is_ok()));
     out
 }
 
@@ -42,10 +43,20 @@ pub(crate) fn check_cgroup() -> Option<Finding> {
     })
 }
 
+/// Whether the kernel's per-socket TCP figures can be read (NETLINK_SOCK_DIAG
+/// with tcp_info): without them no SSH login has its connection as witness.
+pub(crate) fn check_sock_diag(readable: bool) -> Option<Finding> {
+    (!readable).then(|| Finding {
+        check: "sock_diag",
+        problem: "the kernel's TCP socket figures cannot be read (NETLINK_SOCK_DIAG with tcp_info): SSH logins fall back to the terminal's timestamps and process I/O, so input faked inside a login (TIOCSTI) and background I/O count as activity".into(),
+        remedy: "run timeoutd as root on a kernel with CONFIG_INET_DIAG and CONFIG_INET_TCP_DIAG (modules inet_diag, tcp_diag)".into(),
+    })
+}
+
 pub(crate) fn check_tiocsti(value: Option<&str>) -> Option<Finding> {
     (value.map(str::trim) == Some("1")).then(|| Finding {
         check: "legacy_tiocsti",
-        problem: "dev.tty.legacy_tiocsti=1: a background job can push bytes into its own terminal's input (TIOCSTI) and fake activity that no enforcer can tell from typing".into(),
+        problem: "dev.tty.legacy_tiocsti=1: a background job can push bytes into its own terminal's input (TIOCSTI). SSH logins are covered: only input their client sent is credited (the connection is the witness; faked input gains nothing and is logged as tamper_suspected reason=no_client_input). Still exposed: local console and serial logins, which have no such witness, SSH logins whose connection cannot be read (session_connection activity_source=pty), and a client that itself sends data into the session (a script typing, a terminal that sends bytes on a timer): that is not told apart from a person".into(),
         remedy: "sysctl -w dev.tty.legacy_tiocsti=0 and persist it in /etc/sysctl.d/".into(),
     })
 }
@@ -149,6 +160,20 @@ mod tests {
         assert!(check_tiocsti(Some("1\n")).is_some());
         assert!(check_tiocsti(Some("0\n")).is_none());
         assert!(check_tiocsti(None).is_none());
+    }
+
+    #[test]
+    fn unreadable_sock_diag_is_a_finding() {
+        assert!(check_sock_diag(false).is_some());
+        assert!(check_sock_diag(true).is_none());
+    }
+
+    #[test]
+    fn tiocsti_is_no_longer_called_undetectable() {
+        let f = check_tiocsti(Some("1")).unwrap();
+        assert!(f.problem.contains("legacy_tiocsti=1"));
+        assert!(!f.problem.contains("no enforcer can tell"));
+        assert!(f.problem.contains("local console"));
     }
 
     #[test]

@@ -64,7 +64,11 @@ fn reg_windows(ctx: &Ctx, d: &Daemon, regs: &HashMap<u32, Registered>) -> HashMa
 }
 
 /// Waits until every leader got SIGHUP (or ended).
-fn wait_hups(ctx: &Ctx, leaders: &[Leader], timeout: Duration) -> HashMap<u32, LeaderState> {
+pub(in crate::phases) fn wait_hups(
+    ctx: &Ctx,
+    leaders: &[Leader],
+    timeout: Duration,
+) -> HashMap<u32, LeaderState> {
     wait_until(timeout, Duration::from_millis(50), || {
         let m = ctx.fleet.monitor.lock();
         leaders.iter().all(|l| {
@@ -78,13 +82,13 @@ fn wait_hups(ctx: &Ctx, leaders: &[Leader], timeout: Duration) -> HashMap<u32, L
         .collect()
 }
 
-struct Outcome {
-    lateness_ms: Vec<f64>,
-    missing: usize,
-    not_from_daemon: usize,
+pub(in crate::phases) struct Outcome {
+    pub(in crate::phases) lateness_ms: Vec<f64>,
+    pub(in crate::phases) missing: usize,
+    pub(in crate::phases) not_from_daemon: usize,
 }
 
-fn lateness(
+pub(in crate::phases) fn lateness(
     d: &Daemon,
     leaders: &[Leader],
     states: &HashMap<u32, LeaderState>,
@@ -110,6 +114,6 @@ fn lateness(
     o
 }
 
-fn fmt_sum(s: Option<Summary>) -> String {
+pub(in crate::phases) fn fmt_sum(s: Option<Summary>) -> String {
     s.map_or("—".into(), |s| format!("{} ms (n = {})", s.short(1), s.n))
 }

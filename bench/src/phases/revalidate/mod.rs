@@ -69,6 +69,7 @@ fn spawn_all(ctx: &mut Ctx) -> Result<Vec<Leader>, String> {
             pam: None,
             watch_exit: false,
             children: 0,
+            connect: None,
         };
         match ctx.fleet.spawn(PER_USER, &spec) {
             Ok(l) => all.extend(l),

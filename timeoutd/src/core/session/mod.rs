@@ -1,6 +1,7 @@
 //! One tracked login session: who it is, which processes are its own, what
 //! has been seen of it, and the step of its ending. Pure.
 
+pub(crate) mod connection;
 pub(crate) mod deadline;
 mod dry_run;
 pub(crate) mod evidence;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use crate::core::clock::Timestamp;
 use crate::core::policy::{Limits, LoginFacts, NottyMode, Policy, TtyClass};
 use crate::core::record::SessionRecord;
+use crate::core::session::connection::ConnWatch;
 use crate::core::session::deadline::{Reason, WarnMemory};
 use crate::core::session::evidence::{Evidence, Looks};
 use crate::core::session::terminal::TtyWatch;
@@ -170,6 +172,12 @@ pub struct Session {
     pub evidence: Evidence,
     /// What the looks since the last credited input found.
     pub looks: Looks,
+    /// The login's SSH connection, the witness of its activity (issue 12).
+    pub conn: Option<ConnWatch>,
+    /// The look for the connection is over (found, none, or given up).
+    pub conn_settled: bool,
+    /// A fall back to today's rules was logged (`session_connection activity_source=`).
+    pub conn_fallback_logged: bool,
 }
 
 impl Session {
@@ -206,6 +214,9 @@ impl Session {
             spared: Vec::new(),
             evidence: record.evidence,
             looks: Looks::new(record.last_activity),
+            conn: None,
+            conn_settled: false,
+            conn_fallback_logged: false,
         };
         let decision = policy.decide(&s.facts());
         s.rule = decision.rule;
@@ -269,13 +280,16 @@ impl Session {
         }
     }
 
-    /// Whether idle time is measured at all: from the terminals, or from
-    /// process I/O for a session that has none (unless the rule says max-only).
+    /// Whether idle time is measured at all: from the terminals, or for a
+    /// session that has none (unless the rule says max-only) from its
+    /// connection (from the start: `ssh -N` never says `@notty`) or from
+    /// process I/O once it is known to have none.
     pub fn idle_measured(&self) -> bool {
         if !self.ttys.is_empty() {
             return true;
         }
-        self.tty_settled && self.tty_class == TtyClass::None && self.limits.notty == NottyMode::Io
+        let notty_known = self.tty_settled && self.tty_class == TtyClass::None;
+        (notty_known || self.conn.is_some()) && self.limits.notty == NottyMode::Io
     }
 }
 

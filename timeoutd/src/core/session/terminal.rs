@@ -140,6 +140,12 @@ impl TtyWatch {
         }
     }
 
+    /// Whether the last atime move had no client data since before its window
+    /// (TIOCSTI, or type-ahead read late: one alone cannot tell which).
+    pub fn last_move_unwitnessed(&self) -> bool {
+        self.unwitnessed_streak > 0
+    }
+
     /// Counts atime moves that no client data can explain; true once they
     /// keep happening.
     fn note_move(&mut self, atime: Timestamp, start: Timestamp, client: Option<Timestamp>) -> bool {

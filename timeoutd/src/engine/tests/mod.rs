@@ -9,3 +9,4 @@ mod recovery;
 mod revalidate;
 mod summary;
 mod wake;
+mod witness;

@@ -61,6 +61,25 @@ pub struct TcpFigures {
     pub bytes_acked: Option<u64>,
     /// Payload bytes sent, retransmissions included (Linux 4.19+).
     pub bytes_sent: Option<u64>,
+    /// Bytes received but not yet read by the socket's owner
+    /// (`idiag_rqueue`: rcv_nxt − copied_seq).
+    pub rqueue: u32,
+    /// Bytes the owner wrote that the peer has not acknowledged yet
+    /// (`idiag_wqueue`: write_seq − snd_una).
+    pub wqueue: u32,
+}
+
+impl TcpFigures {
+    /// Every byte the socket's owner has written to it so far: acknowledged
+    /// ones plus those still queued (exact; retransmissions not counted twice).
+    pub fn app_written(&self) -> Option<u64> {
+        Some(self.bytes_acked?.saturating_add(u64::from(self.wqueue)))
+    }
+
+    /// Every byte the socket's owner has read from it so far.
+    pub fn app_read(&self) -> Option<u64> {
+        Some(self.bytes_received?.saturating_sub(u64::from(self.rqueue)))
+    }
 }
 
 /// Every TCP socket of this network namespace, v4 and v6.
@@ -194,6 +213,8 @@ fn parse_diag_msg(m: &[u8]) -> Option<TcpFigures> {
         bytes_received: u64_ne(info, offset::BYTES_RECEIVED),
         bytes_acked: u64_ne(info, offset::BYTES_ACKED),
         bytes_sent: u64_ne(info, offset::BYTES_SENT),
+        rqueue: u32_ne(m, 56)?,
+        wqueue: u32_ne(m, 60)?,
     })
 }
 

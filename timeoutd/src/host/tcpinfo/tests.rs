@@ -116,3 +116,40 @@ fn damaged_replies_are_errors_or_skipped_never_panics() {
     assert_eq!(parse_socket_link("pipe:[12]"), None);
     assert_eq!(parse_socket_link("socket:[12]"), Some(12));
 }
+
+#[test]
+fn unread_and_unacknowledged_bytes_are_the_queues() {
+    let (mut client, mut server) = pair("127.0.0.1:0");
+    client.write_all(&[1u8; 300]).unwrap();
+    let tuple = TcpTuple {
+        local: server.local_addr().unwrap(),
+        remote: server.peer_addr().unwrap(),
+    };
+    // Wait until the kernel has the bytes, unread by us.
+    let mut f = None;
+    for _ in 0..200 {
+        let got = lookup(tuple).unwrap().unwrap();
+        if got.bytes_received == Some(300) {
+            f = Some(got);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let f = f.expect("the bytes arrived");
+    assert_eq!(f.rqueue, 300);
+    assert_eq!(f.app_read(), Some(0), "nothing read by the owner yet");
+    let mut got = [0u8; 100];
+    server.read_exact(&mut got).unwrap();
+    let f = lookup(tuple).unwrap().unwrap();
+    assert_eq!((f.rqueue, f.app_read()), (200, Some(100)));
+    // The client's end: every byte written is acknowledged or queued (the
+    // handshake may add a constant 1: only differences are used).
+    let ctuple = TcpTuple {
+        local: client.local_addr().unwrap(),
+        remote: client.peer_addr().unwrap(),
+    };
+    let before = lookup(ctuple).unwrap().unwrap().app_written().unwrap();
+    client.write_all(&[2u8; 77]).unwrap();
+    let after = lookup(ctuple).unwrap().unwrap().app_written().unwrap();
+    assert_eq!(after - before, 77);
+}
