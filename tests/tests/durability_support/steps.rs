@@ -118,11 +118,14 @@ pub fn writable_again_persists(env: &Env, d: &OwnDaemon, state: &Path) {
         .expect("second session")
         .to_string();
     let journal = state.join("sessions.journal");
-    let needle = format!("U\ts1\t{id2}\t");
+    // A whole upsert of the current record format (`s2`, core/record.rs:
+    // identity, cgroup, evidence, then the end mark `e`), not a torn one.
+    let head = format!("U\ts2\t{id2}\t");
     let persisted = e2e::util::poll_until(EVENT, Duration::from_millis(50), || {
         fs::read_to_string(&journal)
             .ok()?
-            .contains(&needle)
+            .lines()
+            .any(|l| l.starts_with(&head) && l.ends_with("\te"))
             .then_some(())
     });
     assert!(
