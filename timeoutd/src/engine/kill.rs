@@ -3,8 +3,9 @@
 //! and SIGCONT, the grace period, SIGTERM), then one final step that forks
 //! cannot outrun: `cgroup.kill` on the login's cgroup, or, where no writable
 //! cgroup v2 exists, stop-then-kill over its audit session or subtree. Only a
-//! final check that finds nothing left (the cgroup empty, or a last scan
-//! empty) logs `session_terminated survivors=0`; what is left is counted by
+//! final check that finds nothing left (the cgroup empty, or two scans in a
+//! row empty that read every pid handed out meanwhile) logs
+//! `session_terminated survivors=0`; what is left is counted by
 //! uid in `session_kill_stalled`.
 //!
 //! Sessions opened inside the login (su, sudo: registered with a subtree
@@ -18,6 +19,7 @@ use crate::core::clock::Timestamp;
 use crate::core::duration::Human;
 use crate::core::event::{EventName, Severity};
 use crate::core::policy::KillScope;
+use crate::core::record::{JournalEntry, SessionRecord};
 use crate::core::session::{EndReason, KillStep, Phase, ProcRef, Scope, Session, SessionId};
 use crate::engine::wake::After;
 use crate::engine::{session_event, Engine, ProcFacts, System};
@@ -35,6 +37,9 @@ const MAX_KILL_ROUNDS: u32 = 20;
 const KILL_RETRY_SLOW: Duration = Duration::from_secs(5);
 /// Scans of one stop-then-kill round before it kills what it has stopped.
 const MAX_STOP_SCANS: u32 = 200;
+/// Scans of one round's proof that nothing is left (a pid handed out and
+/// not yet readable makes a scan prove nothing; a busy host needs a few).
+const MAX_PROOF_SCANS: u32 = 16;
 
 /// How the final step kills.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +50,13 @@ enum Final {
     StopThenKill,
     /// `kill_scope = "leader"`: SIGKILL rounds on sshd's own processes.
     LeaderOnly,
+}
+
+/// A session whose stop-then-kill round is due.
+pub(super) struct Due<'a> {
+    pub(super) s: &'a mut Session,
+    pub(super) reason: EndReason,
+    pub(super) n: u32,
 }
 
 /// The session's scope, split by the rule.
@@ -279,22 +291,10 @@ impl<S: System> Engine<S> {
                 self.next_round(s, reason, n, now, wait)
             }
             Final::StopThenKill => {
-                // The proof: two fresh scans in a row find nothing.
-                self.sys.rescan();
-                let mut split = self.split(s, reason);
-                if split.targets.is_empty() {
-                    self.sys.rescan();
-                    split = self.split(s, reason);
-                }
-                note_spared(s, &split.spared);
-                if split.targets.is_empty() {
-                    return self.terminated(s, reason, now);
-                }
-                let count = self.stop_then_kill(s, reason);
-                if !quiet {
-                    self.log_signal(s, &[libc::SIGSTOP, libc::SIGKILL], count, None);
-                }
-                self.next_round(s, reason, n, now, KILL_WAIT)
+                let mut one = [Due { s, reason, n }];
+                self.stop_then_kill_rounds(&mut one, now)
+                    .pop()
+                    .unwrap_or((After::Keep, Some(now + KILL_WAIT)))
             }
             Final::LeaderOnly => {
                 let split = self.split(s, reason);
@@ -312,30 +312,145 @@ impl<S: System> Engine<S> {
         }
     }
 
-    /// SIGSTOP to every target not yet stopped, scanning again until a scan
-    /// finds none running (none can fork any more), then SIGKILL to all.
-    /// Returns how many were killed.
-    fn stop_then_kill(&mut self, s: &mut Session, reason: EndReason) -> usize {
+    /// Whether a due wake-up is a stop-then-kill round, which
+    /// [`Engine::stop_then_kill_rounds`] runs with the others due with it.
+    pub(super) fn is_stop_then_kill_round(s: &Session) -> bool {
+        matches!(
+            s.phase,
+            Phase::Terminating {
+                step: KillStep::Terminate | KillStep::Kill(_),
+                ..
+            }
+        ) && Self::final_of(s) == Final::StopThenKill
+    }
+
+    /// One stop-then-kill round for every session in `due`, on shared scans
+    /// of /proc (one scan per step for all of them, not one per session).
+    /// First the proof that nothing is left: two scans in a row find no
+    /// target, and between them they read every pid handed out (see
+    /// `System::last_two_scans_complete`); those sessions are terminated.
+    /// The others: SIGSTOP to every target not yet stopped, scanning again
+    /// until two complete scans in a row find every target stopped (none can
+    /// fork any more, and none ran unseen), then SIGKILL to all; their next
+    /// round proves them empty. Returns what becomes of each, in order.
+    pub(super) fn stop_then_kill_rounds(
+        &mut self,
+        due: &mut [Due<'_>],
+        now: Timestamp,
+    ) -> Vec<(After, Option<Timestamp>)> {
+        let left = self.prove_empty(due);
+        let mut stopped_before = false;
+        let mut splits: Vec<Split> = Vec::new();
         for _ in 0..MAX_STOP_SCANS {
-            let split = self.split(s, reason);
-            let running: Vec<ProcRef> = split
-                .targets
+            self.sys.rescan();
+            splits = left
                 .iter()
-                .map(|p| p.proc)
+                .map(|&i| self.split(due[i].s, due[i].reason))
+                .collect();
+            let running: Vec<ProcRef> = splits
+                .iter()
+                .flat_map(|sp| sp.targets.iter().map(|p| p.proc))
                 .filter(|p| !self.sys.stopped(*p))
                 .collect();
             if running.is_empty() {
+                if stopped_before && self.sys.last_two_scans_complete() {
+                    break;
+                }
+                stopped_before = true;
+                continue;
+            }
+            stopped_before = false;
+            self.sys.signal(&running, &[libc::SIGSTOP]);
+        }
+        let mut out: Vec<Option<(After, Option<Timestamp>)>> =
+            (0..due.len()).map(|_| None).collect();
+        for (&i, split) in left.iter().zip(&splits) {
+            let d = &mut due[i];
+            note_spared(d.s, &split.spared);
+            let procs: Vec<ProcRef> = split.targets.iter().map(|p| p.proc).collect();
+            let killed = self.sys.signal(&procs, &[libc::SIGKILL]);
+            if d.n == 0 {
+                self.log_signal(d.s, &[libc::SIGSTOP, libc::SIGKILL], killed, None);
+            }
+            out[i] = Some(self.next_round(d.s, d.reason, d.n, now, KILL_WAIT));
+        }
+        self.sys.rescan();
+        due.iter_mut()
+            .zip(out)
+            .map(|(d, o)| o.unwrap_or_else(|| self.terminated(d.s, d.reason, now)))
+            .collect()
+    }
+
+    /// The stop-then-kill rounds due now, together (see
+    /// [`Engine::stop_then_kill_rounds`]); each session's changes are
+    /// persisted as a wake-up's are.
+    pub(super) fn run_kill_rounds(&mut self, ids: &[SessionId], now: Timestamp) {
+        let mut taken: Vec<(SessionId, Session, SessionRecord)> = ids
+            .iter()
+            .filter_map(|id| {
+                let s = self.sessions.get(id)?.clone();
+                let before = s.record();
+                Some((*id, s, before))
+            })
+            .collect();
+        let mut due: Vec<Due<'_>> = taken
+            .iter_mut()
+            .filter_map(|(_, s, _)| match s.phase {
+                Phase::Terminating { reason, step } => {
+                    let n = match step {
+                        KillStep::Kill(n) => n,
+                        _ => 0,
+                    };
+                    Some(Due { s, reason, n })
+                }
+                Phase::Active => None,
+            })
+            .collect();
+        let results = self.stop_then_kill_rounds(&mut due, now);
+        drop(due);
+        for ((id, s, before), (after, next)) in taken.into_iter().zip(results) {
+            if matches!(after, After::Keep) && s.record() != before {
+                self.sys.persist(JournalEntry::Upsert(Box::new(s.record())));
+                self.maybe_compact();
+            }
+            self.apply(id, s, after, next);
+        }
+    }
+
+    /// The indexes in `due` of sessions not proven empty (see
+    /// [`Engine::stop_then_kill_rounds`]); a scan that finds a target
+    /// decides that session at once.
+    fn prove_empty(&mut self, due: &mut [Due<'_>]) -> Vec<usize> {
+        let mut empty_before = vec![false; due.len()];
+        let mut decided: Vec<Option<bool>> = vec![None; due.len()];
+        for _ in 0..MAX_PROOF_SCANS {
+            if decided.iter().all(Option::is_some) {
                 break;
             }
-            self.sys.signal(&running, &[libc::SIGSTOP]);
             self.sys.rescan();
+            let mut found = Vec::new();
+            for (i, d) in due.iter_mut().enumerate() {
+                if decided[i].is_some() {
+                    continue;
+                }
+                let split = self.split(d.s, d.reason);
+                note_spared(d.s, &split.spared);
+                found.push((i, !split.targets.is_empty()));
+            }
+            let complete = self.sys.last_two_scans_complete();
+            for (i, any) in found {
+                if any {
+                    decided[i] = Some(false);
+                } else if empty_before[i] && complete {
+                    decided[i] = Some(true);
+                } else {
+                    empty_before[i] = true;
+                }
+            }
         }
-        let split = self.split(s, reason);
-        note_spared(s, &split.spared);
-        let procs: Vec<ProcRef> = split.targets.iter().map(|p| p.proc).collect();
-        let killed = self.sys.signal(&procs, &[libc::SIGKILL]);
-        self.sys.rescan();
-        killed
+        (0..due.len())
+            .filter(|&i| decided[i] != Some(true))
+            .collect()
     }
 
     /// Schedules round `n + 1`; at the last fast round, says what survives.

@@ -98,8 +98,16 @@ pub(crate) trait System {
         false
     }
     /// Forgets cached /proc scans: the next look sees what was forked since.
+    /// Looks between two `rescan`s share one scan.
     fn rescan(&mut self) {
         self.begin_batch();
+    }
+    /// Whether the current scan and the one before it (since the last two
+    /// `rescan`s) were complete: every pid handed out from the start of the
+    /// earlier to the end of the later was read. What both found all stopped
+    /// (or nothing) then proves nothing of the scope can still run.
+    fn last_two_scans_complete(&mut self) -> bool {
+        true
     }
     // The login's connection as a witness of activity (issue 12).
     /// The TCP connection among the leader's descriptors and sshd's session

@@ -38,12 +38,24 @@ impl<S: System> Engine<S> {
         let now = self.sys.now();
         self.expire_revocations(now);
         let mut batch_started = false;
+        let mut kill_rounds = Vec::new();
         while let Some(id) = self.timers.pop_due(now) {
             if !batch_started {
                 self.sys.begin_batch();
                 batch_started = true;
             }
+            if self
+                .sessions
+                .get(&id)
+                .is_some_and(Self::is_stop_then_kill_round)
+            {
+                kill_rounds.push(id); // together, on shared scans
+                continue;
+            }
             self.wake(id, now);
+        }
+        if !kill_rounds.is_empty() {
+            self.run_kill_rounds(&kill_rounds, now);
         }
     }
 

@@ -1,5 +1,6 @@
 //! The real [`System`]: /proc, /dev/pts, signals, syslog, the id file.
 
+pub(crate) mod census;
 pub(crate) mod cgroup;
 pub(crate) mod clock;
 pub(crate) mod connection;
@@ -70,6 +71,14 @@ pub(crate) struct Host {
     /// Every TCP socket by inode, one sock_diag dump reused for a couple of
     /// seconds (issue 12).
     sockets: Option<connection::SocketCache>,
+    /// The kill's pass over /proc since the last `rescan`, shared by every
+    /// session of the round.
+    census: Option<census::Census>,
+    /// Where the previous pass of this batch ended, and whether it was complete.
+    census_chain: Option<(u32, bool)>,
+    /// The current pass and the one before it were both complete, the
+    /// current one reading on from the previous (see `host::census`).
+    census_pair_complete: bool,
 }
 
 impl Host {
@@ -92,6 +101,9 @@ impl Host {
             cgroups_pending: Vec::new(),
             fresh_scans: false,
             sockets: None,
+            census: None,
+            census_chain: None,
+            census_pair_complete: false,
         }
     }
 
@@ -108,6 +120,18 @@ impl Host {
         };
         self.cgroups_pending.retain(|p| !cg.remove(p));
         cg.tear_down();
+    }
+
+    /// The kill's current pass over /proc (taken on first use after `rescan`).
+    fn census(&mut self) -> &census::Census {
+        if self.census.is_none() {
+            let c = census::Census::take(self.census_chain.map(|(end, _)| end));
+            let prev_complete = self.census_chain.is_some_and(|(_, ok)| ok);
+            self.census_pair_complete = prev_complete && c.chained && c.complete;
+            self.census_chain = Some((c.ended_at, c.complete));
+            self.census = Some(c);
+        }
+        self.census.get_or_insert_with(census::Census::default)
     }
 
     fn processes(&mut self) -> &[ProcInfo] {
@@ -233,69 +257,6 @@ impl Host {
     }
 }
 
-/// The processes of an audit session, each read the moment /proc lists it.
-/// A listing is read in batches, so a process that forks and exits while we
-/// read (a pid hopper) can leave a child the listing never shows: every pid
-/// handed out meanwhile (`/proc/loadavg`'s last pid) is then read directly,
-/// until no new pid was handed out during a look.
-fn audit_session_in_one_pass(sid: u32) -> Vec<ProcFacts> {
-    let me = std::process::id();
-    let wanted = |pid: u32| pid > 1 && pid != me && sessionid_is(pid, sid);
-    let mut last = last_pid();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut pids: Vec<u32> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| wanted(*pid))
-        .collect();
-    for _ in 0..64 {
-        let now = last_pid();
-        if now == last {
-            break;
-        }
-        pids.extend(pids_between(last, now).filter(|pid| wanted(*pid)));
-        last = now;
-    }
-    pids.sort_unstable();
-    pids.dedup();
-    pids.into_iter().filter_map(proc_facts_in(sid)).collect()
-}
-
-fn sessionid_is(pid: u32, sid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/sessionid"))
-        .is_ok_and(|t| t.trim().parse::<u32>().ok() == Some(sid))
-}
-
-/// The pid last handed out (the last field of /proc/loadavg).
-fn last_pid() -> u32 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|t| t.split_whitespace().last()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Pids handed out after `from` up to `to`, across a wrap at pid_max.
-fn pids_between(from: u32, to: u32) -> impl Iterator<Item = u32> {
-    let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(4_194_304);
-    let wrapped = to < from;
-    let first_end = if wrapped { max } else { to };
-    let second_end = if wrapped { to } else { 1 };
-    (from.saturating_add(1)..=first_end).chain(2..=second_end)
-}
-
-fn proc_facts_in(sid: u32) -> impl Fn(u32) -> Option<ProcFacts> {
-    move |pid| {
-        let p = procfs::proc_info(pid).ok()?;
-        (p.sessionid == sid).then_some(())?;
-        proc_facts(pid)
-    }
-}
-
 /// A live, non-zombie process as the kill logic sees it.
 fn proc_facts(pid: u32) -> Option<ProcFacts> {
     let p = procfs::proc_info(pid).ok().filter(|p| p.state != 'Z')?;
@@ -345,11 +306,23 @@ impl System for Host {
         self.snapshot = None;
         self.by_sessionid = None;
         self.fresh_scans = false;
+        self.census = None;
+        self.census_chain = None;
+        self.census_pair_complete = false;
     }
 
     fn rescan(&mut self) {
-        self.begin_batch();
+        self.snapshot = None;
+        self.by_sessionid = None;
+        self.census = None;
         self.fresh_scans = true;
+    }
+
+    fn last_two_scans_complete(&mut self) -> bool {
+        if self.fresh_scans {
+            self.census();
+        }
+        self.fresh_scans && self.census_pair_complete
     }
 
     fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe {
@@ -417,9 +390,12 @@ impl System for Host {
     fn scope_processes(&mut self, leader: ProcRef, scope: Scope) -> Vec<ProcFacts> {
         if let Scope::AuditSession(sid) = scope {
             if self.fresh_scans {
-                return audit_session_in_one_pass(sid);
+                return self.census().session(sid);
             }
             return self.audit_session_processes(sid);
+        }
+        if self.fresh_scans {
+            self.census(); // keeps the chain of passes for the proof
         }
         let snap = self.processes();
         let comm_of = |pid: u32| snap.iter().find(|q| q.pid == pid).map(|q| q.comm.as_str());
@@ -515,6 +491,9 @@ impl System for Host {
     }
 
     fn stopped(&mut self, p: ProcRef) -> bool {
+        if let Some(seen) = self.census.as_ref().and_then(|c| c.stopped(p)) {
+            return seen;
+        }
         procfs::read_stat(p.pid)
             .is_ok_and(|st| st.start_time == p.start_time && matches!(st.state, 'T' | 't'))
     }
