@@ -149,6 +149,16 @@ impl ConnWatch {
             self.channel_input = Some(self.channel_input.map_or(at, |c| c.max(at)));
         }
         if let Some(p) = self.prev.filter(|_| !self.gone) {
+            if torn(&p, &f) {
+                // The counters were read while bytes were in flight between
+                // the pty and the socket: keep the earlier reading, so the
+                // next one counts these bytes instead of losing them.
+                return Witness::Read {
+                    channel_input: self.channel_input,
+                    output: None,
+                    fresh: false,
+                };
+            }
             let (input, out) = channel_bytes(&p, &f);
             if input > 0 {
                 fresh = true;
@@ -166,6 +176,23 @@ impl ConnWatch {
             fresh,
         }
     }
+}
+
+/// Whether two readings disagree although no counter went backwards: more
+/// was written to (or read from) the socket than sshd's session process
+/// wrote (or read) in all, which only a reading taken mid-transfer gives.
+fn torn(p: &ConnFigures, f: &ConnFigures) -> bool {
+    let forward = f.child_written >= p.child_written
+        && f.socket_written >= p.socket_written
+        && f.monitor_read >= p.monitor_read
+        && f.child_read >= p.child_read
+        && f.socket_read >= p.socket_read
+        && f.monitor_written >= p.monitor_written;
+    let written = f.child_written - p.child_written.min(f.child_written);
+    let sent = f.socket_written - p.socket_written.min(f.socket_written);
+    let read = f.child_read - p.child_read.min(f.child_read);
+    let received = f.socket_read - p.socket_read.min(f.socket_read);
+    forward && (sent > written || received > read)
 }
 
 /// Bytes of client data written to channels, and of channel output read,

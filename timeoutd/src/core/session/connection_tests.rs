@@ -148,3 +148,18 @@ fn a_restored_session_gains_nothing_from_the_baseline() {
         Some(Timestamp::from_secs(130))
     );
 }
+
+#[test]
+fn a_reading_taken_mid_transfer_keeps_the_earlier_one_so_no_input_is_lost() {
+    let mut w = ConnWatch::new(conn(), Timestamp::from_secs(1_000_000));
+    w.update(fig(100, 90, [1000, 1000, 1000, 1000, 0, 0]));
+    // Typed bytes: the socket shows the echo already sent, the session
+    // process's counter not yet (a torn reading): nothing is decided.
+    let torn = w.update(fig(101, 100, [1010, 1040, 1000, 1000, 0, 0]));
+    assert!(matches!(torn, Witness::Read { fresh: false, .. }));
+    // The next reading spans both and credits the input at its packet.
+    assert_eq!(
+        input(w.update(fig(102, 100, [1010, 1040, 1015, 1045, 0, 0]))),
+        Some(Timestamp(101_900))
+    );
+}
