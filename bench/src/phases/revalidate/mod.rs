@@ -49,6 +49,10 @@ pub fn run(ctx: &mut Ctx, r: &mut Report) -> Result<(), String> {
         &keys,
     )?;
     host::track_daemon(d.pid, true);
+    if !accounts::in_place(d.pid) {
+        ctx.stop_daemon(d);
+        return Err("the daemon does not see the run's users in its /etc/passwd".into());
+    }
     let res = spawn_all(ctx).and_then(|leaders| {
         let res = register(ctx, &d, &leaders).and_then(|()| measure(ctx, r, &d));
         ctx.fleet.kill(leaders);
@@ -214,6 +218,9 @@ fn measure(ctx: &Ctx, r: &mut Report, d: &Daemon) -> Result<(), String> {
     })?;
     let burst = window(d, || revalidate_all(d))?;
     let invalid = ctx.sink.count(d.pid, "session_revoked");
+    if !accounts::in_place(d.pid) {
+        return Err("the run's /etc copy left the daemon's namespace during the run".into());
+    }
     let worst = |w: &Window| {
         w.probe_ms
             .iter()
