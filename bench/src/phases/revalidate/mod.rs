@@ -186,14 +186,23 @@ impl Window {
 
     fn line(&self, what: &str) -> String {
         let s = summarize(&self.probe_ms);
+        let checks = if self.checks == 0 {
+            format!(
+                "no check in {:.1} s, daemon CPU {:.0} ms",
+                self.secs, self.cpu_ms
+            )
+        } else {
+            format!(
+                "{} checks in {:.1} s ({:.1}/s), {:.2} ms CPU per check (daemon + children)",
+                self.checks,
+                self.secs,
+                self.checks as f64 / self.secs.max(1e-9),
+                self.cpu_ms / self.checks as f64
+            )
+        };
         format!(
-            "- {what}: {} checks in {:.1} s ({:.1}/s), {:.2} ms CPU per check (daemon + children); \
-             status replies {} ms, {} of {} over {STALL_TARGET_MS} ms ({} failed); \
-             the daemon waited {:.0} ms for a CPU\n",
-            self.checks,
-            self.secs,
-            self.checks as f64 / self.secs.max(1e-9),
-            self.cpu_ms / self.checks.max(1) as f64,
+            "- {what}: {checks}; status replies {} ms, {} of {} over {STALL_TARGET_MS} ms \
+             ({} failed); the daemon waited {:.0} ms for a CPU\n",
             s.map_or("—".into(), |s| s.short(2)),
             self.over_target(),
             self.probe_ms.len(),
@@ -296,7 +305,7 @@ fn measure(ctx: &Ctx, r: &mut Report, d: &Daemon, baseline: &Window) -> Result<(
         "/s",
     );
     let mut md = format!(
-        "{USERS} users in a private mount namespace's /etc/passwd and /etc/shadow, {PER_USER} live sessions each \
+        "{USERS} users in a copy of /etc bind-mounted in the daemon's private mount namespace, {PER_USER} live sessions each \
          ({} in all), `revalidate = \"{INTERVAL_S}s\"` through `account required pam_unix.so`.\n\n",
         USERS * PER_USER
     );
