@@ -119,6 +119,7 @@ fn run_phase(phase: &str, ctx: &mut Ctx, report: &mut Report) -> Result<(), Stri
         "idle" => phases::precision::run_idle(ctx, report),
         "revoke" => phases::revoke::run(ctx, report),
         "revalidate" => phases::revalidate::run(ctx, report),
+        "report" => phases::report::run(ctx, report),
         "kill" => phases::kill::run(ctx, report),
         "witness" => phases::witness::run(ctx, report),
         _ => phases::scale::run(ctx, report),
@@ -161,6 +162,7 @@ fn prepare(opts: Opts) -> Result<(Ctx, Report), String> {
     meta(&mut report, &opts, &bin_dir, &timeoutd, &module);
     let ctx = Ctx {
         opts,
+        bin_dir,
         host,
         exe,
         timeoutd,

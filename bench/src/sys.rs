@@ -257,6 +257,25 @@ pub fn kill_child(pid: u32, sig: i32) -> io::Result<()> {
     check(unsafe { libc::kill(pid as libc::pid_t, sig) }).map(drop)
 }
 
+/// Waits for the child `pid` with wait4: its wait status and its peak
+/// resident set (ru_maxrss, KiB). The caller must not wait for it otherwise.
+pub fn wait_rusage(pid: u32) -> io::Result<(i32, u64)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value of that plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: status and usage are valid, writable and live for the call.
+        let rc = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+        if rc >= 0 {
+            return Ok((status, u64::try_from(usage.ru_maxrss).unwrap_or(0)));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// An epoll instance.
 pub struct Epoll(OwnedFd);
 

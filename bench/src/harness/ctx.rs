@@ -12,6 +12,8 @@ use st_testkit::syslog::SyslogSink;
 
 pub struct Ctx {
     pub opts: Opts,
+    /// Where the binaries under test were found (`--bin-dir`).
+    pub bin_dir: PathBuf,
     pub host: Host,
     /// This executable (re-run as `__spawner`, `__pam-loop`, `__floor-server`).
     pub exe: PathBuf,

@@ -16,7 +16,10 @@ Must run as root. Build first: cargo build --release --workspace
   --bin-dir DIR            where timeoutd and libpam_session_timeout.so are
                            (default: the directory of this executable)
   --only LIST              phases to run, comma-separated, of:
-                           overhead,storm,absolute,idle,witness,revoke,kill,revalidate,scale
+                           overhead,storm,absolute,idle,witness,revoke,kill,
+                           revalidate,report,scale
+                           (report also needs: cargo build --release
+                           -p timeoutctl --example report_corpus)
   --scale LIST             session counts of the scale phase (1000,10000)
   --steady-secs S          steady-state sampling window per count (660: longer
                            than the daemon's slowest periodic look, 600 s)
@@ -64,7 +67,7 @@ pub struct Opts {
     pub label: Option<String>,
 }
 
-pub const PHASES: [&str; 9] = [
+pub const PHASES: [&str; 10] = [
     "overhead",
     "storm",
     "absolute",
@@ -73,6 +76,7 @@ pub const PHASES: [&str; 9] = [
     "revoke",
     "kill",
     "revalidate",
+    "report",
     "scale",
 ];
 

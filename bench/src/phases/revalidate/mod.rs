@@ -32,6 +32,8 @@ pub const PER_USER: usize = 5;
 const INTERVAL_S: u64 = 60;
 /// The stall target of issue 14, ms.
 const STALL_TARGET_MS: f64 = 5.0;
+/// The probe's window before any session exists.
+const BASELINE: Duration = Duration::from_secs(20);
 
 pub fn run(ctx: &mut Ctx, r: &mut Report) -> Result<(), String> {
     let dir = ctx.host.dir("revalidate-accounts");
@@ -49,11 +51,23 @@ pub fn run(ctx: &mut Ctx, r: &mut Report) -> Result<(), String> {
         &keys,
     )?;
     host::track_daemon(d.pid, true);
-    let res = spawn_all(ctx).and_then(|leaders| {
-        let res = register(ctx, &d, &leaders).and_then(|()| measure(ctx, r, &d));
-        ctx.fleet.kill(leaders);
-        res
+    if !accounts::in_place(d.pid) {
+        ctx.stop_daemon(d);
+        return Err("the daemon does not see the run's users in its /etc/passwd".into());
+    }
+    // The same probe against the same daemon with no session and no check:
+    // what the host's load alone does to its replies.
+    let baseline = window(&d, || {
+        std::thread::sleep(BASELINE);
+        Ok(0)
     });
+    let res = baseline
+        .and_then(|b| spawn_all(ctx).map(|l| (b, l)))
+        .and_then(|(baseline, leaders)| {
+            let res = register(ctx, &d, &leaders).and_then(|()| measure(ctx, r, &d, &baseline));
+            ctx.fleet.kill(leaders);
+            res
+        });
     ctx.stop_daemon(d);
     res
 }
@@ -118,6 +132,13 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     (f.len() == 4).then(|| f.iter().sum())
 }
 
+/// Time the daemon (one thread) waited runnable for a CPU, ns: field 2 of
+/// /proc/PID/schedstat. A stall it spent here is the host's, not the loop's.
+fn runqueue_wait_ns(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    s.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn ticks_ms(t: u64) -> f64 {
     // SAFETY: sysconf takes a constant and reads no memory of ours.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
@@ -129,6 +150,8 @@ struct Window {
     checks: usize,
     secs: f64,
     cpu_ms: f64,
+    /// The daemon's wait for a CPU in the window (schedstat).
+    wait_ms: f64,
     probe_ms: Vec<f64>,
     probe_failed: usize,
 }
@@ -147,22 +170,45 @@ impl Window {
                 "checks_per_s",
                 J::num(self.checks as f64 / self.secs.max(1e-9)),
             ),
+            ("runqueue_wait_ms", J::num(self.wait_ms)),
             ("status_latency_ms", summary_json(summarize(&self.probe_ms))),
+            ("status_over_target", J::from(self.over_target())),
             ("status_failed", J::from(self.probe_failed)),
         ])
     }
 
+    /// Probe replies slower than the stall target.
+    fn over_target(&self) -> usize {
+        self.probe_ms
+            .iter()
+            .filter(|v| **v > STALL_TARGET_MS)
+            .count()
+    }
+
     fn line(&self, what: &str) -> String {
         let s = summarize(&self.probe_ms);
+        let checks = if self.checks == 0 {
+            format!(
+                "no check in {:.1} s, daemon CPU {:.0} ms",
+                self.secs, self.cpu_ms
+            )
+        } else {
+            format!(
+                "{} checks in {:.1} s ({:.1}/s), {:.2} ms CPU per check (daemon + children)",
+                self.checks,
+                self.secs,
+                self.checks as f64 / self.secs.max(1e-9),
+                self.cpu_ms / self.checks as f64
+            )
+        };
         format!(
-            "- {what}: {} checks in {:.1} s ({:.1}/s), {:.2} ms CPU per check (daemon + children); \
-             status replies {} ms ({} failed)\n",
-            self.checks,
-            self.secs,
-            self.checks as f64 / self.secs.max(1e-9),
-            self.cpu_ms / self.checks.max(1) as f64,
+            "- {what}: {checks}; status replies {} ms, {} of {} over {STALL_TARGET_MS} ms \
+             ({} failed); the daemon waited {:.0} ms for a CPU\n",
             s.map_or("—".into(), |s| s.short(2)),
-            self.probe_failed
+            self.over_target(),
+            self.probe_ms.len(),
+            self.probe_failed,
+            self.wait_ms
         )
     }
 }
@@ -171,15 +217,18 @@ impl Window {
 fn window(d: &Daemon, during: impl FnOnce() -> Result<usize, String>) -> Result<Window, String> {
     let p = probe::Probe::start(d.socket.clone());
     let before = cpu_ticks(d.pid).ok_or("daemon gone")?;
+    let wait_before = runqueue_wait_ns(d.pid).unwrap_or(0);
     let t = Instant::now();
     let checks = during();
     let secs = t.elapsed().as_secs_f64();
     let after = cpu_ticks(d.pid).ok_or("daemon gone")?;
+    let wait_after = runqueue_wait_ns(d.pid).unwrap_or(0);
     let (probe_ms, probe_failed) = p.stop();
     Ok(Window {
         checks: checks?,
         secs,
         cpu_ms: ticks_ms(after - before),
+        wait_ms: wait_after.saturating_sub(wait_before) as f64 / 1e6,
         probe_ms,
         probe_failed,
     })
@@ -207,7 +256,7 @@ fn not_answered(message: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn measure(ctx: &Ctx, r: &mut Report, d: &Daemon) -> Result<(), String> {
+fn measure(ctx: &Ctx, r: &mut Report, d: &Daemon, baseline: &Window) -> Result<(), String> {
     let scheduled = window(d, || {
         // One whole interval: each user has exactly one slot in it.
         std::thread::sleep(Duration::from_secs(INTERVAL_S));
@@ -215,6 +264,9 @@ fn measure(ctx: &Ctx, r: &mut Report, d: &Daemon) -> Result<(), String> {
     })?;
     let burst = window(d, || revalidate_all(d))?;
     let invalid = ctx.sink.count(d.pid, "session_revoked");
+    if !accounts::in_place(d.pid) {
+        return Err("the run's /etc copy left the daemon's namespace during the run".into());
+    }
     let worst = |w: &Window| {
         w.probe_ms
             .iter()
@@ -236,6 +288,12 @@ fn measure(ctx: &Ctx, r: &mut Report, d: &Daemon) -> Result<(), String> {
         "a probe sends status every 10 ms; its latency includes its own scheduling",
     );
     r.figure(
+        "revalidate.baseline_stall_ms",
+        "re-validation: worst status reply before any session or check (the host's share)",
+        worst(baseline),
+        "ms",
+    );
+    r.figure(
         "revalidate.cpu_ms_per_check",
         "re-validation: CPU per scheduled check (daemon + children)",
         Some(scheduled.cpu_ms / scheduled.checks.max(1) as f64),
@@ -248,10 +306,11 @@ fn measure(ctx: &Ctx, r: &mut Report, d: &Daemon) -> Result<(), String> {
         "/s",
     );
     let mut md = format!(
-        "{USERS} users in a private mount namespace's /etc/passwd and /etc/shadow, {PER_USER} live sessions each \
+        "{USERS} users in a copy of /etc bind-mounted in the daemon's private mount namespace, {PER_USER} live sessions each \
          ({} in all), `revalidate = \"{INTERVAL_S}s\"` through `account required pam_unix.so`.\n\n",
         USERS * PER_USER
     );
+    md.push_str(&baseline.line("baseline, no session and no check"));
     md.push_str(&scheduled.line("one interval of scheduled checks"));
     md.push_str(&burst.line("`timeoutctl revalidate` for every user"));
     let _ = writeln!(
@@ -264,6 +323,7 @@ fn measure(ctx: &Ctx, r: &mut Report, d: &Daemon) -> Result<(), String> {
         J::obj([
             ("users", J::from(USERS)),
             ("sessions", J::from(USERS * PER_USER)),
+            ("baseline", baseline.json()),
             ("scheduled", scheduled.json()),
             ("all_at_once", burst.json()),
             ("sessions_revoked", J::from(invalid)),
