@@ -90,6 +90,9 @@ pub struct ConnWatch {
     prev: Option<ConnFigures>,
     channel_input: Option<Timestamp>,
     gone: bool,
+    /// The last reading was torn and kept the one before it; the next one
+    /// is taken as it is, so a reading is never held back twice.
+    held: bool,
 }
 
 impl ConnWatch {
@@ -101,6 +104,7 @@ impl ConnWatch {
             prev: None,
             channel_input: None,
             gone: false,
+            held: false,
         }
     }
 
@@ -149,7 +153,8 @@ impl ConnWatch {
             self.channel_input = Some(self.channel_input.map_or(at, |c| c.max(at)));
         }
         if let Some(p) = self.prev.filter(|_| !self.gone) {
-            if torn(&p, &f) {
+            if !self.held && torn(&p, &f) {
+                self.held = true;
                 // The counters were read while bytes were in flight between
                 // the pty and the socket: keep the earlier reading, so the
                 // next one counts these bytes instead of losing them.
@@ -159,6 +164,7 @@ impl ConnWatch {
                     fresh: false,
                 };
             }
+            self.held = false;
             let (input, out) = channel_bytes(&p, &f);
             if input > 0 {
                 fresh = true;

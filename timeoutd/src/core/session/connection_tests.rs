@@ -163,3 +163,18 @@ fn a_reading_taken_mid_transfer_keeps_the_earlier_one_so_no_input_is_lost() {
         Some(Timestamp(101_900))
     );
 }
+
+#[test]
+fn a_reading_is_held_back_once_at_most() {
+    let mut w = ConnWatch::new(conn(), Timestamp::from_secs(1_000_000));
+    w.update(fig(100, 90, [1000, 1000, 1000, 1000, 0, 0]));
+    // Two torn-looking readings in a row: the second is taken as it is.
+    w.update(fig(101, 100, [1010, 1040, 1000, 1000, 0, 0]));
+    let second = w.update(fig(102, 100, [1020, 1080, 1000, 1000, 0, 0]));
+    assert!(matches!(second, Witness::Read { fresh: false, .. }));
+    // And the baseline moved on: new input counts from there.
+    assert_eq!(
+        input(w.update(fig(103, 100, [1020, 1080, 1005, 1080, 0, 0]))),
+        Some(Timestamp(102_900))
+    );
+}
