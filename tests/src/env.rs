@@ -9,16 +9,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cgroup::BaseGuard;
 use crate::daemon::{self, ConfigExtra, Daemon, Limits};
+use crate::machine::cgroup::BaseGuard;
+use crate::machine::sweep;
+use crate::machine::users::TestUser;
 use crate::pam::{module_line, overlay_text, FailMode, PamService};
 use crate::ssh_client::{Exit, Ready, Seen, SshOpts, SshSession};
 use crate::sshd::Sshd;
 use crate::syslog::{SinkOptions, SyslogSink};
-use crate::users::TestUser;
 use crate::util::file_tail;
 use crate::LogLine;
-use crate::{binaries, new_prefix, require_environment, sweep};
+use crate::{binaries, new_prefix, require_environment};
 
 /// `/tmp/<prefix>`, removed on drop.
 #[derive(Debug)]

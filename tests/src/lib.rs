@@ -7,10 +7,12 @@
 //!
 //! Modules by concern:
 //! - [`env`]: one test's world ([`Env`]), built by [`EnvBuilder`];
-//! - [`users`], [`pam`], [`sshd`], [`daemon`], [`ssh_client`]: its parts,
-//!   each an RAII guard that cleans up on drop, also when a test panics;
-//! - [`sweep`]: removes leftovers of crashed earlier runs;
-//! - [`cgroup`]: the daemon's `/timeoutd-TAG` cgroup subtree, removed after each test;
+//! - [`pam`], [`sshd`], [`daemon`], [`ssh_client`]: its parts, each an RAII
+//!   guard that cleans up on drop, also when a test panics;
+//! - [`machine`]: what the tests create on the host — test users
+//!   (`machine::users`), the daemon's `/timeoutd-TAG` cgroup subtree
+//!   (`machine::cgroup`) — and the sweep that removes leftovers of crashed
+//!   earlier runs (`machine::sweep`);
 //! - [`syslog`], [`events`], [`procs`]: the syslog sink, its line parser and
 //!   the /proc readers, from the test kit (`testkit/`) shared with the benchmark;
 //! - [`util`]: bounded waits, helper commands;
@@ -22,16 +24,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod audit;
-pub mod cgroup;
 pub mod daemon;
 pub mod env;
 pub mod login;
+pub mod machine;
 pub mod pam;
 pub mod spawn;
 pub mod ssh_client;
 pub mod sshd;
-pub mod sweep;
-pub mod users;
 pub mod util;
 
 pub use daemon::{ConfigExtra, Limits};
@@ -199,6 +199,6 @@ pub fn new_prefix() -> String {
         std::process::id(),
         util::random_hex(4)
     );
-    debug_assert!(sweep::creator_pid(&p).is_some());
+    debug_assert!(machine::sweep::creator_pid(&p).is_some());
     p
 }

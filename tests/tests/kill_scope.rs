@@ -371,7 +371,7 @@ fn k07_fallback_without_cgroups_kills_a_20ms_hopper() {
 #[test]
 fn k08_a_clean_stop_leaves_no_base_cgroup() {
     let mut env = idle_env().start();
-    let base = e2e::cgroup::base_of(&env.dir().join("state")).expect("a cgroup2 mount");
+    let base = e2e::machine::cgroup::base_of(&env.dir().join("state")).expect("a cgroup2 mount");
     assert!(base.join("spared").is_dir(), "no {}", base.display());
     let login = Login::start(&env);
     let cg = login.open.get("cgroup").unwrap_or_default().to_string();

@@ -29,9 +29,9 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use e2e::machine::users::TestUser;
 use e2e::pam::{module_line, PamService};
 use e2e::sshd::Sshd;
-use e2e::users::TestUser;
 use e2e::util::{file_tail, poll_until};
 use e2e::{Env, FailMode, LogLine, SshSession};
 pub use run::{run_bounded, timeoutctl, Run, Timeoutd};

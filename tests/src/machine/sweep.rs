@@ -16,7 +16,8 @@ use std::path::Path;
 use std::sync::Once;
 use std::time::Duration;
 
-use crate::{cgroup, procs, users};
+use crate::machine::{cgroup, users};
+use crate::procs;
 
 /// Length of the hex part of a prefix.
 pub const HEX_LEN: usize = 14;
