@@ -12,7 +12,7 @@ use timeoutd::host::{nss, pam_account, posture};
 const DEFAULT_PIDFILE: &str = "/run/session-timeout/timeoutd.pid";
 
 const USAGE: &str = "\
-usage: timeoutd [--config PATH] [--foreground] [--pidfile PATH]
+usage: timeoutd [--config PATH] [--foreground] [--pidfile PATH] [--civil-clock-offset SECS]
        timeoutd --check-config [PATH]
        timeoutd [--config PATH] --posture
        timeoutd [--config PATH] --explain user=NAME [groups=A,B] [service=S] [rhost=H] [tty=pty|console|none]
@@ -24,6 +24,10 @@ pam_session_timeout.so.
   --foreground       stay attached; also print events on stderr
   --pidfile PATH     write the daemon's pid here
                      (default /run/session-timeout/timeoutd.pid when detached)
+  --civil-clock-offset SECS
+                     TEST ONLY: read windows and quota days on a wall clock
+                     SECS seconds ahead (negative: behind); deadlines and
+                     the system clock are untouched
   --check-config     validate a config file and print the effective policy
   --explain          show which rule a login would match, why earlier rules
                      did not, and the resulting limits (no login needed)
@@ -72,6 +76,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, UsageError
     let mut foreground = false;
     let mut pidfile = None;
     let mut check = false;
+    let mut civil_clock_offset = 0i64;
     let mut explain: Option<Vec<String>> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -85,6 +90,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, UsageError
             "--pidfile" => {
                 let path = args.next().ok_or(UsageError::MissingValue("--pidfile"))?;
                 pidfile = Some(PathBuf::from(path));
+            }
+            "--civil-clock-offset" => {
+                let v = args
+                    .next()
+                    .ok_or(UsageError::MissingValue("--civil-clock-offset"))?;
+                civil_clock_offset = v.parse().map_err(|_| UsageError::Unknown(v))?;
             }
             "--check-config" => check = true,
             "--posture" => return Ok(Mode::Posture(config_path)),
@@ -120,6 +131,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, UsageError
         config_path,
         foreground,
         pidfile,
+        civil_clock_offset,
     }))
 }
 
@@ -205,6 +217,7 @@ fn explain(path: &Path, words: &[String]) -> ExitCode {
     match explain::parse_facts(words, nss::groups_of) {
         Ok(facts) => {
             print!("{}", explain::explain(&cfg, &facts));
+            print!("{}", explain::clock(&cfg, &facts, now()));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -212,6 +225,14 @@ fn explain(path: &Path, words: &[String]) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The wall clock, for `--explain`'s next window times.
+fn now() -> timeoutd::core::clock::Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    timeoutd::core::clock::Timestamp(ms)
 }
 
 /// The daemon itself: start, then serve until SIGTERM or SIGINT.

@@ -4,7 +4,10 @@
 use std::fmt::{self, Write};
 
 use crate::config::Config;
+use crate::core::civil::Civil;
+use crate::core::clock::Timestamp;
 use crate::core::duration::{self, Human};
+use crate::core::policy::window::WindowState;
 use crate::core::policy::{Criteria, KillScope, Limits, LoginFacts, NottyMode, TtyClass};
 
 fn limits_line(l: &Limits) -> String {
@@ -30,7 +33,60 @@ fn limits_line(l: &Limits) -> String {
             KillScope::Leader => "leader",
         },
         l.end_at_cert_expiry
-    )
+    ) + &clock_limits(l)
+}
+
+/// ` hours=[...] daily=...`, when the rule has them.
+fn clock_limits(l: &Limits) -> String {
+    let mut out = String::new();
+    if let Some(h) = &l.hours {
+        let w: Vec<String> = h.0.iter().map(|w| format!("{:?}", w.to_string())).collect();
+        out.push_str(&format!(" hours=[{}]", w.join(", ")));
+    }
+    if let Some(d) = l.daily {
+        out.push_str(&format!(" daily={}", Human(d)));
+    }
+    out
+}
+
+/// For `--explain`: when the matched rule's window next opens and closes,
+/// and the quota's reset, at `now` in the config's zone.
+pub fn clock(cfg: &Config, facts: &LoginFacts, now: Timestamp) -> String {
+    let civil = &Civil::new(cfg.daemon.zone(), cfg.daemon.day_starts, 0);
+    let limits = cfg.policy.decide(facts).limits;
+    let mut out = String::new();
+    if let Some(h) = &limits.hours {
+        let line = match civil.window_state(h, now) {
+            WindowState::Open { closes_at } => {
+                format!("hours: open now; closes at {}", civil.local(closes_at))
+            }
+            WindowState::Closed { opens_at: None } => {
+                "hours: closed now; opens not within a week".to_owned()
+            }
+            WindowState::Closed {
+                opens_at: Some(open),
+            } => {
+                let close = match civil.window_state(h, open) {
+                    WindowState::Open { closes_at } => civil.local(closes_at),
+                    WindowState::Closed { .. } => "?".to_owned(),
+                };
+                format!(
+                    "hours: closed now; opens at {}, closes at {close}",
+                    civil.local(open)
+                )
+            }
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    if let Some(d) = limits.daily {
+        let _ = writeln!(
+            out,
+            "daily: {} per day; the day resets at {}",
+            Human(d),
+            civil.local(civil.next_reset(now))
+        );
+    }
+    out
 }
 
 fn criteria_line(c: &Criteria) -> String {
@@ -80,6 +136,17 @@ pub fn describe(cfg: &Config) -> String {
     let _ = writeln!(out, "syslog    {}", cfg.daemon.syslog.display());
     let _ = writeln!(out, "state_dir {}", cfg.daemon.state_dir.display());
     let _ = writeln!(out, "{}", revalidate_line(&cfg.daemon.revalidate));
+    if cfg.daemon.timezone.is_some() || cfg.daemon.day_starts != (0, 0) {
+        let (h, m) = cfg.daemon.day_starts;
+        let _ = writeln!(
+            out,
+            "timezone  {}, quota days start at {h:02}:{m:02}",
+            cfg.daemon
+                .timezone
+                .as_deref()
+                .unwrap_or("(host local time)")
+        );
+    }
     for (i, r) in cfg.policy.rules.iter().enumerate() {
         let _ = writeln!(out, "rule {} {:?}", i + 1, r.name);
         let _ = writeln!(out, "    match  {}", criteria_line(&r.criteria));

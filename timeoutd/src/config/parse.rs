@@ -38,6 +38,8 @@ struct RawDaemon {
     revalidate_service: Option<Spanned<String>>,
     revalidate_timeout: Option<Spanned<String>>,
     revalidate_unavailable: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    day_starts: Option<Spanned<String>>,
 }
 
 pub(super) type Strings = Option<Spanned<Vec<Spanned<String>>>>;
@@ -66,6 +68,8 @@ pub(super) struct RawTable {
     pub(super) message: Option<Spanned<String>>,
     pub(super) enforce: Option<Spanned<String>>,
     pub(super) dry_run_warn: Option<Spanned<bool>>,
+    pub(super) hours: Strings,
+    pub(super) daily: Option<Spanned<String>>,
 }
 
 /// Reads and validates a config file.
@@ -209,6 +213,34 @@ fn daemon_section(raw: &RawDaemon, errs: &mut Errors) -> DaemonConfig {
                 })
                 .collect(),
         },
+        timezone: raw.timezone.as_ref().and_then(|z| {
+            let name = z.get_ref();
+            match jiff::tz::TimeZone::get(name) {
+                Ok(_) => Some(name.clone()),
+                Err(e) => {
+                    errs.at(
+                        z.span(),
+                        format!("timezone: {name:?} is not in the tz database: {e}"),
+                    );
+                    None
+                }
+            }
+        }),
+        day_starts: raw.day_starts.as_ref().map_or(d.day_starts, |v| {
+            crate::core::policy::window::hh_mm(v.get_ref())
+                .filter(|m| *m < 1440)
+                .map(|m| ((m / 60) as i8, (m % 60) as i8))
+                .unwrap_or_else(|| {
+                    errs.at(
+                        v.span(),
+                        format!(
+                            "day_starts: {:?} is not a time HH:MM from 00:00 to 23:59",
+                            v.get_ref()
+                        ),
+                    );
+                    d.day_starts
+                })
+        }),
         revalidate: revalidate_section(
             &RawRevalidate {
                 interval: &raw.revalidate,

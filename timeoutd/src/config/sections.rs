@@ -9,6 +9,7 @@ use crate::config::parse::{Errors, RawTable, Strings};
 use crate::core::duration;
 use crate::core::policy::matching::HostPattern;
 use crate::core::policy::template::Template;
+use crate::core::policy::window::{Window, Windows};
 use crate::core::policy::{
     Criteria, Enforce, KillScope, Limits, NottyMode, Policy, Rule, TtyClass,
 };
@@ -103,6 +104,25 @@ fn warn_offsets(
     warn
 }
 
+/// `hours = [...]`: each window read, a bad one reported at its own place.
+fn windows(list: &Spanned<Vec<Spanned<String>>>, errs: &mut Errors) -> Option<Windows> {
+    if list.get_ref().is_empty() {
+        errs.at(
+            list.span(),
+            "hours = [] would refuse every login; list windows or remove hours".into(),
+        );
+        return None;
+    }
+    let mut out = Vec::new();
+    for w in list.get_ref() {
+        match Window::parse(w.get_ref()) {
+            Ok(win) => out.push(win),
+            Err(e) => errs.at(w.span(), format!("bad window: {e}")),
+        }
+    }
+    Some(Windows(out))
+}
+
 /// Resolves one table of limits over the inherited ones and checks it.
 pub(super) fn limits_section(
     raw: &RawTable,
@@ -128,7 +148,14 @@ pub(super) fn limits_section(
             inherited.message.clone()
         }),
     };
+    let hours = match &raw.hours {
+        None => inherited.hours.clone(),
+        Some(list) => windows(list, errs),
+    };
+    let daily = limit(&raw.daily, inherited.daily, errs);
     Limits {
+        hours,
+        daily,
         idle,
         max,
         warn,

@@ -24,6 +24,10 @@ pub struct DaemonConfig {
     pub adopt: Vec<String>,
     /// Re-validation of live users through the PAM account stack.
     pub revalidate: RevalidateConfig,
+    /// The zone of `hours` and of quota days; `None`: the host's local time.
+    pub timezone: Option<String>,
+    /// Local time at which quota days start (hour, minute).
+    pub day_starts: (i8, i8),
 }
 
 impl Default for DaemonConfig {
@@ -35,6 +39,20 @@ impl Default for DaemonConfig {
             admin_group: None,
             adopt: vec!["sshd".to_owned(), "login".to_owned()],
             revalidate: RevalidateConfig::default(),
+            timezone: None,
+            day_starts: (0, 0),
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// The zone of windows and quota days, read from the system's tz
+    /// database (`/usr/share/zoneinfo`); the host's own zone (TZ,
+    /// /etc/localtime) unless `timezone` names one; UTC if neither reads.
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        match &self.timezone {
+            Some(name) => jiff::tz::TimeZone::get(name).unwrap_or(jiff::tz::TimeZone::UTC),
+            None => jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
         }
     }
 }

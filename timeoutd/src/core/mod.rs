@@ -6,13 +6,13 @@
 //! `escape` (timeoutctl), and `event` (the daemon's `main`).
 #![forbid(unsafe_code)]
 
+pub(crate) mod civil;
 pub mod clock;
 pub(crate) mod deadlines_store;
 pub mod duration;
 pub mod escape;
 pub mod event;
 pub(crate) mod policy;
-#[allow(dead_code)] // daily quotas, not wired into the rules yet
 pub(crate) mod quota;
 pub(crate) mod ratelimit;
 pub(crate) mod record;

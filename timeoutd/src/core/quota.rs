@@ -13,6 +13,7 @@ use jiff::civil::Time;
 use jiff::tz::TimeZone;
 
 use crate::core::clock::Timestamp;
+use crate::core::record::{esc, unesc};
 
 /// Where local days begin.
 #[derive(Debug, Clone)]
@@ -26,6 +27,11 @@ impl DayClock {
     pub fn new(tz: TimeZone, hour: i8, minute: i8) -> Self {
         let starts = Time::new(hour, minute, 0, 0).unwrap_or(Time::midnight());
         Self { tz, starts }
+    }
+
+    /// The zone days are counted in.
+    pub fn tz(&self) -> &TimeZone {
+        &self.tz
     }
 
     /// The start of the day `t` falls in, and the start of the next one.
@@ -64,97 +70,184 @@ pub struct DayUse {
     pub closed_ms: i64,
     /// Live sessions of the user now.
     pub open: u32,
-    /// Since when at least one session is open (within this day).
+    /// Since when at least one session is open (within this day). Restored
+    /// from the state file with `open` 0 until the live sessions are counted
+    /// again, then [`QuotaLedger::settle`] closes what no session kept open.
     pub since: Option<Timestamp>,
 }
 
-/// The union of every user's login intervals, per local day.
-#[derive(Debug, Clone, Default)]
-pub struct QuotaLedger {
-    users: HashMap<u32, DayUse>,
+impl DayUse {
+    /// This entry as of the day starting at `today`: an older day counts
+    /// nothing, and an interval still open is split at the day's start.
+    fn as_of(mut self, today: Timestamp) -> Self {
+        if self.day < today {
+            self.day = today;
+            self.closed_ms = 0;
+            self.since = self.since.map(|s| s.max(today));
+        }
+        self
+    }
+
+    fn used_ms(&self, now: Timestamp) -> i64 {
+        let open_ms = self.since.map_or(0, |s| now.0.saturating_sub(s.0).max(0));
+        self.closed_ms.saturating_add(open_ms)
+    }
 }
 
+/// The union of every user's login intervals, per local day, by user name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuotaLedger {
+    users: HashMap<String, DayUse>,
+}
+
+const TEXT_HEADER: &str = "# timeoutd quota v1";
+
 impl QuotaLedger {
-    /// A session of `uid` opened at `now`.
-    pub fn open(&mut self, uid: u32, now: Timestamp, days: &DayClock) {
-        let u = self.current(uid, now, days);
-        if u.open == 0 {
+    /// A session of `user` opened at `now`.
+    pub fn open(&mut self, user: &str, now: Timestamp, days: &DayClock) {
+        let u = self.current(user, now, days);
+        if u.open == 0 && u.since.is_none() {
             u.since = Some(now);
         }
         u.open = u.open.saturating_add(1);
     }
 
-    /// A session of `uid` ended at `now`.
-    pub fn close(&mut self, uid: u32, now: Timestamp, days: &DayClock) {
-        let u = self.current(uid, now, days);
+    /// A session of `user` ended at `now`; the clock stops with the last one.
+    pub fn close(&mut self, user: &str, now: Timestamp, days: &DayClock) {
+        let u = self.current(user, now, days);
         u.open = u.open.saturating_sub(1);
         if u.open == 0 {
-            if let Some(since) = u.since.take() {
-                u.closed_ms += now.0.saturating_sub(since.0).max(0);
+            Self::stop(u, now);
+        }
+    }
+
+    fn stop(u: &mut DayUse, now: Timestamp) {
+        if let Some(since) = u.since.take() {
+            u.closed_ms = u
+                .closed_ms
+                .saturating_add(now.0.saturating_sub(since.0).max(0));
+        }
+    }
+
+    /// After a restart, once the live sessions are counted again: an
+    /// interval restored open with no session left is closed at `now` (its
+    /// sessions ended while the daemon was down, at an unknown time; the
+    /// whole time counts, so a restart never gives a user more than the quota).
+    pub fn settle(&mut self, now: Timestamp, days: &DayClock) {
+        let (today, _) = days.day_of(now);
+        for u in self.users.values_mut() {
+            *u = u.as_of(today);
+            if u.open == 0 {
+                Self::stop(u, now);
             }
         }
     }
 
-    /// Time `uid` has used today, up to `now`.
-    pub fn used(&mut self, uid: u32, now: Timestamp, days: &DayClock) -> Duration {
-        let u = self.current(uid, now, days);
-        let open_ms = u.since.map_or(0, |s| now.0.saturating_sub(s.0).max(0));
-        Duration::from_millis(u64::try_from(u.closed_ms + open_ms).unwrap_or(0))
+    /// Time `user` has used today, up to `now`.
+    pub fn used(&self, user: &str, now: Timestamp, days: &DayClock) -> Duration {
+        let (today, _) = days.day_of(now);
+        let ms = self
+            .users
+            .get(user)
+            .map_or(0, |u| u.as_of(today).used_ms(now));
+        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    }
+
+    /// What is left of `quota` today.
+    pub fn left(&self, user: &str, now: Timestamp, days: &DayClock, quota: Duration) -> Duration {
+        quota.saturating_sub(self.used(user, now, days))
     }
 
     /// When `quota` runs out if the user's sessions go on: `None` while the
-    /// user has no live session (nothing is being used); `now` or earlier
-    /// when it has run out already.
+    /// user has no live session (nothing is being used). Once run out, the
+    /// instant it did (fixed while the sessions go on), so a deadline that
+    /// passed stays the same deadline.
     pub fn runs_out_at(
-        &mut self,
-        uid: u32,
+        &self,
+        user: &str,
         now: Timestamp,
         days: &DayClock,
         quota: Duration,
     ) -> Option<Timestamp> {
-        let used = self.used(uid, now, days);
-        self.users.get(&uid)?.since?;
-        let left = quota.saturating_sub(used);
-        let (_, next_day) = days.day_of(now);
-        let at = now + left;
+        let (today, next_day) = days.day_of(now);
+        let u = self.users.get(user)?.as_of(today);
+        u.since?;
+        let quota_ms = i64::try_from(quota.as_millis()).unwrap_or(i64::MAX);
+        let at = Timestamp(
+            now.0
+                .saturating_add(quota_ms.saturating_sub(u.used_ms(now))),
+        );
         // If the day ends first, the quota is whole again then.
         Some(if at < next_day { at } else { next_day + quota })
     }
 
-    /// What is stored across restarts.
-    pub fn snapshot(&self) -> impl Iterator<Item = (u32, DayUse)> + '_ {
-        self.users.iter().map(|(k, v)| (*k, *v))
+    /// The durable form, one line per user with time used on a day.
+    pub fn to_text(&self) -> String {
+        let mut lines: Vec<String> = self
+            .users
+            .iter()
+            .filter(|(_, u)| u.closed_ms > 0 || u.since.is_some())
+            .map(|(name, u)| {
+                let since = u.since.map_or("-".to_owned(), |s| s.0.to_string());
+                format!("{}\t{}\t{}\t{since}", esc(name), u.day.0, u.closed_ms)
+            })
+            .collect();
+        lines.sort();
+        let mut out = format!("{TEXT_HEADER}\n");
+        for l in lines {
+            out.push_str(&l);
+            out.push('\n');
+        }
+        out
     }
 
-    /// Restores a stored day; live sessions are counted again as they are
-    /// restored, so `open` and `since` start empty.
-    pub fn restore(&mut self, uid: u32, day: Timestamp, closed_ms: i64) {
-        self.users.insert(
-            uid,
-            DayUse {
-                day,
-                closed_ms: closed_ms.max(0),
-                open: 0,
-                since: None,
-            },
-        );
+    /// Parses [`QuotaLedger::to_text`]; a bad line is reported, never a panic.
+    pub fn from_text(text: &str) -> Result<Self, String> {
+        let mut out = Self::default();
+        for (n, line) in text.lines().enumerate() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let bad = || format!("line {}: malformed quota entry", n + 1);
+            let f: Vec<&str> = line.split('\t').collect();
+            let [name, day, closed, since] = f[..] else {
+                return Err(bad());
+            };
+            let since = match since {
+                "-" => None,
+                s => Some(Timestamp(s.parse().map_err(|_| bad())?)),
+            };
+            out.users.insert(
+                unesc(name),
+                DayUse {
+                    day: Timestamp(day.parse().map_err(|_| bad())?),
+                    closed_ms: closed.parse::<i64>().map_err(|_| bad())?.max(0),
+                    open: 0,
+                    since,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Drops the days that are over and had no session still open, so the
+    /// ledger holds only users seen today.
+    pub fn forget_past(&mut self, now: Timestamp, days: &DayClock) {
+        let (today, _) = days.day_of(now);
+        self.users.retain(|_, u| u.day >= today || u.open > 0);
     }
 
     /// The user's entry for the day `now` falls in, rolled over if a new
     /// day began: an open interval is split at the day's start.
-    fn current(&mut self, uid: u32, now: Timestamp, days: &DayClock) -> &mut DayUse {
+    fn current(&mut self, user: &str, now: Timestamp, days: &DayClock) -> &mut DayUse {
         let (today, _) = days.day_of(now);
-        let u = self.users.entry(uid).or_insert(DayUse {
+        let u = self.users.entry(user.to_owned()).or_insert(DayUse {
             day: today,
             closed_ms: 0,
             open: 0,
             since: None,
         });
-        if u.day < today {
-            u.day = today;
-            u.closed_ms = 0;
-            u.since = u.since.map(|s| s.max(today));
-        }
+        *u = u.as_of(today);
         u
     }
 }

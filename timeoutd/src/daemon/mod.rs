@@ -35,6 +35,9 @@ pub struct Options {
     pub config_path: PathBuf,
     pub foreground: bool,
     pub pidfile: Option<PathBuf>,
+    /// Test only (`--civil-clock-offset`): seconds added to the wall clock
+    /// that windows and quota days are read on; never to deadlines.
+    pub civil_clock_offset: i64,
 }
 
 /// A daemon that is up: its socket is listening and its sessions restored.

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{self, Config};
+use crate::core::civil::Civil;
 use crate::core::clock::Clock;
 use crate::core::deadlines_store::AdminDeadlines;
 use crate::core::event::{Event, EventName, Severity};
@@ -17,6 +18,7 @@ use crate::daemon::server::{self, Server};
 use crate::daemon::{detach, process, Daemon, Options, StartError};
 use crate::engine::{Engine, System};
 use crate::host::clock::SystemClock;
+use crate::host::store;
 use crate::host::store::ids::{self, IdAllocator};
 use crate::host::store::state::{Loaded, StateStore};
 use crate::host::syslog::Syslog;
@@ -94,7 +96,9 @@ fn set_up(cfg: Config, opts: &Options, syslog: &Arc<Syslog>) -> Result<Daemon, S
     engine.revocations = load_revocations(&cfg.daemon.state_dir, syslog);
     engine.configure_revalidation(&cfg.daemon.revalidate);
     engine.admin_deadlines = load_deadlines(&cfg.daemon.state_dir, syslog);
+    engine.civil = load_civil(&cfg, opts, syslog);
     restore_and_adopt(&mut engine, &cfg, loaded, syslog);
+    engine.settle_quotas();
     log_start(&cfg, &engine, syslog);
     Ok(Daemon {
         engine,
@@ -249,6 +253,32 @@ fn load_revocations(state_dir: &Path, syslog: &Syslog) -> Revocations {
         );
         Revocations::default()
     })
+}
+
+/// The zone, quota days and the quota ledger; an unreadable ledger is
+/// logged and starts empty, like the revocations.
+fn load_civil(cfg: &Config, opts: &Options, syslog: &Syslog) -> Civil {
+    let mut civil = Civil::new(
+        cfg.daemon.zone(),
+        cfg.daemon.day_starts,
+        opts.civil_clock_offset,
+    );
+    match store::quota::load(&cfg.daemon.state_dir) {
+        Ok(ledger) => civil.set_ledger(ledger),
+        Err(e) => syslog.log(
+            &Event::new(EventName::StateReadFailed)
+                .with_severity(Severity::Err)
+                .field(
+                    "file",
+                    cfg.daemon
+                        .state_dir
+                        .join(store::quota::QUOTA_FILE)
+                        .display(),
+                )
+                .field("error", e),
+        ),
+    }
+    civil
 }
 
 /// The administrators' deadlines, read like the revocations.

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use crate::core::civil::Civil;
 use crate::core::clock::Timestamp;
 use crate::core::deadlines_store::AdminDeadlines;
 use crate::core::event::{Event, EventName};
@@ -19,6 +20,7 @@ use crate::core::record::JournalEntry;
 use crate::core::revocations::Revocations;
 use crate::core::session::{ProcRef, Session, SessionId};
 
+mod civil;
 mod dry_run;
 mod kill;
 mod recovery;
@@ -57,6 +59,8 @@ pub(crate) struct Engine<S: System> {
     timers: Timers,
     /// Users with live sessions, for re-validation through PAM.
     reval: revalidate::Revalidation,
+    /// Windows and quotas: the zone, the quota days, the users' ledger.
+    pub(crate) civil: Civil,
 }
 
 impl<S: System> Engine<S> {
@@ -71,6 +75,7 @@ impl<S: System> Engine<S> {
             leaders: HashMap::new(),
             timers: Timers::default(),
             reval: revalidate::Revalidation::default(),
+            civil: Civil::default(),
         }
     }
 
@@ -101,6 +106,7 @@ impl<S: System> Engine<S> {
         if let Some(s) = self.sessions.remove(&id) {
             self.leaders.remove(&s.leader);
             self.reval.session_removed(s.login.uid);
+            self.quota_session_closed(&s);
             self.sys.persist(JournalEntry::Gone(id));
             if let Some(cg) = &s.cgroup {
                 self.sys.cgroup_release(cg);
@@ -113,6 +119,7 @@ impl<S: System> Engine<S> {
         self.leaders.insert(s.leader, s.id);
         let now = self.sys.now();
         self.reval.session_added(s.login.uid, &s.login.user, now);
+        self.quota_session_opened(&s, now);
         self.sessions.insert(s.id, s);
     }
 

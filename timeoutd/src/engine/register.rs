@@ -33,10 +33,11 @@ pub(crate) fn initial_tty_class(pam_tty: &str) -> (TtyClass, bool) {
     }
 }
 
-/// Why a login was refused: the message for the user, and who revoked them.
+/// Why a login was refused: the message for the user, and how the session
+/// ends if the reply is lost (revoked by an admin, or outside its hours or quota).
 struct Refusal {
     message: String,
-    by_uid: u32,
+    end: EndReason,
 }
 
 impl<S: System> Engine<S> {
@@ -49,9 +50,18 @@ impl<S: System> Engine<S> {
         // A revoked user's login is refused in the reply, and the session is
         // also registered and ended at once: the reply may never arrive (the
         // module may have given up waiting and let the login in).
-        let refused = self
-            .refusal(&reg.user, &groups, &reg.service, &reg.rhost)
-            .map(|(message, by_uid)| Refusal { message, by_uid });
+        let refused = match self.refusal(&reg.user, &groups, &reg.service, &reg.rhost) {
+            Some((message, by_uid)) => Some(Refusal {
+                message,
+                end: EndReason::Revoked { by_uid },
+            }),
+            None => self
+                .clock_refusal(&crate::engine::civil::facts_of(&reg, &groups))
+                .map(|r| Refusal {
+                    message: r.message,
+                    end: EndReason::Expired(r.reason.into()),
+                }),
+        };
         let leader = ProcRef {
             pid: reg.pid,
             start_time: reg.start_time,
@@ -171,20 +181,16 @@ impl<S: System> Engine<S> {
         id
     }
 
-    /// Ends a just-registered login of a revoked user, after a moment.
+    /// Ends a just-registered refused login, after a moment.
     fn end_refused(&mut self, id: SessionId, r: Refusal) -> Response {
-        if let Some(s) = self.sessions.get(&id) {
+        if let (Some(s), EndReason::Revoked { by_uid }) = (self.sessions.get(&id), r.end) {
             let ev = session_event(EventName::SessionRevoked, s)
                 .with_severity(Severity::Notice)
-                .field("by_uid", r.by_uid)
+                .field("by_uid", by_uid)
                 .field("reason", "login of a revoked user");
             self.sys.log(ev);
         }
-        self.end_after(
-            id,
-            EndReason::Revoked { by_uid: r.by_uid },
-            REFUSED_LOGIN_GRACE,
-        );
+        self.end_after(id, r.end, REFUSED_LOGIN_GRACE);
         Response::Refused { message: r.message }
     }
 

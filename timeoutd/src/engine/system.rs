@@ -61,6 +61,8 @@ pub(crate) trait System {
     fn save_revocations(&mut self, text: &str);
     /// Stores the administrators' deadlines durably (they must survive a restart).
     fn save_deadlines(&mut self, text: &str);
+    /// Stores the daily quota ledger durably (it must survive a restart).
+    fn save_quota(&mut self, text: &str);
     /// Appends a change of the session table to durable state.
     fn persist(&mut self, entry: JournalEntry);
     /// Whether durable state should be rewritten from the live table.

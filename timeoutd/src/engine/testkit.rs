@@ -41,6 +41,7 @@ pub(crate) struct Fake {
     pub(crate) admins: Vec<(u32, String)>,
     pub(crate) saved_revocations: Option<String>,
     pub(crate) saved_deadlines: Option<String>,
+    pub(crate) saved_quota: Option<String>,
     pub(crate) journal: Vec<JournalEntry>,
     // --- The kill scope (issue 13).
     /// Processes stopped by SIGSTOP (stop-then-kill).
@@ -130,6 +131,10 @@ impl System for Fake {
     }
     fn save_deadlines(&mut self, text: &str) {
         self.saved_deadlines = Some(text.to_owned());
+    }
+
+    fn save_quota(&mut self, text: &str) {
+        self.saved_quota = Some(text.to_owned());
     }
 
     fn save_revocations(&mut self, text: &str) {

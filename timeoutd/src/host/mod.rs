@@ -537,6 +537,12 @@ impl System for Host {
         }
     }
 
+    fn save_quota(&mut self, text: &str) {
+        if let Err(e) = store::quota::save(&self.state_dir, text) {
+            self.state_error("quota", &e);
+        }
+    }
+
     fn save_revocations(&mut self, text: &str) {
         let path = self.state_dir.join(REVOCATIONS_FILE);
         if let Err(e) = store::ids::write_atomic(&path, text.as_bytes()) {

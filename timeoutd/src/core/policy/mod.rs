@@ -4,7 +4,6 @@
 pub(crate) mod auth;
 pub(crate) mod matching;
 pub(crate) mod template;
-#[allow(dead_code)] // time-of-day windows, not wired into the rules yet
 pub(crate) mod window;
 
 use std::fmt;
@@ -12,6 +11,7 @@ use std::time::Duration;
 
 use crate::core::policy::matching::{glob, has_wildcard, rhost_matches, HostPattern};
 use crate::core::policy::template::Template;
+use crate::core::policy::window::Windows;
 
 /// How idle time is measured for a session without a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,10 @@ pub struct Limits {
     pub dry_run_warn: bool,
     /// The certificate's `valid_before` ends the session.
     pub end_at_cert_expiry: bool,
+    /// Time-of-day windows (`hours`); `None`: logins at any time.
+    pub hours: Option<Windows>,
+    /// Daily quota (`daily`), the union of the user's sessions per local day.
+    pub daily: Option<Duration>,
 }
 
 impl Limits {
@@ -90,6 +94,8 @@ impl Limits {
             enforce: Enforce::On,
             dry_run_warn: false,
             end_at_cert_expiry: true,
+            hours: None,
+            daily: None,
         }
     }
 

@@ -48,6 +48,30 @@ impl fmt::Display for WindowError {
 
 impl std::error::Error for WindowError {}
 
+impl fmt::Display for Window {
+    /// As the config file writes it: `Mon,Tue,Wed 07:00-19:00`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = (0..7)
+            .filter(|d| self.days & (1 << d) != 0)
+            .map(|d| ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][d])
+            .collect();
+        let days = if self.days == 0x7f {
+            "daily".to_owned()
+        } else {
+            names.join(",")
+        };
+        let end = self.end % MINUTES_PER_DAY;
+        write!(
+            f,
+            "{days} {:02}:{:02}-{:02}:{:02}",
+            self.start / 60,
+            self.start % 60,
+            end / 60,
+            end % 60
+        )
+    }
+}
+
 const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const MINUTES_PER_DAY: u16 = 1440;
 
@@ -91,6 +115,11 @@ impl Window {
         let close = at_minutes(close_day, self.end, tz)?;
         (close > open).then_some((open, close))
     }
+}
+
+/// Minutes after midnight of `HH:MM` (00:00 to 24:00), if it is one.
+pub fn hh_mm(text: &str) -> Option<u16> {
+    minutes(text).ok()
 }
 
 fn minutes(hhmm: &str) -> Result<u16, WindowError> {
@@ -193,6 +222,28 @@ impl Windows {
             i = j;
         }
         WindowState::Closed { opens_at: None }
+    }
+
+    /// When the last window that closed at or before `now` closed, looking
+    /// back to yesterday (`None`: none did).
+    pub fn last_close(&self, now: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
+        let mut spans = self.intervals_around(now, tz);
+        spans.sort_unstable();
+        let mut last = None;
+        let mut i = 0;
+        while i < spans.len() {
+            let (_, mut close) = spans[i];
+            let mut j = i + 1;
+            while j < spans.len() && spans[j].0 <= close {
+                close = close.max(spans[j].1);
+                j += 1;
+            }
+            if close <= now.0 {
+                last = Some(Timestamp(close));
+            }
+            i = j;
+        }
+        last
     }
 
     /// Every window's interval for the days from yesterday to a week ahead.

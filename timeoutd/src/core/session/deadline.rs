@@ -17,6 +17,10 @@ pub enum Reason {
     Deadline,
     /// pam_systemd's `systemd.runtime_max_sec`, set by an earlier PAM module.
     RuntimeMax,
+    /// The rule's time-of-day window (`hours`) closes.
+    Window,
+    /// The user's daily quota (`daily`) runs out.
+    Quota,
 }
 
 impl Reason {
@@ -28,6 +32,8 @@ impl Reason {
             Self::Cert => "cert_expired",
             Self::Deadline => "deadline",
             Self::RuntimeMax => "runtime_max",
+            Self::Window => "window",
+            Self::Quota => "quota",
         }
     }
 
@@ -39,6 +45,8 @@ impl Reason {
             Self::Cert => "certificate expiry",
             Self::Deadline => "administrator's deadline",
             Self::RuntimeMax => "runtime limit",
+            Self::Window => "login hours",
+            Self::Quota => "daily quota",
         }
     }
 }
@@ -83,6 +91,10 @@ pub struct Absolute {
     pub cert: Option<Timestamp>,
     pub deadline: Option<Timestamp>,
     pub runtime_max: Option<Timestamp>,
+    /// When the rule's time-of-day window closes.
+    pub window: Option<Timestamp>,
+    /// When the user's daily quota runs out.
+    pub quota: Option<Timestamp>,
 }
 
 /// `ds` with the absolute deadlines added, under the same `not_before` floor.
@@ -96,6 +108,8 @@ pub fn with_absolute(
         (Reason::Cert, abs.cert),
         (Reason::Deadline, abs.deadline),
         (Reason::RuntimeMax, abs.runtime_max),
+        (Reason::Window, abs.window),
+        (Reason::Quota, abs.quota),
     ] {
         if let Some(at) = at {
             ds.push(Deadline {
@@ -132,6 +146,8 @@ pub struct WarnMemory {
     cert: Option<(Timestamp, Duration)>,
     deadline: Option<(Timestamp, Duration)>,
     runtime_max: Option<(Timestamp, Duration)>,
+    window: Option<(Timestamp, Duration)>,
+    quota: Option<(Timestamp, Duration)>,
 }
 
 impl WarnMemory {
@@ -142,6 +158,8 @@ impl WarnMemory {
             Reason::Cert => self.cert,
             Reason::Deadline => self.deadline,
             Reason::RuntimeMax => self.runtime_max,
+            Reason::Window => self.window,
+            Reason::Quota => self.quota,
         }
     }
 
@@ -152,6 +170,8 @@ impl WarnMemory {
             Reason::Cert => &mut self.cert,
             Reason::Deadline => &mut self.deadline,
             Reason::RuntimeMax => &mut self.runtime_max,
+            Reason::Window => &mut self.window,
+            Reason::Quota => &mut self.quota,
         };
         *slot = Some((d.at, offset));
     }
@@ -388,6 +408,7 @@ mod tests {
             cert: Some(t(100)),
             deadline: Some(t(80)),
             runtime_max: Some(t(200)),
+            ..Absolute::default()
         };
         let mut m = WarnMemory::default();
         let mut log = Vec::new();

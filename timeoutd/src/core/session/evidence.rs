@@ -48,7 +48,7 @@ pub struct DryRunMemory {
     pub idle: Option<Timestamp>,
     pub max: Option<Timestamp>,
     /// The latest absolute deadline (certificate, `timeoutctl deadline`,
-    /// runtime_max) logged: those are fixed instants, so every one up to it
+    /// runtime_max, window, quota) logged: those are fixed instants, so every one up to it
     /// was logged. Not kept across a restart, which may log one again.
     pub absolute: Option<Timestamp>,
 }
@@ -59,9 +59,11 @@ impl DryRunMemory {
         match reason {
             Reason::Idle => self.idle == Some(at),
             Reason::Max => self.max == Some(at),
-            Reason::Cert | Reason::Deadline | Reason::RuntimeMax => {
-                self.absolute.is_some_and(|w| at <= w)
-            }
+            Reason::Cert
+            | Reason::Deadline
+            | Reason::RuntimeMax
+            | Reason::Window
+            | Reason::Quota => self.absolute.is_some_and(|w| at <= w),
         }
     }
 
@@ -69,7 +71,11 @@ impl DryRunMemory {
         match reason {
             Reason::Idle => self.idle = Some(at),
             Reason::Max => self.max = Some(at),
-            Reason::Cert | Reason::Deadline | Reason::RuntimeMax => {
+            Reason::Cert
+            | Reason::Deadline
+            | Reason::RuntimeMax
+            | Reason::Window
+            | Reason::Quota => {
                 self.absolute = Some(self.absolute.map_or(at, |w| w.max(at)));
             }
         }

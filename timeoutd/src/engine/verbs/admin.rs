@@ -90,8 +90,16 @@ impl<S: System> Engine<S> {
                 rhost,
             } => {
                 let groups = self.sys.groups_of(&user);
-                match self.refusal(&user, &groups, &service, &rhost) {
-                    Some((message, _)) => Response::Access {
+                let refused = self
+                    .refusal(&user, &groups, &service, &rhost)
+                    .map(|(message, _)| message)
+                    .or_else(|| {
+                        let facts =
+                            crate::engine::civil::account_facts(user, groups, service, rhost);
+                        self.clock_refusal(&facts).map(|r| r.message)
+                    });
+                match refused {
+                    Some(message) => Response::Access {
                         allowed: false,
                         message,
                     },

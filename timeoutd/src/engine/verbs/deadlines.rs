@@ -25,7 +25,10 @@ pub(in crate::engine) fn limit_for(s: &Session, d: Deadline) -> Duration {
     match d.reason {
         Reason::Idle => s.limits.idle.unwrap_or_default(),
         Reason::Max => s.limits.max.unwrap_or_default(),
-        Reason::Cert | Reason::Deadline | Reason::RuntimeMax => d.at.since(s.registered_at),
+        Reason::Quota => s.limits.daily.unwrap_or_default(),
+        Reason::Cert | Reason::Deadline | Reason::RuntimeMax | Reason::Window => {
+            d.at.since(s.registered_at)
+        }
     }
 }
 
@@ -58,6 +61,10 @@ impl<S: System> Engine<S> {
                 s.registered_at,
             ),
             runtime_max: s.login.auth.runtime_max_at,
+            window: self.civil.window_deadline(&s.limits, self.sys.now()),
+            quota: self
+                .civil
+                .quota_deadline(&s.login.user, &s.limits, self.sys.now()),
         }
     }
 

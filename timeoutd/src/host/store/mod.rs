@@ -1,5 +1,6 @@
 //! Durable state in `[daemon] state_dir`: the session table (snapshot and
-//! journal) and the session-id counter.
+//! journal), the session-id counter and the daily quota ledger.
 
 pub(crate) mod ids;
+pub(crate) mod quota;
 pub(crate) mod state;
