@@ -2,6 +2,7 @@
 //! second, with no sleeping.
 
 mod admin;
+mod civil;
 mod dry_run;
 mod identity;
 mod kill;
