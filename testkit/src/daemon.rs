@@ -175,6 +175,16 @@ impl Daemon {
     /// Starts the daemon and waits until it is ready (see the module doc);
     /// on failure it is killed and reaped.
     pub fn start(launch: &Launch, sink: &SyslogSink) -> Result<Daemon, StartError> {
+        Self::start_with_args(launch, &[], sink)
+    }
+
+    /// The same, with more command-line arguments after `--foreground`
+    /// (`--civil-clock-offset SECS` in the windows and quota tests).
+    pub fn start_with_args(
+        launch: &Launch,
+        args: &[String],
+        sink: &SyslogSink,
+    ) -> Result<Daemon, StartError> {
         let spawn_err = |e| StartError::Spawn(launch.binary.to_path_buf(), e);
         let log = open_log(&launch.output).map_err(spawn_err)?;
         let stdout = if launch.output.stdout {
@@ -187,6 +197,7 @@ impl Daemon {
             .arg("--config")
             .arg(launch.config)
             .arg("--foreground")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(Stdio::from(log))

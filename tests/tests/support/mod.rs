@@ -101,9 +101,15 @@ pub struct WorldBuilder {
     daemon_keys: String,
     sshd: SshdLinesFn,
     allow_also: Vec<String>,
+    daemon_args: Vec<String>,
 }
 
 impl WorldBuilder {
+    /// More `timeoutd` arguments, kept for a restart too.
+    pub fn daemon_args(mut self, args: &[String]) -> Self {
+        self.daemon_args.extend_from_slice(args);
+        self
+    }
     /// More names sshd lets in: users the test made elsewhere (a directory).
     pub fn allow_also(mut self, names: &[String]) -> Self {
         self.allow_also.extend_from_slice(names);
@@ -197,7 +203,14 @@ impl WorldBuilder {
         let policy = (self.policy)(&names);
         fs::write(&config, format!("{header}{policy}")).expect("writing config");
         let log = dir.join("timeoutd.log");
-        let daemon = Timeoutd::start(&bins.timeoutd, &config, &env, &log, &socket);
+        let daemon = Timeoutd::start_with_args(
+            &bins.timeoutd,
+            &config,
+            &env,
+            &log,
+            &socket,
+            &self.daemon_args,
+        );
         let service = format!("sshd-{}", env.prefix);
         let mut session = module_line(&bins.module, &socket, FailMode::Open);
         if self.quiet {
@@ -230,6 +243,7 @@ impl WorldBuilder {
             header,
             service,
             claimed: Mutex::new(HashSet::new()),
+            daemon_args: self.daemon_args,
         }
     }
 }
@@ -265,6 +279,7 @@ pub struct World {
     pub service: String,
     /// Session ids already handed to a [`Login`].
     claimed: Mutex<HashSet<String>>,
+    daemon_args: Vec<String>,
 }
 
 impl World {
@@ -278,6 +293,7 @@ impl World {
             daemon_keys: String::new(),
             sshd: Box::new(|_| Vec::new()),
             allow_also: Vec::new(),
+            daemon_args: Vec::new(),
         }
     }
 
@@ -451,11 +467,23 @@ impl World {
         });
     }
 
+    /// Replaces the extra `timeoutd` arguments for the next start.
+    pub fn set_daemon_args(&mut self, args: &[String]) {
+        self.daemon_args = args.to_vec();
+    }
+
     /// Starts the daemon again with the same config and state_dir.
     pub fn start_daemon(&mut self) {
         assert!(self.daemon.is_none(), "the daemon is running");
         let log = self.env.dir().join("timeoutd-2.log");
-        let d = Timeoutd::start(&self.timeoutd, &self.config, &self.env, &log, &self.socket);
+        let d = Timeoutd::start_with_args(
+            &self.timeoutd,
+            &self.config,
+            &self.env,
+            &log,
+            &self.socket,
+            &self.daemon_args,
+        );
         self.daemon = Some(d);
     }
 

@@ -138,6 +138,18 @@ impl Timeoutd {
     /// session_open, no rhost) and its registration merged into that. An
     /// answered `status` proves the start-up is over.
     pub fn start(binary: &Path, config: &Path, env: &Env, log: &Path, socket: &Path) -> Timeoutd {
+        Self::start_with_args(binary, config, env, log, socket, &[])
+    }
+
+    /// The same, with more arguments after `--foreground`.
+    pub fn start_with_args(
+        binary: &Path,
+        config: &Path,
+        env: &Env,
+        log: &Path,
+        socket: &Path,
+        args: &[String],
+    ) -> Timeoutd {
         let launch = Launch {
             binary,
             config,
@@ -150,7 +162,7 @@ impl Timeoutd {
             start_bound: Duration::from_secs(15),
             serving: Some(START_UP),
         };
-        let d = Daemon::start(&launch, &env.syslog)
+        let d = Daemon::start_with_args(&launch, args, &env.syslog)
             .unwrap_or_else(|e| panic!("{e}\n--- syslog ---\n{}", env.syslog.dump()));
         Timeoutd(d)
     }
