@@ -73,6 +73,10 @@ pub struct SessionInfo {
     pub tampers: Vec<TamperSeen>,
     /// The session's rule is `enforce = "dry-run"`: its deadlines are only logged.
     pub dry_run: bool,
+    /// The rule's daily quota in seconds (`daily`); 0: none.
+    pub daily_quota: i64,
+    /// Seconds of it the user has used today (all their sessions, as one).
+    pub quota_used: i64,
 }
 
 fn count(n: usize) -> u16 {
@@ -109,6 +113,7 @@ impl SessionInfo {
             e.str(&t.tty).i64(t.at);
         }
         e.u8(u8::from(self.dry_run));
+        e.i64(self.daily_quota).i64(self.quota_used);
     }
 
     pub(crate) fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
@@ -151,6 +156,8 @@ impl SessionInfo {
             1 => true,
             _ => return Err(DecodeError::BadValue("dry_run")),
         };
+        s.daily_quota = d.i64("daily_quota")?;
+        s.quota_used = d.i64("quota_used")?;
         Ok(s)
     }
 }

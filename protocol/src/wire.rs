@@ -17,8 +17,9 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 /// The only protocol version this build speaks.
-/// Version 2 added the authentication facts to Register and the deadline verbs.
-pub const VERSION: u8 = 2;
+/// Version 2 added the authentication facts to Register and the deadline verbs;
+/// version 3 the daily quota at the end of SessionInfo.
+pub const VERSION: u8 = 3;
 
 /// Largest accepted request body, in bytes (after the length prefix).
 pub const MAX_FRAME: usize = 64 * 1024;

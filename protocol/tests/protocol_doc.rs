@@ -404,16 +404,22 @@ fn the_record_tables_add_up_to_the_encoded_records() {
         .encode()
         .len();
     assert_eq!(empty_size("\n### Record: SessionInfo\n"), one - empty);
-    // Version 2 added dry_run as the record's last field.
+    // Version 2 added dry_run, version 3 the quota as the record's last fields.
     let rows = table_after("\n### Record: SessionInfo\n");
     let last = rows.last().map(|r| (r[0].as_str(), r[1].as_str()));
-    assert_eq!(last, Some(("dry_run", "bool")));
+    assert_eq!(last, Some(("quota_used", "i64")));
     let dry = Response::Sessions(vec![SessionInfo {
         dry_run: true,
+        quota_used: 7,
         ..SessionInfo::default()
     }])
     .encode();
-    assert_eq!(dry.last(), Some(&1), "dry_run is encoded last, as 1");
+    assert_eq!(
+        dry[dry.len() - 17],
+        1,
+        "dry_run is encoded before the quota, as 1"
+    );
+    assert_eq!(dry.last(), Some(&7), "quota_used is encoded last");
     let with_lists = Response::Sessions(vec![SessionInfo {
         pids: vec![1],
         warnings: vec![WarningSent {

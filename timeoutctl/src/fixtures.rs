@@ -32,6 +32,8 @@ pub(crate) fn busy() -> SessionInfo {
             at: 1_700_000_560,
         }],
         dry_run: false,
+        daily_quota: 0,
+        quota_used: 0,
     }
 }
 
@@ -58,6 +60,8 @@ pub(crate) fn bare() -> SessionInfo {
         warnings: vec![],
         tampers: vec![],
         dry_run: false,
+        daily_quota: 0,
+        quota_used: 0,
     }
 }
 

@@ -68,10 +68,12 @@ fn rule_cell(s: &SessionInfo) -> String {
 }
 
 pub fn sessions_table(list: &[SessionInfo]) -> String {
+    // The quota column only where a session has one: tables without stay as they were.
+    let quotas = list.iter().any(|s| s.daily_quota > 0);
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|s| {
-            vec![
+            let mut row = vec![
                 s.id.to_string(),
                 s.user.clone(),
                 s.service.clone(),
@@ -87,24 +89,42 @@ pub fn sessions_table(list: &[SessionInfo]) -> String {
                 left(s.max_deadline, s.now),
                 rule_cell(s),
                 s.state.clone(),
-            ]
+            ];
+            if quotas {
+                row.push(quota_cell(s));
+            }
+            row
         })
         .collect();
-    table(
-        &[
-            "ID",
-            "USER",
-            "SERVICE",
-            "TTY",
-            "RHOST",
-            "STARTED(UTC)",
-            "IDLE",
-            "IDLE-LEFT",
-            "MAX-LEFT",
-            "RULE",
-            "STATE",
-        ],
-        &rows,
+    let mut headers = vec![
+        "ID",
+        "USER",
+        "SERVICE",
+        "TTY",
+        "RHOST",
+        "STARTED(UTC)",
+        "IDLE",
+        "IDLE-LEFT",
+        "MAX-LEFT",
+        "RULE",
+        "STATE",
+    ];
+    if quotas {
+        headers.push("QUOTA-LEFT");
+    }
+    table(&headers, &rows)
+}
+
+/// Today's quota left of the session's user, `-` without a quota.
+fn quota_cell(s: &SessionInfo) -> String {
+    if s.daily_quota <= 0 {
+        return "-".into();
+    }
+    let left = (s.daily_quota - s.quota_used).max(0);
+    format!(
+        "{} of {}",
+        Human(std::time::Duration::from_secs(left as u64)),
+        Human(std::time::Duration::from_secs(s.daily_quota as u64))
     )
 }
 
@@ -125,6 +145,9 @@ pub fn session_detail(s: &SessionInfo) -> String {
         );
     }
     kv("state", s.state.clone());
+    if s.daily_quota > 0 {
+        kv("quota left", quota_cell(s));
+    }
     kv("started", format!("{} UTC", clock(s.started)));
     kv("idle for", left(s.now, s.last_activity));
     kv(
@@ -204,6 +227,13 @@ pub fn status_text(list: &[SessionInfo]) -> String {
             "session {} ({} on {}): {idle}; {max}.\n",
             s.id, s.service, s.tty
         )));
+    }
+    // The quota is the user's, shared by all their sessions: said once.
+    if let Some(q) = list.iter().find(|s| s.daily_quota > 0) {
+        out.push_str(&format!(
+            "Daily quota: {} left today, all your sessions counted as one.\n",
+            quota_cell(q)
+        ));
     }
     out
 }

@@ -137,3 +137,25 @@ fn the_daemons_state_says_whether_log_lines_were_lost() {
         .contains("12 log line(s) could not be delivered to syslog"));
     assert_eq!(daemon_state(&Response::Sessions(Vec::new())), None);
 }
+
+#[test]
+fn status_and_list_show_the_quota_left_only_where_there_is_one() {
+    let plain = sessions_table(&[busy()]);
+    assert!(!plain.contains("QUOTA-LEFT"), "{plain}");
+    let kiosk = SessionInfo {
+        daily_quota: 7200,
+        quota_used: 1800,
+        ..busy()
+    };
+    let listed = sessions_table(&[kiosk.clone(), busy()]);
+    assert!(listed.contains("QUOTA-LEFT"), "{listed}");
+    assert!(listed.contains("1h30m of 2h"), "{listed}");
+    let status = status_text(&[kiosk.clone(), kiosk]);
+    assert_eq!(
+        status
+            .matches("Daily quota: 1h30m of 2h left today")
+            .count(),
+        1,
+        "{status}"
+    );
+}

@@ -82,6 +82,8 @@ fn info() -> SessionInfo {
             at: 1_700_000_150,
         }],
         dry_run: true,
+        daily_quota: 7200,
+        quota_used: 1800,
     }
 }
 
@@ -95,16 +97,17 @@ fn a_version_1_frame_is_refused_and_dry_run_is_0_or_1() {
         Err(DecodeError::UnsupportedVersion(1))
     );
     let mut body = resp.encode();
-    let last = body.len() - 1;
-    assert_eq!(body[last], 1, "dry_run is the last byte");
+    // dry_run, then the quota's two i64 (version 3).
+    let last = body.len() - 1 - 16;
+    assert_eq!(body[last], 1, "dry_run is before the quota fields");
     body[last] = 2;
     assert_eq!(
         Response::decode(&body),
         Err(DecodeError::BadValue("dry_run"))
     );
-    // A version-1 record (without dry_run) cannot pass for a version-2 one.
+    // A version-2 record (without the quota) cannot pass for a version-3 one.
     let mut body = resp.encode();
-    body.pop();
+    body.truncate(body.len() - 16);
     assert!(Response::decode(&body).is_err());
 }
 

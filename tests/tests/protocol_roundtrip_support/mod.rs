@@ -208,6 +208,8 @@ impl Rng {
                 at: r.i64(),
             }),
             dry_run: self.below(2) == 1,
+            daily_quota: self.i64(),
+            quota_used: self.i64(),
         }
     }
 

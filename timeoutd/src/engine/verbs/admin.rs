@@ -233,6 +233,14 @@ impl<S: System> Engine<S> {
                 })
                 .collect(),
             dry_run: s.limits.dry_run(),
+            daily_quota: s.limits.daily.map_or(0, |d| d.as_secs() as i64),
+            quota_used: s.limits.daily.map_or(0, |d| {
+                let left = self
+                    .civil
+                    .quota_left(&s.login.user, &s.limits, self.sys.now())
+                    .unwrap_or_default();
+                d.saturating_sub(left).as_secs() as i64
+            }),
         }
     }
 
