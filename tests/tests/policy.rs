@@ -287,7 +287,7 @@ fn c2_check_config_locates_each_error() {
         }
         count += 1;
     }
-    assert_eq!(count, 13);
+    assert_eq!(count, 16);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 

@@ -92,4 +92,15 @@ rhosts = ["300.1.2.3/8"]
 === unknown-placeholder 2:24 unknown placeholder {colour}
 [defaults]
 message = "Bye {user}, {colour} left"
+=== bad-window-time 4:33 bad window: "7:00" is not a time HH:MM
+[[rule]]
+name = "office"
+users = ["x"]
+hours = ["Mon-Fri 07:00-19:00", "Mon 7:00-19:00"]
+=== bad-window-day 2:10 bad window: "Moon" is not a day
+[defaults]
+hours = ["Moon 07:00-19:00"]
+=== bad-daily 2:9 bad duration: "2 hours"
+[defaults]
+daily = "2 hours"
 "#;

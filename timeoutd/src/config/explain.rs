@@ -427,4 +427,33 @@ mod tests {
             parse_facts(&["user=a".into()], |user| vec![format!("{user}-group")]).unwrap();
         assert_eq!(looked_up.groups, ["a-group"]);
     }
+
+    #[test]
+    fn explain_shows_the_next_open_and_close_and_the_reset() {
+        let cfg = crate::config::parse(
+            Path::new("/etc/t.toml"),
+            "[daemon]\ntimezone = \"America/New_York\"\n[[rule]]\nname = \"k\"\nusers = [\"k\"]\nhours = [\"Sat-Sun 10:00-12:00\"]\ndaily = \"1h\"\n",
+        )
+        .unwrap();
+        let facts = parse_facts(&["user=k".to_owned()], no_lookup).unwrap();
+        // Friday 2026-12-04 12:00 EST.
+        let out = clock(&cfg, &facts, Timestamp(1_796_403_600_000));
+        assert!(
+            out.contains("closed now; opens at Sat 2026-12-05 10:00:00 EST, closes at Sat 2026-12-05 12:00:00 EST"),
+            "{out}"
+        );
+        assert!(
+            out.contains("the day resets at Sat 2026-12-05 00:00:00 EST"),
+            "{out}"
+        );
+        let out = clock(
+            &cfg,
+            &facts,
+            Timestamp(1_796_403_600_000 + 86_400_000 - 3_600_000),
+        );
+        assert!(
+            out.contains("open now; closes at Sat 2026-12-05 12:00:00 EST"),
+            "{out}"
+        );
+    }
 }

@@ -364,3 +364,26 @@ fn bad_auth_criteria_are_located() {
     let e = only_error("[defaults]\nend_at_cert_expiry = 1\n");
     assert_eq!(e.line, 2);
 }
+
+#[test]
+fn windows_quotas_and_the_zone_load_and_bad_ones_are_located() {
+    let c = check(
+        "[daemon]\ntimezone = \"Europe/Berlin\"\nday_starts = \"04:00\"\n[[rule]]\nname = \"kiosk\"\nusers = [\"k\"]\nhours = [\"Mon-Fri 07:00-19:00\", \"Fri 22:00-02:00\"]\ndaily = \"2h\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.daemon.timezone.as_deref(), Some("Europe/Berlin"));
+    assert_eq!(c.daemon.day_starts, (4, 0));
+    let l = &c.policy.rules[0].limits;
+    assert_eq!(l.daily, Some(Duration::from_secs(7200)));
+    assert_eq!(l.hours.as_ref().map(|h| h.0.len()), Some(2));
+    let e =
+        only_error("[[rule]]\nname = \"a\"\nhours = [\"Mon 07:00-19:00\", \"Tue 07:00-25:00\"]\n");
+    assert_eq!((e.line, e.column), (3, 29), "{e}");
+    assert!(e.message.contains("\"25:00\" is not a time"), "{e}");
+    let e = only_error("[defaults]\nhours = []\n");
+    assert!(e.message.contains("refuse every login"), "{e}");
+    let e = only_error("[daemon]\ntimezone = \"Mars/Olympus\"\n");
+    assert_eq!((e.line, e.column), (2, 12), "{e}");
+    let e = only_error("[daemon]\nday_starts = \"4am\"\n");
+    assert!(e.message.contains("day_starts"), "{e}");
+}

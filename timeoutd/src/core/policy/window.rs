@@ -51,14 +51,29 @@ impl std::error::Error for WindowError {}
 impl fmt::Display for Window {
     /// As the config file writes it: `Mon,Tue,Wed 07:00-19:00`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = (0..7)
-            .filter(|d| self.days & (1 << d) != 0)
-            .map(|d| ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][d])
-            .collect();
+        const NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+        let on = |d: usize| self.days & (1 << d) != 0;
+        let mut parts = Vec::new();
+        let mut d = 0;
+        while d < 7 {
+            if !on(d) {
+                d += 1;
+                continue;
+            }
+            let first = d;
+            while d + 1 < 7 && on(d + 1) {
+                d += 1;
+            }
+            parts.push(match d - first {
+                0 => NAMES[first].to_owned(),
+                _ => format!("{}-{}", NAMES[first], NAMES[d]),
+            });
+            d += 1;
+        }
         let days = if self.days == 0x7f {
             "daily".to_owned()
         } else {
-            names.join(",")
+            parts.join(",")
         };
         let end = self.end % MINUTES_PER_DAY;
         write!(

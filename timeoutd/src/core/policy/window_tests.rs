@@ -182,3 +182,15 @@ fn new_york_both_transitions() {
         Some(utc("2026-11-01T05:30:00Z"))
     );
 }
+
+#[test]
+fn a_window_prints_as_the_config_writes_it() {
+    for spec in [
+        "Mon-Fri 07:00-19:00",
+        "Fri 22:00-02:00",
+        "daily 09:00-00:00",
+        "Mon,Wed-Thu 08:00-09:30",
+    ] {
+        assert_eq!(Window::parse(spec).unwrap().to_string(), spec);
+    }
+}
