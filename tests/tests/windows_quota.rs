@@ -185,3 +185,36 @@ fn q1_a_shared_quota_ends_both_sessions_and_refuses_until_the_reset() {
     w.start_daemon();
     w.expect_login_works(0, "after the reset");
 }
+
+/// (2, the session phase) Without the `account` line the session phase
+/// refuses the login outside the window: sshd turns it away (it shows no
+/// message from the session phase of a non-interactive login; the module
+/// logs the daemon's message through pam_syslog, to the host's syslog), and
+/// `login_refused reason=window` is logged.
+#[test]
+fn w3_the_session_phase_refuses_outside_the_window_too() {
+    let offset = offset_to(unix_now(), 13, 0, 0);
+    let w = World::builder()
+        .daemon_keys("timezone = \"UTC\"\n")
+        .daemon_args(&offset_args(offset))
+        .policy_for(|n| window_rule(&n[0]))
+        .start();
+    w.expect_login_refused(0, "outside the window, session phase", "");
+    let ev = w.expect_event(
+        "login_refused",
+        &[("user", w.name(0)), ("reason", "window")],
+    );
+    assert!(ev.get("until").is_some(), "{}", ev.raw);
+    assert!(
+        w.sshd.log_text().contains("pam_open_session"),
+        "sshd did not log the refused session\n{}",
+        w.report(&[])
+    );
+    // The registered login is ended as refused by its window, in case the
+    // refusal never reached the module.
+    let end = w.expect_event(
+        "session_terminated",
+        &[("user", w.name(0)), ("reason", "window")],
+    );
+    assert_eq!(end.get("survivors"), Some("0"), "{}", end.raw);
+}
