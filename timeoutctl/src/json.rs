@@ -54,6 +54,12 @@ struct SessionView<'a> {
     tampers: Vec<TamperView<'a>>,
     /// The rule is `enforce = "dry-run"`: deadlines are logged, not enforced.
     dry_run: bool,
+    /// The rule's daily quota in seconds, and what is left of it today; only
+    /// present when the rule has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    daily_quota: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_remaining: Option<i64>,
 }
 
 impl<'a> SessionView<'a> {
@@ -81,6 +87,8 @@ impl<'a> SessionView<'a> {
             warnings: s.warnings.iter().map(warning).collect(),
             tampers: s.tampers.iter().map(tamper).collect(),
             dry_run: s.dry_run,
+            daily_quota: (s.daily_quota > 0).then_some(s.daily_quota),
+            quota_remaining: (s.daily_quota > 0).then(|| (s.daily_quota - s.quota_used).max(0)),
         }
     }
 }

@@ -63,3 +63,17 @@ fn a_dry_run_session_says_so_in_its_last_field() {
     let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(v["dry_run"], true);
 }
+
+#[test]
+fn a_session_with_a_quota_says_what_is_left_at_the_end() {
+    let kiosk = SessionInfo {
+        daily_quota: 7200,
+        quota_used: 1800,
+        ..busy()
+    };
+    let out = sessions(&[kiosk]);
+    assert!(
+        out.contains(r#""dry_run":false,"daily_quota":7200,"quota_remaining":5400}"#),
+        "{out}"
+    );
+}

@@ -51,6 +51,9 @@ pub struct Civil {
     days: DayClock,
     offset_ms: i64,
     ledger: QuotaLedger,
+    /// The quota day whose start last swept the ledger of users not seen
+    /// since an older day (once a day, not at every logout).
+    swept: Timestamp,
 }
 
 impl Default for Civil {
@@ -67,6 +70,7 @@ impl Civil {
             days: DayClock::new(tz, day_starts.0, day_starts.1),
             offset_ms: offset_secs.saturating_mul(1000),
             ledger: QuotaLedger::default(),
+            swept: Timestamp(i64::MIN),
         }
     }
 
@@ -174,7 +178,11 @@ impl Civil {
     pub fn session_closed(&mut self, user: &str, now: Timestamp) {
         let c = self.civil(now);
         self.ledger.close(user, c, &self.days);
-        self.ledger.forget_past(c, &self.days);
+        let (today, _) = self.days.day_of(c);
+        if today > self.swept {
+            self.swept = today;
+            self.ledger.forget_past(c, &self.days);
+        }
     }
 
     /// After restoring the sessions of a restart: closes the intervals of
