@@ -49,7 +49,13 @@ fn count(e: &Engine<Fake>, name: &str) -> usize {
 fn the_window_close_is_warned_then_ends_the_session_once() {
     // Open until 00:17 UTC: 1020 s.
     let mut e = with_clock(&["daily 00:00-00:17"], None);
-    e.register(registration(), ROOT);
+    match e.register(registration(), ROOT) {
+        Response::Registered { banner, .. } => assert!(
+            banner.contains("login hours end at Thu 1970-01-01 00:17:00 UTC"),
+            "{banner}"
+        ),
+        other => panic!("{other:?}"),
+    }
     run_until(&mut e, 1040);
     let warn = find(&e, "session_warn");
     assert_eq!(warn.get("reason"), Some("window"));

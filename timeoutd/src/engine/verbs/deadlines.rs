@@ -92,6 +92,20 @@ impl<S: System> Engine<S> {
                 "Your runtime limit closes this session at {at} UTC."
             ));
         }
+        if !s.limits.dry_run() {
+            if let Some(at) = abs.window {
+                out.push(format!(
+                    "Your login hours end at {}; this session closes then.",
+                    self.civil.local(at)
+                ));
+            }
+            if let Some(at) = abs.quota {
+                out.push(format!(
+                    "Your daily quota runs out at {} if you stay logged in.",
+                    self.civil.local(at)
+                ));
+            }
+        }
         out.join(" ")
     }
 
