@@ -130,7 +130,8 @@ fn w2_a_login_outside_the_window_is_refused_with_the_opening_time() {
 
 /// (3) Two parallel sessions of one user with a 30 s quota: both end at 30 s
 /// of union time from the first login (a sum would end them about 15 s
-/// in), each warned first. (4) A third login is refused, after a restart
+/// in), each warned first; `status` shows the user what is left, `list` the
+/// admin. (4) A third login is refused, after a restart
 /// too, until the reset, which the test brings with the civil clock offset.
 #[test]
 fn q1_a_shared_quota_ends_both_sessions_and_refuses_until_the_reset() {
@@ -152,6 +153,20 @@ fn q1_a_shared_quota_ends_both_sessions_and_refuses_until_the_reset() {
     let a = w.login(0);
     let b = w.login(0);
     let after_a = a.open.t_ns / 1_000_000_000 + 1;
+    // The user sees today's quota once; admins see it per session.
+    let status = w.ctl_as(0, &["status"]);
+    assert!(
+        status.ok() && status.stdout.matches("Daily quota: ").count() == 1,
+        "{}",
+        status.describe()
+    );
+    assert!(
+        status.stdout.contains("of 30s left today"),
+        "{}",
+        status.stdout
+    );
+    let list = w.ctl_ok(&["list"]);
+    assert!(list.contains("QUOTA-LEFT"), "{list}");
     let bound = Duration::from_secs(45);
     let mut deadlines = Vec::new();
     for l in [&a, &b] {
