@@ -8,6 +8,7 @@
 //! kept in, so an end-to-end test can stand a few seconds before a window's
 //! close without waiting for the right minute or touching the system clock.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
@@ -54,7 +55,15 @@ pub struct Civil {
     /// The quota day whose start last swept the ledger of users not seen
     /// since an older day (once a day, not at every logout).
     swept: Timestamp,
+    /// Open windows already computed: (the rule's windows, computed at, closes
+    /// at), valid for any instant in between. Every session of a rule shares
+    /// one close, so a wake reuses it instead of converting nine days of
+    /// wall-clock times again.
+    open_windows: RefCell<Vec<(Windows, Timestamp, Timestamp)>>,
 }
+
+/// Distinct `hours` lists kept in the cache; more are computed each time.
+const OPEN_WINDOWS_KEPT: usize = 64;
 
 impl Default for Civil {
     fn default() -> Self {
@@ -71,6 +80,7 @@ impl Civil {
             offset_ms: offset_secs.saturating_mul(1000),
             ledger: QuotaLedger::default(),
             swept: Timestamp(i64::MIN),
+            open_windows: RefCell::new(Vec::new()),
         }
     }
 
@@ -108,8 +118,25 @@ impl Civil {
     /// fixed instant, so a deadline that passed stays the same deadline).
     pub fn window_deadline(&self, limits: &Limits, now: Timestamp) -> Option<Timestamp> {
         let hours = limits.hours.as_ref()?;
+        let cached = self
+            .open_windows
+            .borrow()
+            .iter()
+            .find(|(w, from, close)| w == hours && *from <= now && now < *close)
+            .map(|(_, _, close)| *close);
+        if cached.is_some() {
+            return cached;
+        }
         Some(match self.window_state(hours, now) {
-            WindowState::Open { closes_at } => closes_at,
+            WindowState::Open { closes_at } => {
+                let mut cache = self.open_windows.borrow_mut();
+                cache.retain(|(w, _, _)| w != hours);
+                if cache.len() >= OPEN_WINDOWS_KEPT {
+                    cache.clear();
+                }
+                cache.push((hours.clone(), now, closes_at));
+                closes_at
+            }
             WindowState::Closed { .. } => hours
                 .last_close(self.civil(now), self.tz())
                 .map_or(now, |c| self.real(c)),

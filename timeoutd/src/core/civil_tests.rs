@@ -147,3 +147,34 @@ fn quota_deadline_and_refusal_until_the_reset() {
         Some(Duration::from_secs(1800))
     );
 }
+
+#[test]
+fn a_cached_close_is_used_only_inside_the_window_it_was_computed_in() {
+    let c = Civil::new(TimeZone::UTC, (0, 0), 0);
+    let l = limits(&["daily 09:00-10:00"], None);
+    let t = utc("2026-12-04T09:30:00Z");
+    assert_eq!(c.window_deadline(&l, t), Some(utc("2026-12-04T10:00:00Z")));
+    assert_eq!(
+        c.window_deadline(&l, utc("2026-12-04T09:59:59Z")),
+        Some(utc("2026-12-04T10:00:00Z"))
+    );
+    // After the close: the passed close, then the next day's window.
+    assert_eq!(
+        c.window_deadline(&l, utc("2026-12-04T10:00:00Z")),
+        Some(utc("2026-12-04T10:00:00Z"))
+    );
+    assert_eq!(
+        c.window_deadline(&l, utc("2026-12-05T09:00:00Z")),
+        Some(utc("2026-12-05T10:00:00Z"))
+    );
+    // Before the instant it was computed at, it is not trusted either.
+    assert_eq!(
+        c.window_deadline(&l, utc("2026-12-04T09:10:00Z")),
+        Some(utc("2026-12-04T10:00:00Z"))
+    );
+    let other = limits(&["daily 09:00-09:45"], None);
+    assert_eq!(
+        c.window_deadline(&other, t),
+        Some(utc("2026-12-04T09:45:00Z"))
+    );
+}
