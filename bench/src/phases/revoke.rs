@@ -32,13 +32,15 @@ fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(
     let req = request(ctx, d)?;
     let arrivals = arrivals(ctx, d, leaders, req.t_req);
     let n = leaders.len();
+    let term = terminated(ctx, d, leaders);
+    terminated_figures(r, n, &term);
     let (sh, sg) = (arrivals.hup_sum, arrivals.gone_sum);
     revoke_figures(r, n, &req, &arrivals);
     let signalled = ctx.sink.count(d.pid, "session_signal");
     let revoked = ctx.sink.count(d.pid, "session_revoked");
     r.section(
         "Revocation",
-        revoke_text(n, &req, &arrivals, signalled, revoked),
+        revoke_text(n, &req, &arrivals, signalled, revoked) + &terminated_text(n, &term),
     );
     r.detail(
         "revoke",
@@ -54,6 +56,8 @@ fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(
             ("daemon_cpu_ms_during_request", J::num(req.cpu_ms)),
             ("daemon_voluntary_waits_during_request", J::from(req.waits)),
             ("daemon_preemptions_during_request", J::from(req.preempted)),
+            ("terminated_after_gone_ms", summary_json(term.sum)),
+            ("terminated_logged", J::from(term.ms.len())),
         ]),
     );
     Ok(())
@@ -227,4 +231,85 @@ fn revoke_text(
          {preempted} preemptions; it logged {revoked} session_revoked and {signalled} session_signal events"
     );
     md
+}
+
+/// Issue 16: from the moment a session's last process was gone (the leader,
+/// which has no children, seen exiting through its pidfd by the harness) to
+/// the arrival of the daemon's `session_terminated` for it at the sink.
+struct Terminated {
+    ms: Vec<f64>,
+    sum: Option<Summary>,
+    /// How long the harness waited for the events.
+    waited_s: f64,
+}
+
+/// Waits (bounded: the grace ladder of a daemon that does not watch its
+/// pidfds, 10 s + SIGTERM's step, with room) for one `session_terminated`
+/// per leader and pairs them by `pid=`.
+fn terminated(ctx: &Ctx, d: &Daemon, leaders: &[Leader]) -> Terminated {
+    let t = std::time::Instant::now();
+    ctx.sink.wait_count(
+        d.pid,
+        "session_terminated",
+        leaders.len(),
+        Duration::from_secs(40),
+    );
+    let logged: std::collections::HashMap<i64, i64> = ctx
+        .sink
+        .of(d.pid, "session_terminated")
+        .iter()
+        .filter_map(|e| Some((e.num("pid")?, e.t_ns)))
+        .collect();
+    let ms: Vec<f64> = leaders
+        .iter()
+        .filter_map(|l| {
+            let gone = ctx.fleet.monitor.state(l.idx).exit_ns?;
+            let at = logged.get(&i64::from(l.pid))?;
+            Some((at - gone) as f64 / 1e6)
+        })
+        .collect();
+    Terminated {
+        sum: summarize(&ms),
+        ms,
+        waited_s: t.elapsed().as_secs_f64(),
+    }
+}
+
+fn terminated_figures(r: &mut Report, n: usize, term: &Terminated) {
+    let value = (term.ms.len() == n)
+        .then_some(term.sum.map(|s| s.p99))
+        .flatten();
+    let note = if value.is_some() {
+        format!("{n} sessions whose one process exits at SIGHUP")
+    } else {
+        format!(
+            "not measured: {} of {n} session_terminated within {:.0} s",
+            term.ms.len(),
+            term.waited_s
+        )
+    };
+    r.target(
+        "revoke.terminated_p99_ms",
+        "last process of an ended session gone → session_terminated logged, p99",
+        value,
+        "ms",
+        50.0,
+        &note,
+    );
+    r.figure(
+        "revoke.terminated_max_ms",
+        "last process gone → session_terminated logged, max",
+        (term.ms.len() == n)
+            .then_some(term.sum.map(|s| s.max))
+            .flatten(),
+        "ms",
+    );
+}
+
+fn terminated_text(n: usize, term: &Terminated) -> String {
+    format!(
+        "- session_terminated logged for {} of {n}; ms after the session's last process was gone: {}\n",
+        term.ms.len(),
+        term.sum.map_or("—".into(), |s| s.short(1))
+    )
 }
