@@ -28,7 +28,7 @@ Must run as root. Build first: cargo build --release --workspace
                            (report also needs: cargo build --release
                            -p timeoutctl --example report_corpus)
   --scale LIST             session counts of the scale phase (1000,10000)
-  --steady-secs S          steady-state sampling window per count (240)
+  --steady-secs S          steady-state sampling window per count (200)
   --warn-after S           the scale policy's first idle warning falls S
                            seconds after login (120), inside the window
   --cpu-window S           sliding window of the CPU target (120)
@@ -103,7 +103,7 @@ impl Opts {
             bin_dir: None,
             only: PHASES.iter().map(|p| (*p).to_owned()).collect(),
             scale: vec![1000, 10_000],
-            steady_secs: 240,
+            steady_secs: 200,
             warn_after: 120,
             cpu_window: 120,
             pam_leaders: 100,

@@ -141,7 +141,9 @@ impl Enforcer {
                 let log = sdir.join("autolog.log");
                 fs::write(&log, "").map_err(|e| e.to_string())?;
                 let out = fs::File::create(sdir.join("autolog.out")).map_err(|e| e.to_string())?;
-                let child = Command::new(AUTOLOG)
+                let mut cmd = Command::new(AUTOLOG);
+                sys::unblocked_signals(&mut cmd);
+                let child = cmd
                     .arg("-d")
                     .arg("-f")
                     .arg(&conf)
@@ -200,7 +202,14 @@ impl Enforcer {
     pub fn stop(mut self, ctx: &Ctx) {
         if let Some(mut c) = self.autolog.take() {
             let _ = sys::kill_child(c.id(), libc::SIGTERM);
-            let _ = c.wait();
+            let gone =
+                crate::util::wait_until(Duration::from_secs(3), Duration::from_millis(20), || {
+                    matches!(c.try_wait(), Ok(Some(_)))
+                });
+            if !gone {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
             host::track_daemon(c.id(), false);
         }
         self.sshd.stop();

@@ -32,7 +32,9 @@ impl Session {
     /// Logs in, waits for READY (bounded by ssh's own ConnectTimeout and the
     /// reader thread), types one key.
     pub fn open(key: &Path, user: &str, port: u16) -> Result<Session, String> {
-        let mut child = Command::new("ssh")
+        let mut cmd = Command::new("ssh");
+        crate::sys::unblocked_signals(&mut cmd);
+        let mut child = cmd
             .args(["-tt", "-q", "-i"])
             .arg(key)
             .args([

@@ -121,7 +121,9 @@ impl Sshd {
         let _ = fs::remove_file(&argv0);
         symlink(SSHD, &argv0).map_err(|e| e.to_string())?;
         let log = dir.join("sshd.log");
-        let child = Command::new(&argv0)
+        let mut cmd = Command::new(&argv0);
+        crate::sys::unblocked_signals(&mut cmd);
+        let child = cmd
             .arg("-D")
             .arg("-f")
             .arg(&config)
