@@ -25,6 +25,8 @@ build_packages=(gcc libc6-dev libpam0g-dev pkg-config dpkg-dev)
 packages=(
     # the product and its end-to-end tests
     openssh-server openssh-client
+    # st-bench --peers: Debian's autolog, run with a config of its own
+    autolog
     libpam0g-dev libpam-wrapper pamtester
     tmux screen procps passwd util-linux bsdutils iproute2 ca-certificates
     "${build_packages[@]}"
@@ -106,3 +108,14 @@ fi
 mkdir -p /run/sshd
 chmod 0755 /run/sshd
 say "/run/sshd present (0755)"
+
+# autolog's own service would log out every idle user of this host with the
+# package's /etc/autolog.conf at the next boot; st-bench runs it with a
+# config of its own, so the service stays disabled.
+if [ -e /lib/systemd/system/autolog.service ] || [ -e /etc/init.d/autolog ]; then
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        systemctl disable --now autolog.service >/dev/null 2>&1 || true
+    fi
+    update-rc.d autolog disable >/dev/null 2>&1 || true
+    say "autolog's service disabled (st-bench --peers runs it with its own config)"
+fi

@@ -89,25 +89,68 @@ fn take_copy(from: &Path, dir: &Path) -> Result<PathBuf, String> {
 }
 
 fn run(opts: Opts) -> Result<ExitCode, String> {
-    let (mut ctx, mut report) = prepare(opts)?;
-    for phase in PHASES {
-        if !ctx.opts.runs(phase) {
-            continue;
+    let (mut ctx, first) = prepare(opts)?;
+    let repeat = ctx.opts.repeat.max(1);
+    let mut reports = Vec::with_capacity(repeat);
+    let mut next = Some(first);
+    for k in 1..=repeat {
+        // Every run of the same build: the first one's description, its own date.
+        let mut report = next.take().unwrap_or_else(|| {
+            let mut r = Report {
+                meta: reports
+                    .first()
+                    .map_or_else(Vec::new, |f: &Report| f.meta.clone()),
+                ..Report::default()
+            };
+            r.meta
+                .retain(|(k, _)| !k.starts_with("load average") && k != "duration" && k != "run");
+            for (key, v) in r.meta.iter_mut() {
+                if key == "date" {
+                    *v = command_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]);
+                }
+            }
+            r.meta("load average at start", loadavg());
+            r
+        });
+        report.meta("run", format!("{k} of {repeat}"));
+        let t_run = std::time::Instant::now();
+        for phase in PHASES {
+            // The peers are no target: once, in the last run.
+            if !ctx.opts.runs(phase) || (phase == "peers" && k != repeat) {
+                continue;
+            }
+            run_one(phase, &mut ctx, &mut report);
         }
-        eprintln!("st-bench: {phase} ...");
-        let t = std::time::Instant::now();
-        let res = run_phase(phase, &mut ctx, &mut report);
-        eprintln!(
-            "st-bench: {phase} done in {:.1} s",
-            t.elapsed().as_secs_f64()
+        report.meta("load average at end", loadavg());
+        report.meta(
+            "duration",
+            format!("{:.1} min", t_run.elapsed().as_secs_f64() / 60.0),
         );
-        if let Err(e) = res {
-            eprintln!("st-bench: {phase}: {e}");
-            report.error(phase, e);
-        }
+        reports.push(report);
     }
-    report.meta("load average at end", loadavg());
-    finish(ctx, report)
+    finish(ctx, reports)
+}
+
+/// Runs one phase, and turns a failure into the report's error and into an
+/// error line for each of its targets it did not produce.
+fn run_one(phase: &str, ctx: &mut Ctx, report: &mut Report) {
+    eprintln!("st-bench: {phase} ...");
+    let t = std::time::Instant::now();
+    let res = run_phase(phase, ctx, report);
+    eprintln!(
+        "st-bench: {phase} done in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let cause = match res {
+        Err(e) => {
+            eprintln!("st-bench: {phase}: {e}");
+            let cause = format!("not measured: {phase} failed: {e}");
+            report.error(phase, e);
+            cause
+        }
+        Ok(()) => format!("not measured: {phase} gave no figure (see Errors)"),
+    };
+    phases::expect_targets(phase, report, &cause);
 }
 
 /// Runs one phase by its name in `PHASES` (the one place a phase is wired in).
@@ -122,6 +165,7 @@ fn run_phase(phase: &str, ctx: &mut Ctx, report: &mut Report) -> Result<(), Stri
         "report" => phases::report::run(ctx, report),
         "kill" => phases::kill::run(ctx, report),
         "witness" => phases::witness::run(ctx, report),
+        "peers" => phases::peers::run(ctx, report),
         _ => phases::scale::run(ctx, report),
     }
 }
@@ -206,32 +250,54 @@ fn write_pam_services(
     Ok(())
 }
 
-/// Stops the fleet and the sink, prints the report and writes its files; the
-/// exit code says whether every figure was produced.
-fn finish(ctx: Ctx, report: Report) -> Result<ExitCode, String> {
-    let Ctx { fleet, sink, .. } = ctx;
+/// Stops the fleet and the sink, prints the reports and writes their files;
+/// the exit code says whether every figure was produced.
+fn finish(ctx: Ctx, reports: Vec<Report>) -> Result<ExitCode, String> {
+    let Ctx {
+        fleet, sink, opts, ..
+    } = ctx;
     fleet.shutdown();
     drop(sink);
-    let md = report.markdown();
-    let json = report.json().pretty();
+    let md: String = reports
+        .iter()
+        .map(Report::markdown)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let json = match reports.as_slice() {
+        [one] => one.json().pretty(),
+        many => results::json::J::Arr(many.iter().map(Report::json).collect()).pretty(),
+    };
     // A closed stdout (`| head`) must not stop the files from being written.
     let _ = write!(std::io::stdout(), "{md}\n```json\n{json}```\n");
-    if let Some(p) = &ctx.opts.out {
+    if let Some(p) = &opts.out {
         std::fs::write(p, &json).map_err(|e| format!("{}: {e}", p.display()))?;
     }
-    if let Some(p) = &ctx.opts.markdown {
+    if let Some(p) = &opts.markdown {
         std::fs::write(p, &md).map_err(|e| format!("{}: {e}", p.display()))?;
     }
+    if let Some(p) = &opts.write_doc {
+        let doc = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let command = format!(
+            "st-bench {}",
+            std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+        );
+        let text = results::doc::splice(&doc, &results::doc::section(&reports, &command));
+        std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        eprintln!("st-bench: wrote the results into {}", p.display());
+    }
     // Targets never fail the run; a figure the harness could not produce does.
-    let missing = report.missing();
-    if missing.is_empty() && report.errors.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for f in missing {
+    let mut complete = true;
+    for r in &reports {
+        for f in r.missing() {
             eprintln!("st-bench: no figure for {}", f.key);
         }
-        Ok(ExitCode::from(3))
+        complete &= r.missing().is_empty() && r.errors.is_empty();
     }
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 /// The 1, 5 and 15 minute load averages: other work on the host skews tails.

@@ -69,8 +69,16 @@ impl Daemon {
         daemon_keys: &str,
     ) -> Result<Daemon, String> {
         let state = dir.join("state");
+        // A fresh state per measurement: with `--runs 2` the same directory
+        // serves again, and the first run's revocation would still hold.
+        if state.exists() {
+            fs::remove_dir_all(&state).map_err(|e| format!("{}: {e}", state.display()))?;
+        }
         fs::create_dir_all(&state).map_err(|e| format!("{}: {e}", state.display()))?;
         let socket = dir.join("timeoutd.sock");
+        // The previous run's socket file would pass for this daemon's
+        // before it listens (the runner waits for the file).
+        let _ = fs::remove_file(&socket);
         let cfg = dir.join("timeoutd.toml");
         let text = config_text(&socket, &sink.path, &state, defaults, rules, daemon_keys);
         fs::write(&cfg, text).map_err(|e| format!("{}: {e}", cfg.display()))?;

@@ -24,6 +24,10 @@ struct Undo {
     user: Option<String>,
     pty_max: Option<u64>,
     daemons: Vec<u32>,
+    /// Login users of the peers' phase (with a home), and files it put
+    /// under /etc (its PAM service).
+    login_users: Vec<String>,
+    etc_files: Vec<PathBuf>,
 }
 
 static UNDO: Mutex<Undo> = Mutex::new(Undo {
@@ -32,6 +36,8 @@ static UNDO: Mutex<Undo> = Mutex::new(Undo {
     user: None,
     pty_max: None,
     daemons: Vec::new(),
+    login_users: Vec::new(),
+    etc_files: Vec::new(),
 });
 
 fn undo() -> std::sync::MutexGuard<'static, Undo> {
@@ -120,6 +126,44 @@ pub fn track_daemon(pid: u32, on: bool) {
     }
 }
 
+/// Creates a login user (home, /bin/sh) that `restore` removes, or removes
+/// it now (`on == false`).
+pub fn login_user(user: &str, on: bool) -> Result<(), String> {
+    if !on {
+        undo().login_users.retain(|u| u != user);
+        return account_command("userdel", &["--remove", user]);
+    }
+    account_command(
+        "useradd",
+        &[
+            "--create-home",
+            "--user-group",
+            "--shell",
+            "/bin/sh",
+            "--comment",
+            "st-bench peers login user",
+            user,
+        ],
+    )?;
+    undo().login_users.push(user.to_owned());
+    Ok(())
+}
+
+/// A file under /etc that `restore` removes; `on == false` removes it now.
+pub fn etc_file(path: &Path, text: Option<&str>) -> Result<(), String> {
+    match text {
+        Some(t) => {
+            fs::write(path, t).map_err(|e| format!("{}: {e}", path.display()))?;
+            undo().etc_files.push(path.to_path_buf());
+        }
+        None => {
+            undo().etc_files.retain(|p| p != path);
+            let _ = fs::remove_file(path);
+        }
+    }
+    Ok(())
+}
+
 /// Puts the host back: stops tracked daemons, restores kernel.pty.max,
 /// removes the user and the temporary directory. Safe to call twice.
 pub fn restore() {
@@ -135,6 +179,15 @@ pub fn restore() {
     }
     if let Some(user) = u.user.take() {
         delete_user(&user);
+    }
+    for f in u.etc_files.drain(..) {
+        let _ = fs::remove_file(&f);
+    }
+    for user in u.login_users.drain(..) {
+        match account_command("userdel", &["--remove", &user]) {
+            Ok(()) => eprintln!("st-bench: removed user {user}"),
+            Err(e) => eprintln!("st-bench: could not remove user {user}: {e}"),
+        }
     }
     if let Some(tmp) = u.tmp.take() {
         if u.keep_tmp {
@@ -226,7 +279,7 @@ fn delete_user(user: &str) {
     }
 }
 
-fn passwd_ids(user: &str) -> Option<(u32, u32)> {
+pub fn passwd_ids(user: &str) -> Option<(u32, u32)> {
     let text = fs::read_to_string("/etc/passwd").ok()?;
     text.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();

@@ -10,19 +10,27 @@ Benchmarks timeoutd and pam_session_timeout.so on this host (issue 7) and
 prints a results table in markdown and JSON, with PASS/FAIL per target.
 Must run as root. Build first: cargo build --release --workspace
 
-  --quick                  CI preset: 200 sessions, short windows (< 60 s)
+  --quick                  CI preset: 200 sessions, short windows (~4 min),
+                           no peers
+  --peers                  only the peers' phase (same as --only peers)
   --out FILE               write the JSON results here too
   --markdown FILE          write the markdown table here too
+  --runs N                 run every phase N times in a row (peers only in
+                           the last run); the reports show each run (1)
+  --write-doc FILE         put the runs' targets side by side, and each run's
+                           report, between the st-bench markers of FILE
+                           (docs/BENCHMARKS.md); the prose around them stays
   --bin-dir DIR            where timeoutd and libpam_session_timeout.so are
                            (default: the directory of this executable)
   --only LIST              phases to run, comma-separated, of:
                            overhead,storm,absolute,idle,witness,revoke,kill,
-                           revalidate,report,scale
+                           revalidate,report,scale,peers
                            (report also needs: cargo build --release
                            -p timeoutctl --example report_corpus)
   --scale LIST             session counts of the scale phase (1000,10000)
-  --steady-secs S          steady-state sampling window per count (660: longer
-                           than the daemon's slowest periodic look, 600 s)
+  --steady-secs S          steady-state sampling window per count (200)
+  --warn-after S           the scale policy's first idle warning falls S
+                           seconds after login (120), inside the window
   --cpu-window S           sliding window of the CPU target (120)
   --pam-leaders K          sessions of each scale count opened through libpam (100)
   --iterations N           login overhead iterations per stack (2000)
@@ -46,10 +54,13 @@ pub struct Opts {
     pub quick: bool,
     pub out: Option<PathBuf>,
     pub markdown: Option<PathBuf>,
+    pub write_doc: Option<PathBuf>,
+    pub repeat: usize,
     pub bin_dir: Option<PathBuf>,
     pub only: Vec<String>,
     pub scale: Vec<usize>,
     pub steady_secs: u64,
+    pub warn_after: u64,
     pub cpu_window: u64,
     pub pam_leaders: usize,
     pub iterations: usize,
@@ -67,7 +78,7 @@ pub struct Opts {
     pub label: Option<String>,
 }
 
-pub const PHASES: [&str; 10] = [
+pub const PHASES: [&str; 11] = [
     "overhead",
     "storm",
     "absolute",
@@ -78,6 +89,7 @@ pub const PHASES: [&str; 10] = [
     "revalidate",
     "report",
     "scale",
+    "peers",
 ];
 
 impl Opts {
@@ -86,10 +98,13 @@ impl Opts {
             quick: false,
             out: None,
             markdown: None,
+            write_doc: None,
+            repeat: 1,
             bin_dir: None,
             only: PHASES.iter().map(|p| (*p).to_owned()).collect(),
             scale: vec![1000, 10_000],
-            steady_secs: 660,
+            steady_secs: 200,
+            warn_after: 120,
             cpu_window: 120,
             pam_leaders: 100,
             iterations: 2000,
@@ -112,7 +127,10 @@ impl Opts {
         Opts {
             quick: true,
             scale: vec![200],
-            steady_secs: 8,
+            // The first warning ~15 s into the window, the worst 8 s
+            // window around it with room after.
+            steady_secs: 26,
+            warn_after: 20,
             cpu_window: 8,
             pam_leaders: 20,
             iterations: 2000,
@@ -125,6 +143,12 @@ impl Opts {
             revoke_sessions: 200,
             kill_sessions: 100,
             kill_max: 5,
+            // The peers' phase takes minutes; `--only peers` runs it.
+            only: PHASES
+                .iter()
+                .filter(|p| **p != "peers")
+                .map(|p| (*p).to_owned())
+                .collect(),
             ..Opts::full()
         }
     }
@@ -145,11 +169,14 @@ impl Opts {
             let mut value = || it.next().cloned().ok_or(format!("{a} needs a value"));
             match a.as_str() {
                 "--quick" => {}
+                "--peers" => o.only = vec!["peers".into()],
                 "--help" | "-h" => return Err(String::new()),
                 "--keep" => o.keep = true,
                 "--label" => o.label = Some(value()?),
                 "--out" => o.out = Some(value()?.into()),
                 "--markdown" => o.markdown = Some(value()?.into()),
+                "--write-doc" => o.write_doc = Some(value()?.into()),
+                "--runs" => o.repeat = num::<usize>(&value()?)?.max(1),
                 "--bin-dir" => o.bin_dir = Some(value()?.into()),
                 "--only" => {
                     o.only = value()?.split(',').map(str::to_owned).collect();
@@ -164,6 +191,7 @@ impl Opts {
                         .collect::<Result<_, _>>()?
                 }
                 "--steady-secs" => o.steady_secs = num(&value()?)?,
+                "--warn-after" => o.warn_after = num(&value()?)?,
                 "--cpu-window" => o.cpu_window = num(&value()?)?,
                 "--pam-leaders" => o.pam_leaders = num(&value()?)?,
                 "--iterations" => o.iterations = num(&value()?)?,
@@ -193,7 +221,11 @@ impl Opts {
     pub fn max_sessions(&self) -> usize {
         let mut n = 0;
         for (phase, count) in [
-            ("scale", self.scale.iter().copied().max().unwrap_or(0)),
+            (
+                "scale",
+                // The list phase's login burst comes on top.
+                self.scale.iter().copied().max().unwrap_or(0) + self.storm,
+            ),
             ("storm", self.storm),
             ("absolute", self.precision_sessions),
             ("idle", self.precision_sessions),
@@ -232,7 +264,7 @@ mod tests {
         assert!(o.runs("idle") && !o.runs("storm"));
         let f = Opts::parse(&[]).unwrap();
         assert_eq!(f.scale, [1000, 10_000]);
-        assert_eq!(f.max_sessions(), 10_000);
+        assert_eq!(f.max_sessions(), 11_000);
         assert!(Opts::parse(&args("--only nope")).is_err());
         assert_eq!(Opts::parse(&args("--help")).unwrap_err(), "");
     }

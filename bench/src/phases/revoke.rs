@@ -13,7 +13,7 @@ use crate::load::fleet::Leader;
 use crate::results::json::J;
 use crate::results::report::Report;
 use crate::results::stats::{summarize, summary_json, Summary};
-use crate::util::wait_until;
+use crate::util::{now_ns, wait_until};
 
 pub fn run(ctx: &mut Ctx, r: &mut Report) -> Result<(), String> {
     let d = ctx.start_daemon("revoke", &everyday_limits(), &[])?;
@@ -32,13 +32,15 @@ fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(
     let req = request(ctx, d)?;
     let arrivals = arrivals(ctx, d, leaders, req.t_req);
     let n = leaders.len();
+    let term = terminated(ctx, d, leaders);
+    terminated_figures(r, n, &term);
     let (sh, sg) = (arrivals.hup_sum, arrivals.gone_sum);
     revoke_figures(r, n, &req, &arrivals);
     let signalled = ctx.sink.count(d.pid, "session_signal");
     let revoked = ctx.sink.count(d.pid, "session_revoked");
     r.section(
         "Revocation",
-        revoke_text(n, &req, &arrivals, signalled, revoked),
+        revoke_text(n, &req, &arrivals, signalled, revoked) + &terminated_text(n, &term),
     );
     r.detail(
         "revoke",
@@ -54,6 +56,8 @@ fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(
             ("daemon_cpu_ms_during_request", J::num(req.cpu_ms)),
             ("daemon_voluntary_waits_during_request", J::from(req.waits)),
             ("daemon_preemptions_during_request", J::from(req.preempted)),
+            ("terminated_after_gone_ms", summary_json(term.sum)),
+            ("terminated_logged", J::from(term.ms.len())),
         ]),
     );
     Ok(())
@@ -227,4 +231,106 @@ fn revoke_text(
          {preempted} preemptions; it logged {revoked} session_revoked and {signalled} session_signal events"
     );
     md
+}
+
+/// Issue 16: from the moment a session's last process was gone (the leader,
+/// which has no children, seen exiting through its pidfd by the harness) to
+/// the arrival of the daemon's `session_terminated` for it at the sink.
+struct Terminated {
+    /// One per leader seen exiting; a session whose event did not come
+    /// within the wait counts as the time waited (a lower bound).
+    ms: Vec<f64>,
+    censored: usize,
+    /// Leaders whose exit the harness did not see (no figure for them).
+    unknown: usize,
+    sum: Option<Summary>,
+    /// How long the harness waited for the events.
+    waited_s: f64,
+}
+
+/// Waits (bounded: the grace ladder of a daemon that does not watch its
+/// pidfds, 10 s + SIGTERM's step, with room) for one `session_terminated`
+/// per leader and pairs them by `pid=`.
+fn terminated(ctx: &Ctx, d: &Daemon, leaders: &[Leader]) -> Terminated {
+    let t = std::time::Instant::now();
+    ctx.sink.wait_count(
+        d.pid,
+        "session_terminated",
+        leaders.len(),
+        Duration::from_secs(40),
+    );
+    let logged: std::collections::HashMap<i64, i64> = ctx
+        .sink
+        .of(d.pid, "session_terminated")
+        .iter()
+        .filter_map(|e| Some((e.num("pid")?, e.t_ns)))
+        .collect();
+    let waited_s = t.elapsed().as_secs_f64();
+    let (mut ms, mut censored, mut unknown) = (Vec::new(), 0, 0);
+    for l in leaders {
+        let Some(gone) = ctx.fleet.monitor.state(l.idx).exit_ns else {
+            unknown += 1;
+            continue;
+        };
+        match logged.get(&i64::from(l.pid)) {
+            Some(at) => ms.push((at - gone) as f64 / 1e6),
+            // Not logged by the end of the wait: at least that late.
+            None => {
+                censored += 1;
+                ms.push((now_ns() - gone) as f64 / 1e6);
+            }
+        }
+    }
+    Terminated {
+        sum: summarize(&ms),
+        ms,
+        censored,
+        unknown,
+        waited_s,
+    }
+}
+
+fn terminated_figures(r: &mut Report, n: usize, term: &Terminated) {
+    let value = (term.unknown == 0)
+        .then_some(term.sum.map(|s| s.p99))
+        .flatten();
+    let note = if term.unknown > 0 {
+        format!(
+            "not measured: the exit of {} of {n} leaders was not seen",
+            term.unknown
+        )
+    } else if term.censored > 0 {
+        format!(
+            "{} of {n} not logged within {:.0} s, counted as that wait: a lower bound",
+            term.censored, term.waited_s
+        )
+    } else {
+        format!("{n} sessions whose one process exits at SIGHUP")
+    };
+    r.target(
+        "revoke.terminated_p99_ms",
+        "last process of an ended session gone → session_terminated logged, p99",
+        value,
+        "ms",
+        50.0,
+        &note,
+    );
+    r.figure(
+        "revoke.terminated_max_ms",
+        "last process gone → session_terminated logged, max (a lower bound if any was not logged)",
+        (term.unknown == 0)
+            .then_some(term.sum.map(|s| s.max))
+            .flatten(),
+        "ms",
+    );
+}
+
+fn terminated_text(n: usize, term: &Terminated) -> String {
+    format!(
+        "- session_terminated logged for {} of {n} within {:.0} s; ms after the session's last process was gone \
+         (the others counted as the wait): {}\n",
+        term.ms.len() - term.censored,
+        term.waited_s,
+        term.sum.map_or("—".into(), |s| s.short(1))
+    )
 }

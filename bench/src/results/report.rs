@@ -20,7 +20,7 @@ pub struct Figure {
 impl Figure {
     pub fn verdict(&self) -> &'static str {
         match (self.value, self.limit) {
-            (None, _) => "MISSING",
+            (None, _) => "ERROR",
             (Some(_), None) => "",
             (Some(v), Some(l)) if v <= l => "PASS",
             (Some(_), Some(_)) => "FAIL",
@@ -38,7 +38,7 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-fn fmt_value(v: f64, unit: &str) -> String {
+pub fn fmt_value(v: f64, unit: &str) -> String {
     let a = v.abs();
     let digits = if v == v.trunc() {
         0
@@ -113,6 +113,10 @@ impl Report {
         self.errors.push(format!("{phase}: {e}"));
     }
 
+    pub fn has(&self, key: &str) -> bool {
+        self.figures.iter().any(|f| f.key == key)
+    }
+
     pub fn missing(&self) -> Vec<&Figure> {
         self.figures.iter().filter(|f| f.value.is_none()).collect()
     }
@@ -124,7 +128,9 @@ impl Report {
         }
         s.push_str("\n## Targets\n\n| figure | measured | target | result |\n|---|---|---|---|\n");
         for f in self.figures.iter().filter(|f| f.limit.is_some()) {
-            let measured = f.value.map_or("—".into(), |v| fmt_value(v, &f.unit));
+            let measured = f
+                .value
+                .map_or("not measured".into(), |v| fmt_value(v, &f.unit));
             let limit = f
                 .limit
                 .map_or(String::new(), |l| format!("≤ {}", fmt_value(l, &f.unit)));
@@ -205,7 +211,7 @@ mod tests {
         r.target("c", "rss", None, "KiB", 2.0, "");
         r.figure("d", "floor", Some(0.04), "ms");
         let v: Vec<&str> = r.figures.iter().map(Figure::verdict).collect();
-        assert_eq!(v, ["PASS", "FAIL", "MISSING", ""]);
+        assert_eq!(v, ["PASS", "FAIL", "ERROR", ""]);
         let md = r.markdown();
         assert!(
             md.contains("| lateness p99 | 12.50 ms | ≤ 200 ms | PASS |"),

@@ -91,11 +91,27 @@ pub(super) fn login_figures(
             "ms",
         );
     }
-    r.figure(
+    r.target(
         "login.up.daemon_cpu_per_login_ms",
         "daemon CPU per login (register + unregister), mean",
         Some(logins.daemon_us / 1e3),
         "ms",
+        0.1,
+        &format!("{} logins, schedstat", logins.expected),
+    );
+    // Issue 16: the module's own cost at the median, in units of the
+    // cheapest possible exchange measured in the same run.
+    r.target(
+        "login.up.added_open_p50_floor_ratio",
+        "added open_session latency p50, ratio to the bare Unix-socket exchange",
+        ratio(diff(p(1, 0, p50), p(0, 0, p50)), floor[0].map(|s| s.p50)),
+        "×",
+        3.0,
+        &format!(
+            "{} ms vs {} ms",
+            diff(p(1, 0, p50), p(0, 0, p50)).map_or("?".into(), |v| format!("{v:.3}")),
+            floor[0].map_or("?".into(), |s| format!("{:.3}", s.p50))
+        ),
     );
     r.figure(
         "login.floor.exchange_p50_ms",

@@ -61,6 +61,8 @@ pub(super) fn measure_floor(
     unreg_reply_len: usize,
 ) -> Result<[Option<Summary>; 2], String> {
     let path = ctx.host.dir("floor").join("floor.sock");
+    // A previous run's socket (`--runs`) would look ready, and refuse.
+    let _ = std::fs::remove_file(&path);
     let mut server = Command::new(&ctx.exe)
         .arg("__floor-server")
         .arg(&path)

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::harness::daemon::Sample;
 use crate::results::json::J;
-use crate::results::stats::{summary_json, Summary};
+use crate::results::stats::{summarize, summary_json, Summary};
 
 /// What one scale step (N sessions) measured.
 pub(super) struct Row {
@@ -35,10 +35,13 @@ pub(super) struct Row {
     pub(super) round: Option<WarnRound>,
     /// Events the daemon logged during the window, by name.
     pub(super) events: Vec<(String, usize)>,
+    /// `timeoutctl list` after the window, or why it could not run.
+    pub(super) list: Option<super::list::ListTimes>,
+    pub(super) list_err: Option<String>,
 }
 
-/// The first idle warning written to every session (15m idle, warning 5m
-/// before: 10 minutes after the sessions were registered). `cpu_s` covers the
+/// The first idle warning written to every session (`--warn-after` seconds
+/// after the sessions were registered). `cpu_s` covers the
 /// round and up to two seconds around it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct WarnRound {
@@ -62,7 +65,8 @@ impl Row {
 pub(super) fn table(rows: &[Row]) -> String {
     let mut md = String::from(
         "Every session is a real pty held as controlling tty by a real process, registered over the \
-         socket (some through libpam), policy 15m idle / 12h max with warnings 5m and 1m before, no \
+         socket (some through libpam), policy 15m idle / 12h max with warnings at `--warn-after` \
+         after login and 1m before, no \
          input. CPU from /proc/PID/stat utime+stime, wake-ups from voluntary+nonvoluntary context \
          switches, RSS from VmRSS. Registration latency p99, and in brackets how many took longer \
          than the module's 500 ms.\n\n\
@@ -90,7 +94,7 @@ pub(super) fn table(rows: &[Row]) -> String {
     }
     md.push_str(
         "\nCPU over the steady window. *Quiet*: the part of the window before the first warning \
-         was due. *Warning round*: the first idle warning (10 minutes after login) written to every \
+         was due. *Warning round*: the first idle warning (`--warn-after` after login) written to every \
          session; the sessions logged in within seconds, so the round is one burst.\n\n\
          | sessions | window | quiet: length, CPU, wake-ups/s | warning round: warnings in, CPU (per warning) | CPU mean | CPU worst window | CPU s per session-hour | wake-ups/s |\n\
          |---|---|---|---|---|---|---|---|\n",
@@ -119,6 +123,42 @@ pub(super) fn table(rows: &[Row]) -> String {
             row.worst_window_s,
             row.cpu_per_session_hour(),
             row.wakeups_per_s,
+        );
+    }
+    md + &list_table(rows)
+}
+
+/// The list calls, one line per step.
+fn list_table(rows: &[Row]) -> String {
+    let mut md = String::from(
+        "\n`timeoutctl list` (the release CLI, wall time of the process) after the window: \
+         10 calls in a row, then 10 while a burst of logins registers from 32 clients.\n\n\
+         | sessions | quiet p50 / p99 / max | in the burst p50 / p99 / max | calls inside the burst | burst | lines printed (fewest) |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        let Some(l) = &row.list else {
+            let _ = writeln!(
+                md,
+                "| {} | not measured: {} | | | | |",
+                row.n,
+                row.list_err.as_deref().unwrap_or("?")
+            );
+            continue;
+        };
+        let short = |v: &[f64]| summarize(v).map_or("—".into(), |s| s.short(1));
+        let _ = writeln!(
+            md,
+            "| {} | {} ms | {} ms | {} of {} | {} logins in {:.1} s, {} failed | {} |",
+            row.n,
+            short(&l.quiet_ms),
+            short(&l.burst_ms),
+            l.inside_burst,
+            l.burst_ms.len(),
+            l.burst_logins,
+            l.burst_s,
+            l.burst_failed,
+            l.min_lines
         );
     }
     md
@@ -173,6 +213,19 @@ pub(super) fn row_json(row: &Row) -> J {
                     .map(|(k, v)| (k.clone(), J::from(*v)))
                     .collect(),
             ),
+        ),
+        (
+            "list_ms",
+            row.list.as_ref().map_or(J::Null, |l| {
+                J::obj([
+                    ("quiet", summary_json(summarize(&l.quiet_ms))),
+                    ("during_burst", summary_json(summarize(&l.burst_ms))),
+                    ("calls_inside_burst", J::from(l.inside_burst)),
+                    ("burst_logins", J::from(l.burst_logins)),
+                    ("burst_failed", J::from(l.burst_failed)),
+                    ("burst_s", J::num(l.burst_s)),
+                ])
+            }),
         ),
         (
             "cpu_ms_per_second",

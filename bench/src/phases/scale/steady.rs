@@ -40,7 +40,7 @@ pub(super) fn steady(
     let events = events_between(ctx, d, first.t_ns, last.t_ns);
     let warn_times = warn_times(ctx, d, first.t_ns, last.t_ns);
     let quiet = quiet(&samples, &warn_times, ticks);
-    let round = warn_round(&samples, &warn_times, ticks);
+    let round = warn_round(&samples, &warn_times);
     Ok(Row {
         n,
         via_pam,
@@ -66,6 +66,8 @@ pub(super) fn steady(
         end: last,
         lost: lost(ctx, d),
         timeline_ms,
+        list: None,
+        list_err: None,
     })
 }
 
@@ -189,7 +191,7 @@ fn quiet(samples: &[Sample], warn_times: &[i64], ticks: f64) -> Quiet {
 /// The warning round: CPU between the last sample at least a second
 /// before the first warning and the first sample at least a second after
 /// the last one.
-fn warn_round(samples: &[Sample], warn_times: &[i64], ticks: f64) -> Option<WarnRound> {
+fn warn_round(samples: &[Sample], warn_times: &[i64]) -> Option<WarnRound> {
     let (first, last) = (&samples[0], &samples[samples.len() - 1]);
     match (warn_times.iter().min(), warn_times.iter().max()) {
         (Some(&a), Some(&b)) => {
@@ -205,7 +207,9 @@ fn warn_round(samples: &[Sample], warn_times: &[i64], ticks: f64) -> Option<Warn
             Some(WarnRound {
                 warnings: warn_times.len(),
                 span_s: (b - a) as f64 / 1e9,
-                cpu_s: (end.cpu_ticks - start.cpu_ticks) as f64 / ticks,
+                // schedstat (ns): at a few hundred warnings the round is a
+                // tick or two of utime+stime.
+                cpu_s: (end.sched_ns - start.sched_ns) as f64 / 1e9,
                 first_at_s: (a - first.t_ns) as f64 / 1e9,
             })
         }
