@@ -49,6 +49,11 @@ pub(crate) trait System {
     /// Sends each of `sigs`, in order, to each process; returns how many were signalled.
     fn signal(&mut self, procs: &[ProcRef], sigs: &[i32]) -> usize;
     fn log(&mut self, ev: Event);
+    /// Keeps the lines logged from now on until [`System::release_log`],
+    /// which sends them in order: a revocation sends every signal before
+    /// spending time on its lines, each of which still follows what it reports.
+    fn hold_log(&mut self) {}
+    fn release_log(&mut self) {}
     /// Lines that could not be delivered to syslog since the daemon started.
     fn log_lines_dropped(&self) -> u64 {
         0

@@ -52,8 +52,9 @@ pub(crate) struct Host {
     ids: IdAllocator,
     store: StateStore,
     state_dir: PathBuf,
-    /// One /proc scan, shared by everything done in one batch (see `begin_batch`).
-    snapshot: Option<Vec<ProcInfo>>,
+    /// One /proc scan, shared by everything done in one batch (see
+    /// `begin_batch`), with its parent → children index.
+    snapshot: Option<(Vec<ProcInfo>, procfs::ChildIndex)>,
     /// Audit session id → pids, from one read of each /proc/PID/sessionid.
     by_sessionid: Option<HashMap<u32, Vec<u32>>>,
     /// Parent → children, for telling logins without a terminal; shared by
@@ -79,6 +80,8 @@ pub(crate) struct Host {
     /// The current pass and the one before it were both complete, the
     /// current one reading on from the previous (see `host::census`).
     census_pair_complete: bool,
+    /// Lines held back by `hold_log`, sent by `release_log`.
+    held_log: Option<Vec<Event>>,
 }
 
 impl Host {
@@ -104,6 +107,7 @@ impl Host {
             census: None,
             census_chain: None,
             census_pair_complete: false,
+            held_log: None,
         }
     }
 
@@ -134,8 +138,13 @@ impl Host {
         self.census.get_or_insert_with(census::Census::default)
     }
 
-    fn processes(&mut self) -> &[ProcInfo] {
-        self.snapshot.get_or_insert_with(procfs::snapshot)
+    fn processes(&mut self) -> (&[ProcInfo], &procfs::ChildIndex) {
+        let (snap, index) = self.snapshot.get_or_insert_with(|| {
+            let snap = procfs::snapshot();
+            let index = procfs::ChildIndex::new(&snap);
+            (snap, index)
+        });
+        (snap, index)
     }
 
     /// The pids of each audit session, one small read per process, reused
@@ -397,9 +406,9 @@ impl System for Host {
         if self.fresh_scans {
             self.census(); // keeps the chain of passes for the proof
         }
-        let snap = self.processes();
-        let comm_of = |pid: u32| snap.iter().find(|q| q.pid == pid).map(|q| q.comm.as_str());
-        procfs::session_processes(snap, leader.pid, leader.start_time, None)
+        let (snap, index) = self.processes();
+        let comm_of = |pid: u32| index.get(snap, pid).map(|q| q.comm.as_str());
+        procfs::session_processes_indexed(snap, Some(index), leader.pid, leader.start_time, None)
             .into_iter()
             .map(|p| ProcFacts {
                 proc: ProcRef {
@@ -422,7 +431,20 @@ impl System for Host {
     }
 
     fn log(&mut self, ev: Event) {
-        self.syslog.log(&ev);
+        match self.held_log.as_mut() {
+            Some(held) => held.push(ev),
+            None => self.syslog.log(&ev),
+        }
+    }
+
+    fn hold_log(&mut self) {
+        self.held_log.get_or_insert_with(Vec::new);
+    }
+
+    fn release_log(&mut self) {
+        for ev in self.held_log.take().unwrap_or_default() {
+            self.syslog.log(&ev);
+        }
     }
 
     fn log_lines_dropped(&self) -> u64 {
