@@ -43,7 +43,7 @@ const MAX_PROOF_SCANS: u32 = 16;
 
 /// How the final step kills.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Final {
+pub(super) enum Final {
     /// `cgroup.kill` on this cgroup, then wait for it to be empty.
     Cgroup(String),
     /// SIGSTOP until a scan finds nothing running, then SIGKILL.
@@ -96,7 +96,7 @@ impl<S: System> Engine<S> {
         self.apply(id, s, after, next);
     }
 
-    fn final_of(s: &Session) -> Final {
+    pub(super) fn final_of(s: &Session) -> Final {
         if s.limits.kill_scope == KillScope::Leader {
             return Final::LeaderOnly;
         }
@@ -189,7 +189,13 @@ impl<S: System> Engine<S> {
         self.log_signal(s, sigs, count, None);
     }
 
-    fn log_signal(&mut self, s: &Session, sigs: &[i32], count: usize, method: Option<&str>) {
+    pub(super) fn log_signal(
+        &mut self,
+        s: &Session,
+        sigs: &[i32],
+        count: usize,
+        method: Option<&str>,
+    ) {
         let names: Vec<&str> = sigs
             .iter()
             .map(|s| crate::host::signals::signal_name(*s))
@@ -242,7 +248,7 @@ impl<S: System> Engine<S> {
             return self.final_round(s, reason, 0, now);
         }
         let procs: Vec<ProcRef> = split.targets.iter().map(|p| p.proc).collect();
-        self.send(s, &procs, &[libc::SIGHUP, libc::SIGCONT]);
+        self.send_watched(s, &procs, &[libc::SIGHUP, libc::SIGCONT]);
         s.phase = Phase::Terminating {
             reason,
             step: KillStep::HangUp,
@@ -265,7 +271,7 @@ impl<S: System> Engine<S> {
                     return self.final_round(s, reason, 0, now);
                 }
                 let procs: Vec<ProcRef> = split.targets.iter().map(|p| p.proc).collect();
-                self.send(s, &procs, &[libc::SIGTERM]);
+                self.send_watched(s, &procs, &[libc::SIGTERM]);
                 s.phase = Phase::Terminating {
                     reason,
                     step: KillStep::Terminate,
@@ -437,7 +443,7 @@ impl<S: System> Engine<S> {
     /// The indexes in `due` of sessions not proven empty (see
     /// [`Engine::stop_then_kill_rounds`]); a scan that finds a target
     /// decides that session at once.
-    fn prove_empty(&mut self, due: &mut [Due<'_>]) -> Vec<usize> {
+    pub(super) fn prove_empty(&mut self, due: &mut [Due<'_>]) -> Vec<usize> {
         let mut empty_before = vec![false; due.len()];
         let mut decided: Vec<Option<bool>> = vec![None; due.len()];
         for _ in 0..MAX_PROOF_SCANS {
@@ -517,7 +523,7 @@ impl<S: System> Engine<S> {
         }
     }
 
-    fn terminated(
+    pub(super) fn terminated(
         &mut self,
         s: &Session,
         reason: EndReason,

@@ -20,6 +20,7 @@ use crate::core::revocations::Revocations;
 use crate::core::session::{ProcRef, Session, SessionId};
 
 mod dry_run;
+mod exits;
 mod kill;
 mod recovery;
 mod register;
@@ -57,6 +58,10 @@ pub(crate) struct Engine<S: System> {
     timers: Timers,
     /// Users with live sessions, for re-validation through PAM.
     reval: revalidate::Revalidation,
+    /// Ending sessions whose processes were all seen gone, to be proved
+    /// empty together at `exit_check_at` (see `exits.rs`).
+    exited: Vec<SessionId>,
+    exit_check_at: Option<Timestamp>,
 }
 
 impl<S: System> Engine<S> {
@@ -71,6 +76,8 @@ impl<S: System> Engine<S> {
             leaders: HashMap::new(),
             timers: Timers::default(),
             reval: revalidate::Revalidation::default(),
+            exited: Vec::new(),
+            exit_check_at: None,
         }
     }
 
@@ -86,10 +93,10 @@ impl<S: System> Engine<S> {
     pub(crate) fn next_wake(&mut self) -> Option<Timestamp> {
         let revocation = self.revocations.next_expiry();
         let timer = self.timers.next();
-        match (timer, revocation) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, revocation, self.exit_check_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn schedule(&mut self, id: SessionId, at: Timestamp) {
@@ -107,6 +114,7 @@ impl<S: System> Engine<S> {
             }
         }
         self.timers.cancel(id);
+        self.sys.unwatch(id);
     }
 
     fn insert_session(&mut self, s: Session) {

@@ -4,6 +4,7 @@ pub(crate) mod census;
 pub(crate) mod cgroup;
 pub(crate) mod clock;
 pub(crate) mod connection;
+pub(crate) mod exits;
 pub(crate) mod login_probe;
 pub(crate) mod notify;
 pub mod nss;
@@ -82,6 +83,9 @@ pub(crate) struct Host {
     census_pair_complete: bool,
     /// Lines held back by `hold_log`, sent by `release_log`.
     held_log: Option<Vec<Event>>,
+    /// Ending sessions watched for their last process (issue 16); `None`
+    /// if no epoll set could be made (the kill ladder's timers then end them).
+    exits: Option<exits::ExitWatch>,
 }
 
 impl Host {
@@ -108,12 +112,23 @@ impl Host {
             census_chain: None,
             census_pair_complete: false,
             held_log: None,
+            exits: exits::ExitWatch::new().ok(),
         }
     }
 
     /// Ends sessions through cgroup v2 (see `host::cgroup`).
     pub(crate) fn set_cgroups(&mut self, cgroups: cgroup::Cgroups) {
         self.cgroups = Some(cgroups);
+    }
+
+    /// The fd of the ending sessions' watch, for the event loop's poll set.
+    pub(crate) fn exit_watch_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.exits.as_ref().map(exits::ExitWatch::fd)
+    }
+
+    /// Whether an ending session is named already (the loop must not sleep).
+    pub(crate) fn exits_pending(&self) -> bool {
+        self.exits.as_ref().is_some_and(exits::ExitWatch::has_ready)
     }
 
     /// At a clean stop: removes the empty cgroups of ended sessions, then
@@ -428,6 +443,45 @@ impl System for Host {
             .iter()
             .filter(|p| signals::signal_each(**p, sigs).is_ok())
             .count()
+    }
+
+    fn signal_watched(&mut self, id: SessionId, procs: &[ProcRef], sigs: &[i32]) -> usize {
+        let mut pidfds = Vec::with_capacity(procs.len());
+        let mut all_known = true;
+        for p in procs {
+            match signals::signal_pinned(*p, sigs) {
+                Ok(fd) => pidfds.push(fd),
+                Err(signals::SignalError::Gone) => {}
+                // Alive but not signalled: its exit cannot be waited for.
+                Err(signals::SignalError::Os(_)) => all_known = false,
+            }
+        }
+        let count = pidfds.len();
+        if let Some(w) = self.exits.as_mut() {
+            if !(all_known && w.watch_pids(id, pidfds)) {
+                w.unwatch(id);
+            }
+        }
+        count
+    }
+
+    fn watch_cgroup(&mut self, id: SessionId, cgroup: &str) {
+        if let (Some(w), Some(cg)) = (self.exits.as_mut(), self.cgroups.as_ref()) {
+            w.watch_cgroup(id, &cg.events_path(cgroup));
+        }
+    }
+
+    fn unwatch(&mut self, id: SessionId) {
+        if let Some(w) = self.exits.as_mut() {
+            w.unwatch(id);
+        }
+    }
+
+    fn exits_seen(&mut self) -> Vec<SessionId> {
+        self.exits
+            .as_mut()
+            .map(exits::ExitWatch::take_ready)
+            .unwrap_or_default()
     }
 
     fn log(&mut self, ev: Event) {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod dry_run;
+mod exits;
 mod identity;
 mod kill;
 mod recovery;
