@@ -394,3 +394,73 @@ fn k08_a_clean_stop_leaves_no_base_cgroup() {
         base.display()
     );
 }
+
+/// Issue 16: a login whose processes all die at SIGHUP (sshd's and the
+/// shell, nothing else) is reported `session_terminated` as soon as they are
+/// gone, without the SIGTERM and final steps. The grace period is 10
+/// minutes: without this the line could only come after it, far past the
+/// 10 s the test waits for an event (the bound is inherent: the test waits
+/// on the line, and only says it came before the ladder's next step).
+fn ends_when_its_processes_die_at_sighup(env: &Env) -> e2e::LogLine {
+    let login = Login::start(env);
+    let sid = login.audit_session();
+    let typed = login.run("true");
+    login.expect_idle_end(typed, IDLE);
+    let done = login.expect_terminated_clean();
+    login.assert_session_empty(sid);
+    let id = done.get("id").unwrap_or_default();
+    let signals: Vec<String> = env
+        .syslog
+        .session_lines(id)
+        .iter()
+        .filter(|l| l.event() == Some("session_signal"))
+        .map(|l| l.get("signal").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(signals, ["SIGHUP,SIGCONT"], "{}", done.raw);
+    done
+}
+
+#[test]
+fn k09_a_login_dead_at_sighup_is_terminated_at_once_through_its_cgroup() {
+    let env = idle_env().grace("10m").start();
+    let done = ends_when_its_processes_die_at_sighup(&env);
+    let id = done.get("id").unwrap_or_default();
+    let open = env
+        .syslog
+        .find("session_open", &[("id", id)])
+        .expect("its session_open");
+    assert!(
+        open.get("cgroup")
+            .unwrap_or_default()
+            .starts_with("/timeoutd-"),
+        "not through a cgroup: {}",
+        open.raw
+    );
+}
+
+#[test]
+fn k10_a_login_dead_at_sighup_is_terminated_at_once_without_cgroups() {
+    let mut env = idle_env().daemon(false).start();
+    let wrapper = no_cgroup_wrapper(&env);
+    let limits = e2e::Limits {
+        grace: "10m".into(),
+        ..e2e::Limits::new("5s", "off", &[])
+    };
+    let daemon = e2e::daemon::start(
+        &wrapper,
+        env.dir(),
+        &env.socket,
+        &env.syslog,
+        &limits,
+        &e2e::ConfigExtra::default(),
+    );
+    env.daemon = Some(daemon);
+    env.expect_event("posture_warning", &[("check", "cgroup_v2")], EVENT, None);
+    let done = ends_when_its_processes_die_at_sighup(&env);
+    let id = done.get("id").unwrap_or_default();
+    let open = env
+        .syslog
+        .find("session_open", &[("id", id)])
+        .expect("its session_open");
+    assert_eq!(open.get("cgroup"), Some("-"), "{}", open.raw);
+}

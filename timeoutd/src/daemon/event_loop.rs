@@ -1,5 +1,6 @@
-//! The event loop: wait on the socket, the signalfd, the connections and the
-//! re-validation children until the engine's next timer is due, answer what
+//! The event loop: wait on the socket, the signalfd, the connections, the
+//! re-validation children and the processes of ending sessions (one epoll
+//! fd, `host::exits`) until the engine's next timer is due, answer what
 //! came in, run what is due. SIGHUP and `timeoutctl reload` reload the
 //! policy; SIGTERM and SIGINT stop.
 
@@ -38,10 +39,15 @@ pub(crate) fn run(
 ) {
     loop {
         let wait = time_to_next_wake(engine, syslog);
-        let wait = checks
+        let mut wait = checks
             .time_to_next(Instant::now())
             .map_or(wait, |c| c.min(wait));
-        for incoming in server.poll_with(wait, &checks.poll_fds()) {
+        if engine.sys.exits_pending() {
+            wait = Duration::ZERO;
+        }
+        let mut fds = checks.poll_fds();
+        fds.extend(engine.sys.exit_watch_fd());
+        for incoming in server.poll_with(wait, &fds) {
             let mut ctx = Ctx {
                 engine,
                 server,
@@ -59,6 +65,7 @@ pub(crate) fn run(
         syslog.report_suppressed();
         engine.run_due();
         revalidate(engine, server, checks);
+        engine.on_exits();
     }
 }
 

@@ -43,7 +43,7 @@ const MAX_PROOF_SCANS: u32 = 16;
 
 /// How the final step kills.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Final {
+pub(super) enum Final {
     /// `cgroup.kill` on this cgroup, then wait for it to be empty.
     Cgroup(String),
     /// SIGSTOP until a scan finds nothing running, then SIGKILL.
@@ -96,7 +96,7 @@ impl<S: System> Engine<S> {
         self.apply(id, s, after, next);
     }
 
-    fn final_of(s: &Session) -> Final {
+    pub(super) fn final_of(s: &Session) -> Final {
         if s.limits.kill_scope == KillScope::Leader {
             return Final::LeaderOnly;
         }
@@ -114,10 +114,12 @@ impl<S: System> Engine<S> {
         }
         let procs = self.sys.scope_processes(s.leader, s.scope);
         let mut inner = HashSet::new();
-        for o in self.sessions.values() {
-            if o.id != s.id && o.scope == Scope::Subtree && procs.iter().any(|p| p.proc == o.leader)
+        for p in &procs {
+            if self
+                .inner_session(s, p.proc)
+                .is_some_and(|o| o.scope == Scope::Subtree)
             {
-                inner.extend(descendants_within(&procs, o.leader.pid));
+                inner.extend(descendants_within(&procs, p.proc.pid));
             }
         }
         procs
@@ -127,6 +129,12 @@ impl<S: System> Engine<S> {
                 (p, nested)
             })
             .collect()
+    }
+
+    /// The registered session other than `outer` whose leader is `p`.
+    fn inner_session(&self, outer: &Session, p: ProcRef) -> Option<&Session> {
+        let id = self.leaders.get(&p).filter(|id| **id != outer.id)?;
+        self.sessions.get(id)
     }
 
     /// Who ends with the session and who is spared:
@@ -141,8 +149,13 @@ impl<S: System> Engine<S> {
     /// - a session ending because its login ends: everything in it (its
     ///   login's rule already decided).
     pub(super) fn split(&mut self, s: &Session, reason: EndReason) -> Split {
-        let leader = s.leader;
         let cands = self.candidates(s);
+        Self::split_from(s, reason, cands)
+    }
+
+    /// [`Engine::split`] of candidates already read.
+    fn split_from(s: &Session, reason: EndReason, cands: Vec<(ProcFacts, bool)>) -> Split {
+        let leader = s.leader;
         let mut out = Split::default();
         if s.limits.kill_scope == KillScope::Leader {
             out.targets = cands
@@ -176,7 +189,13 @@ impl<S: System> Engine<S> {
         self.log_signal(s, sigs, count, None);
     }
 
-    fn log_signal(&mut self, s: &Session, sigs: &[i32], count: usize, method: Option<&str>) {
+    pub(super) fn log_signal(
+        &mut self,
+        s: &Session,
+        sigs: &[i32],
+        count: usize,
+        method: Option<&str>,
+    ) {
         let names: Vec<&str> = sigs
             .iter()
             .map(|s| crate::host::signals::signal_name(*s))
@@ -188,20 +207,19 @@ impl<S: System> Engine<S> {
         self.sys.log(ev);
     }
 
-    /// Sessions registered inside `outer` (su, sudo) end with it.
-    fn end_inner_sessions(&mut self, outer: &Session) {
+    /// Sessions registered inside `outer` (su, sudo) end with it; `cands`
+    /// are the candidates of `outer`. Returns whether any did.
+    fn end_inner_sessions(&mut self, outer: &Session, cands: &[(ProcFacts, bool)]) -> bool {
         if outer.limits.kill_scope == KillScope::Leader {
-            return;
+            return false;
         }
-        let cands = self.candidates(outer);
-        let inner: Vec<SessionId> = self
-            .sessions
-            .values()
-            .filter(|o| o.id != outer.id && o.is_active() && o.scope == Scope::Subtree)
-            .filter(|o| cands.iter().any(|(p, _)| p.proc == o.leader))
+        let inner: Vec<SessionId> = cands
+            .iter()
+            .filter_map(|(p, _)| self.inner_session(outer, p.proc))
+            .filter(|o| o.is_active() && o.scope == Scope::Subtree)
             .map(|o| o.id)
             .collect();
-        for id in inner {
+        for &id in &inner {
             if let Some(o) = self.sessions.get(&id) {
                 let ev = session_event(EventName::SessionEndedWithLogin, o)
                     .with_severity(Severity::Notice)
@@ -211,6 +229,7 @@ impl<S: System> Engine<S> {
             }
             self.end_now(id, EndReason::WithLogin { login: outer.id });
         }
+        !inner.is_empty()
     }
 
     pub(super) fn begin_kill(
@@ -219,13 +238,17 @@ impl<S: System> Engine<S> {
         reason: EndReason,
         now: Timestamp,
     ) -> (After, Option<Timestamp>) {
-        self.end_inner_sessions(s);
-        let split = self.split(s, reason);
+        let cands = self.candidates(s);
+        let split = if self.end_inner_sessions(s, &cands) {
+            self.split(s, reason) // what ending them left
+        } else {
+            Self::split_from(s, reason, cands)
+        };
         if split.targets.is_empty() {
             return self.final_round(s, reason, 0, now);
         }
         let procs: Vec<ProcRef> = split.targets.iter().map(|p| p.proc).collect();
-        self.send(s, &procs, &[libc::SIGHUP, libc::SIGCONT]);
+        self.send_watched(s, &procs, &[libc::SIGHUP, libc::SIGCONT]);
         s.phase = Phase::Terminating {
             reason,
             step: KillStep::HangUp,
@@ -248,7 +271,7 @@ impl<S: System> Engine<S> {
                     return self.final_round(s, reason, 0, now);
                 }
                 let procs: Vec<ProcRef> = split.targets.iter().map(|p| p.proc).collect();
-                self.send(s, &procs, &[libc::SIGTERM]);
+                self.send_watched(s, &procs, &[libc::SIGTERM]);
                 s.phase = Phase::Terminating {
                     reason,
                     step: KillStep::Terminate,
@@ -420,7 +443,7 @@ impl<S: System> Engine<S> {
     /// The indexes in `due` of sessions not proven empty (see
     /// [`Engine::stop_then_kill_rounds`]); a scan that finds a target
     /// decides that session at once.
-    fn prove_empty(&mut self, due: &mut [Due<'_>]) -> Vec<usize> {
+    pub(super) fn prove_empty(&mut self, due: &mut [Due<'_>]) -> Vec<usize> {
         let mut empty_before = vec![false; due.len()];
         let mut decided: Vec<Option<bool>> = vec![None; due.len()];
         for _ in 0..MAX_PROOF_SCANS {
@@ -500,7 +523,7 @@ impl<S: System> Engine<S> {
         }
     }
 
-    fn terminated(
+    pub(super) fn terminated(
         &mut self,
         s: &Session,
         reason: EndReason,

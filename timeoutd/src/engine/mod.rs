@@ -22,6 +22,7 @@ use crate::core::session::{ProcRef, Session, SessionId};
 
 mod civil;
 mod dry_run;
+mod exits;
 mod kill;
 mod recovery;
 mod register;
@@ -61,6 +62,10 @@ pub(crate) struct Engine<S: System> {
     reval: revalidate::Revalidation,
     /// Windows and quotas: the zone, the quota days, the users' ledger.
     pub(crate) civil: Civil,
+    /// Ending sessions whose processes were all seen gone, to be proved
+    /// empty together at `exit_check_at` (see `exits.rs`).
+    exited: Vec<SessionId>,
+    exit_check_at: Option<Timestamp>,
 }
 
 impl<S: System> Engine<S> {
@@ -76,6 +81,8 @@ impl<S: System> Engine<S> {
             timers: Timers::default(),
             reval: revalidate::Revalidation::default(),
             civil: Civil::default(),
+            exited: Vec::new(),
+            exit_check_at: None,
         }
     }
 
@@ -91,10 +98,10 @@ impl<S: System> Engine<S> {
     pub(crate) fn next_wake(&mut self) -> Option<Timestamp> {
         let revocation = self.revocations.next_expiry();
         let timer = self.timers.next();
-        match (timer, revocation) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, revocation, self.exit_check_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn schedule(&mut self, id: SessionId, at: Timestamp) {
@@ -113,6 +120,7 @@ impl<S: System> Engine<S> {
             }
         }
         self.timers.cancel(id);
+        self.sys.unwatch(id);
     }
 
     fn insert_session(&mut self, s: Session) {

@@ -49,6 +49,11 @@ pub(crate) trait System {
     /// Sends each of `sigs`, in order, to each process; returns how many were signalled.
     fn signal(&mut self, procs: &[ProcRef], sigs: &[i32]) -> usize;
     fn log(&mut self, ev: Event);
+    /// Keeps the lines logged from now on until [`System::release_log`],
+    /// which sends them in order: a revocation sends every signal before
+    /// spending time on its lines, each of which still follows what it reports.
+    fn hold_log(&mut self) {}
+    fn release_log(&mut self) {}
     /// Lines that could not be delivered to syslog since the daemon started.
     fn log_lines_dropped(&self) -> u64 {
         0
@@ -95,6 +100,25 @@ pub(crate) trait System {
     }
     /// Removes the session's cgroup once it is empty (now or later).
     fn cgroup_release(&mut self, _cgroup: &str) {}
+    // --- The end of a session noticed at once (issue 16). The defaults
+    // watch nothing: the kill ladder's timers end the session.
+
+    /// [`System::signal`], then watches the processes signalled: once every
+    /// one of them has exited, [`System::exits_seen`] names session `id`.
+    /// Replaces what was watched of `id`'s processes before.
+    fn signal_watched(&mut self, _id: SessionId, procs: &[ProcRef], sigs: &[i32]) -> usize {
+        self.signal(procs, sigs)
+    }
+    /// Watches the session's cgroup: [`System::exits_seen`] names `id` when
+    /// `cgroup.events` says nothing is left in it.
+    fn watch_cgroup(&mut self, _id: SessionId, _cgroup: &str) {}
+    /// Stops watching anything of session `id`.
+    fn unwatch(&mut self, _id: SessionId) {}
+    /// The sessions whose watched processes all exited, or whose cgroup was
+    /// seen empty, since the last call.
+    fn exits_seen(&mut self) -> Vec<SessionId> {
+        Vec::new()
+    }
     /// Whether the process is stopped (state T), for stop-then-kill.
     fn stopped(&mut self, _p: ProcRef) -> bool {
         false

@@ -62,6 +62,11 @@ pub(crate) struct Fake {
     /// reading gives (its `read_at` set to the clock; `None`: a failure).
     pub(crate) conn_search: Option<ConnSearch>,
     pub(crate) conn_read: Option<ConnRead>,
+    // --- Ending sessions watched for their last process (issue 16).
+    /// Processes watched per session (`signal_watched`), until all are gone.
+    pub(crate) watched: HashMap<SessionId, Vec<ProcRef>>,
+    /// Sessions whose cgroup is watched.
+    pub(crate) watched_cgroups: Vec<SessionId>,
 }
 
 impl System for Fake {
@@ -178,6 +183,39 @@ impl System for Fake {
     }
     fn stopped(&mut self, p: ProcRef) -> bool {
         self.stopped.contains(&p.pid)
+    }
+    // Ending sessions watched (issue 16).
+    fn signal_watched(&mut self, id: SessionId, procs: &[ProcRef], sigs: &[i32]) -> usize {
+        let n = self.signal(procs, sigs);
+        self.watched.insert(id, procs.to_vec());
+        n
+    }
+    fn watch_cgroup(&mut self, id: SessionId, _cgroup: &str) {
+        if !self.watched_cgroups.contains(&id) {
+            self.watched_cgroups.push(id);
+        }
+    }
+    fn unwatch(&mut self, id: SessionId) {
+        self.watched.remove(&id);
+        self.watched_cgroups.retain(|w| *w != id);
+    }
+    fn exits_seen(&mut self) -> Vec<SessionId> {
+        let live: Vec<ProcRef> = self.procs.iter().map(|p| p.proc).collect();
+        let mut out: Vec<SessionId> = self
+            .watched
+            .iter()
+            .filter(|(_, procs)| procs.iter().all(|p| !live.contains(p)))
+            .map(|(id, _)| *id)
+            .collect();
+        self.watched.retain(|id, _| !out.contains(id));
+        if self.cgroup_populated("") {
+            out.sort_unstable();
+            return out;
+        }
+        out.extend(self.watched_cgroups.iter().copied());
+        out.sort_unstable();
+        out.dedup();
+        out
     }
     // The login's connection (issue 12).
     fn find_connection(&mut self, _leader: ProcRef) -> ConnSearch {

@@ -4,6 +4,7 @@ pub(crate) mod census;
 pub(crate) mod cgroup;
 pub(crate) mod clock;
 pub(crate) mod connection;
+pub(crate) mod exits;
 pub(crate) mod login_probe;
 pub(crate) mod notify;
 pub mod nss;
@@ -52,8 +53,9 @@ pub(crate) struct Host {
     ids: IdAllocator,
     store: StateStore,
     state_dir: PathBuf,
-    /// One /proc scan, shared by everything done in one batch (see `begin_batch`).
-    snapshot: Option<Vec<ProcInfo>>,
+    /// One /proc scan, shared by everything done in one batch (see
+    /// `begin_batch`), with its parent → children index.
+    snapshot: Option<(Vec<ProcInfo>, procfs::ChildIndex)>,
     /// Audit session id → pids, from one read of each /proc/PID/sessionid.
     by_sessionid: Option<HashMap<u32, Vec<u32>>>,
     /// Parent → children, for telling logins without a terminal; shared by
@@ -79,6 +81,11 @@ pub(crate) struct Host {
     /// The current pass and the one before it were both complete, the
     /// current one reading on from the previous (see `host::census`).
     census_pair_complete: bool,
+    /// Lines held back by `hold_log`, sent by `release_log`.
+    held_log: Option<Vec<Event>>,
+    /// Ending sessions watched for their last process (issue 16); `None`
+    /// if no epoll set could be made (the kill ladder's timers then end them).
+    exits: Option<exits::ExitWatch>,
 }
 
 impl Host {
@@ -104,12 +111,24 @@ impl Host {
             census: None,
             census_chain: None,
             census_pair_complete: false,
+            held_log: None,
+            exits: exits::ExitWatch::new().ok(),
         }
     }
 
     /// Ends sessions through cgroup v2 (see `host::cgroup`).
     pub(crate) fn set_cgroups(&mut self, cgroups: cgroup::Cgroups) {
         self.cgroups = Some(cgroups);
+    }
+
+    /// The fd of the ending sessions' watch, for the event loop's poll set.
+    pub(crate) fn exit_watch_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.exits.as_ref().map(exits::ExitWatch::fd)
+    }
+
+    /// Whether an ending session is named already (the loop must not sleep).
+    pub(crate) fn exits_pending(&self) -> bool {
+        self.exits.as_ref().is_some_and(exits::ExitWatch::has_ready)
     }
 
     /// At a clean stop: removes the empty cgroups of ended sessions, then
@@ -134,8 +153,13 @@ impl Host {
         self.census.get_or_insert_with(census::Census::default)
     }
 
-    fn processes(&mut self) -> &[ProcInfo] {
-        self.snapshot.get_or_insert_with(procfs::snapshot)
+    fn processes(&mut self) -> (&[ProcInfo], &procfs::ChildIndex) {
+        let (snap, index) = self.snapshot.get_or_insert_with(|| {
+            let snap = procfs::snapshot();
+            let index = procfs::ChildIndex::new(&snap);
+            (snap, index)
+        });
+        (snap, index)
     }
 
     /// The pids of each audit session, one small read per process, reused
@@ -397,9 +421,9 @@ impl System for Host {
         if self.fresh_scans {
             self.census(); // keeps the chain of passes for the proof
         }
-        let snap = self.processes();
-        let comm_of = |pid: u32| snap.iter().find(|q| q.pid == pid).map(|q| q.comm.as_str());
-        procfs::session_processes(snap, leader.pid, leader.start_time, None)
+        let (snap, index) = self.processes();
+        let comm_of = |pid: u32| index.get(snap, pid).map(|q| q.comm.as_str());
+        procfs::session_processes_indexed(snap, Some(index), leader.pid, leader.start_time, None)
             .into_iter()
             .map(|p| ProcFacts {
                 proc: ProcRef {
@@ -421,8 +445,60 @@ impl System for Host {
             .count()
     }
 
+    fn signal_watched(&mut self, id: SessionId, procs: &[ProcRef], sigs: &[i32]) -> usize {
+        let mut pidfds = Vec::with_capacity(procs.len());
+        let mut all_known = true;
+        for p in procs {
+            match signals::signal_pinned(*p, sigs) {
+                Ok(fd) => pidfds.push(fd),
+                Err(signals::SignalError::Gone) => {}
+                // Alive but not signalled: its exit cannot be waited for.
+                Err(signals::SignalError::Os(_)) => all_known = false,
+            }
+        }
+        let count = pidfds.len();
+        if let Some(w) = self.exits.as_mut() {
+            if !(all_known && w.watch_pids(id, pidfds)) {
+                w.unwatch(id);
+            }
+        }
+        count
+    }
+
+    fn watch_cgroup(&mut self, id: SessionId, cgroup: &str) {
+        if let (Some(w), Some(cg)) = (self.exits.as_mut(), self.cgroups.as_ref()) {
+            w.watch_cgroup(id, &cg.events_path(cgroup));
+        }
+    }
+
+    fn unwatch(&mut self, id: SessionId) {
+        if let Some(w) = self.exits.as_mut() {
+            w.unwatch(id);
+        }
+    }
+
+    fn exits_seen(&mut self) -> Vec<SessionId> {
+        self.exits
+            .as_mut()
+            .map(exits::ExitWatch::take_ready)
+            .unwrap_or_default()
+    }
+
     fn log(&mut self, ev: Event) {
-        self.syslog.log(&ev);
+        match self.held_log.as_mut() {
+            Some(held) => held.push(ev),
+            None => self.syslog.log(&ev),
+        }
+    }
+
+    fn hold_log(&mut self) {
+        self.held_log.get_or_insert_with(Vec::new);
+    }
+
+    fn release_log(&mut self) {
+        for ev in self.held_log.take().unwrap_or_default() {
+            self.syslog.log(&ev);
+        }
     }
 
     fn log_lines_dropped(&self) -> u64 {

@@ -87,6 +87,12 @@ pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
 ///
 /// Signal 0 only checks that the process exists and is the same one.
 pub(crate) fn signal_each(p: ProcRef, sigs: &[i32]) -> Result<(), SignalError> {
+    signal_pinned(p, sigs).map(drop)
+}
+
+/// [`signal_each`], returning the pidfd it signalled through, which becomes
+/// readable when the process exits.
+pub(crate) fn signal_pinned(p: ProcRef, sigs: &[i32]) -> Result<OwnedFd, SignalError> {
     let pid = libc::pid_t::try_from(p.pid).map_err(|_| {
         SignalError::Os(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -114,7 +120,7 @@ pub(crate) fn signal_each(p: ProcRef, sigs: &[i32]) -> Result<(), SignalError> {
     for &sig in sigs {
         pidfd_send_signal(&pidfd, sig).map_err(os_error_to_signal_error)?;
     }
-    Ok(())
+    Ok(pidfd)
 }
 
 /// The name of a signal number, `"SIG?"` if unknown.

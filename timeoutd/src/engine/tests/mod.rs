@@ -4,6 +4,7 @@
 mod admin;
 mod civil;
 mod dry_run;
+mod exits;
 mod identity;
 mod kill;
 mod recovery;

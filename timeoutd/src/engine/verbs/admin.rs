@@ -316,6 +316,7 @@ impl<S: System> Engine<S> {
         self.revocations.add(rev);
         self.save_revocations();
         self.sys.begin_batch();
+        self.sys.hold_log();
         for id in &victims {
             if let Some(s) = self.session(*id) {
                 let ev = session_event(EventName::SessionRevoked, s)
@@ -326,6 +327,7 @@ impl<S: System> Engine<S> {
             }
             self.end_now(*id, EndReason::Revoked { by_uid: peer.uid });
         }
+        self.sys.release_log();
         let ttl = match until {
             Some(u) => format!("until {u} UTC ({})", Human(u.since(now))),
             None => "until unrevoke".to_owned(),

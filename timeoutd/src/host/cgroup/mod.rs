@@ -214,6 +214,11 @@ impl Cgroups {
         fs::write(self.abs(cgroup).join("cgroup.kill"), b"1\n")
     }
 
+    /// The cgroup's `cgroup.events` (pollable: see `host::exits`).
+    pub(crate) fn events_path(&self, cgroup: &str) -> PathBuf {
+        self.abs(cgroup).join("cgroup.events")
+    }
+
     /// Whether any process is left in the cgroup or below it; a cgroup that
     /// no longer exists is empty.
     pub(crate) fn populated(&self, cgroup: &str) -> bool {

@@ -21,7 +21,9 @@ use std::path::Path;
 pub(crate) use parse::controlling_pts;
 pub(crate) use parse::Stat;
 use parse::{parse_stat, parse_status_uids, parse_tty_index, parse_u32_file};
+#[cfg(test)]
 pub(crate) use tree::session_processes;
+pub(crate) use tree::{session_processes_indexed, ChildIndex};
 
 mod parse;
 mod tree;

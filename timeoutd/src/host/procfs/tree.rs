@@ -5,31 +5,64 @@ use std::collections::{HashMap, HashSet};
 
 use crate::host::procfs::{ProcInfo, AUDIT_UNSET};
 
-/// `root` (if present in `snap`) and every process below it, following ppid
-/// links. Safe against cycles and duplicate entries. `root == 0` gives an
-/// empty list (pid 0 is the parent of init and kthreadd).
-pub(crate) fn descendants(snap: &[ProcInfo], root: u32) -> Vec<&ProcInfo> {
-    if root == 0 {
-        return Vec::new();
-    }
-    let mut children: HashMap<u32, Vec<&ProcInfo>> = HashMap::new();
-    for p in snap {
-        if p.pid != p.ppid {
-            children.entry(p.ppid).or_default().push(p);
-        }
-    }
-    let mut seen = HashSet::from([root]);
-    let mut out: Vec<&ProcInfo> = snap.iter().filter(|p| p.pid == root).take(1).collect();
-    let mut stack = vec![root];
-    while let Some(pid) = stack.pop() {
-        for &c in children.get(&pid).map(Vec::as_slice).unwrap_or(&[]) {
-            if seen.insert(c.pid) {
-                out.push(c);
-                stack.push(c.pid);
+/// Each pid's children in one snapshot (by position in it), made once and
+/// shared by every look at that snapshot: a revocation of a thousand
+/// sessions walks a thousand small subtrees, not the whole table each time.
+#[derive(Debug, Default)]
+pub(crate) struct ChildIndex {
+    children: HashMap<u32, Vec<usize>>,
+    /// Where each pid first appears.
+    position: HashMap<u32, usize>,
+}
+
+impl ChildIndex {
+    pub(crate) fn new(snap: &[ProcInfo]) -> Self {
+        let mut children: HashMap<u32, Vec<usize>> = HashMap::new();
+        let mut position = HashMap::with_capacity(snap.len());
+        for (i, p) in snap.iter().enumerate() {
+            position.entry(p.pid).or_insert(i);
+            if p.pid != p.ppid {
+                children.entry(p.ppid).or_default().push(i);
             }
         }
+        Self { children, position }
     }
-    out
+
+    /// The first entry of `pid` in `snap` (the snapshot this index was made of).
+    pub(crate) fn get<'a>(&self, snap: &'a [ProcInfo], pid: u32) -> Option<&'a ProcInfo> {
+        snap.get(*self.position.get(&pid)?)
+    }
+
+    /// `root` (if present in `snap`, the snapshot this index was made of)
+    /// and every process below it, following ppid links. Safe against
+    /// cycles and duplicate entries. `root == 0` gives an empty list (pid 0
+    /// is the parent of init and kthreadd).
+    pub(crate) fn subtree<'a>(&self, snap: &'a [ProcInfo], root: u32) -> Vec<&'a ProcInfo> {
+        if root == 0 {
+            return Vec::new();
+        }
+        let mut seen = HashSet::from([root]);
+        let mut out: Vec<&ProcInfo> = self.get(snap, root).into_iter().collect();
+        let mut stack = vec![root];
+        while let Some(pid) = stack.pop() {
+            for &i in self.children.get(&pid).map(Vec::as_slice).unwrap_or(&[]) {
+                let Some(c) = snap.get(i) else {
+                    continue;
+                };
+                if seen.insert(c.pid) {
+                    out.push(c);
+                    stack.push(c.pid);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `root` and every process below it (see [`ChildIndex::subtree`]).
+#[cfg(test)]
+pub(crate) fn descendants(snap: &[ProcInfo], root: u32) -> Vec<&ProcInfo> {
+    ChildIndex::new(snap).subtree(snap, root)
 }
 
 /// The live (non-zombie) processes of one login session.
@@ -42,12 +75,25 @@ pub(crate) fn descendants(snap: &[ProcInfo], root: u32) -> Vec<&ProcInfo> {
 ///
 /// Zombies, pid 1 and the calling process itself are never returned (a
 /// daemon started by hand from a login inherits that login's session id).
+#[cfg(test)]
 pub(crate) fn session_processes(
     snap: &[ProcInfo],
     leader_pid: u32,
     leader_start: u64,
     sessionid: Option<u32>,
 ) -> Vec<&ProcInfo> {
+    session_processes_indexed(snap, None, leader_pid, leader_start, sessionid)
+}
+
+/// The live processes of one login session (see [`session_processes`]),
+/// with the snapshot's [`ChildIndex`] if one was made.
+pub(crate) fn session_processes_indexed<'a>(
+    snap: &'a [ProcInfo],
+    index: Option<&ChildIndex>,
+    leader_pid: u32,
+    leader_start: u64,
+    sessionid: Option<u32>,
+) -> Vec<&'a ProcInfo> {
     let me = std::process::id();
     let keep = |p: &&ProcInfo| p.state != 'Z' && p.pid > 1 && p.pid != me;
     match sessionid.filter(|s| *s != AUDIT_UNSET) {
@@ -57,13 +103,21 @@ pub(crate) fn session_processes(
             .filter(keep)
             .collect(),
         None => {
-            let leader_ok = snap
-                .iter()
-                .any(|p| p.pid == leader_pid && p.start_time == leader_start);
+            let made;
+            let ix = match index {
+                Some(ix) => ix,
+                None => {
+                    made = ChildIndex::new(snap);
+                    &made
+                }
+            };
+            let leader_ok = ix
+                .get(snap, leader_pid)
+                .is_some_and(|p| p.start_time == leader_start);
             if !leader_ok {
                 return Vec::new();
             }
-            descendants(snap, leader_pid)
+            ix.subtree(snap, leader_pid)
                 .into_iter()
                 .filter(keep)
                 .collect()

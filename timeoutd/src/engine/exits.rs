@@ -1,0 +1,115 @@
+//! A session ends the moment its last process is gone (issue 16). Each step
+//! of the kill ladder that signals (SIGHUP, SIGTERM) asks the host to watch
+//! what it signalled: the pidfds it signalled through, or the login's
+//! cgroup. When the host says they are all gone (`System::exits_seen`),
+//! the engine proves the scope empty as the final step would (the cgroup
+//! empty; or, without one, two complete passes over /proc that find no
+//! process of the scope), logs `session_terminated` and skips the steps left.
+//! A scope not proven empty (a process forked after the signal, a root
+//! process spared in the cgroup) goes on down the ladder as before.
+
+use std::time::Duration;
+
+use crate::core::clock::Timestamp;
+use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::session::{KillStep, Phase, ProcRef, Session, SessionId};
+use crate::engine::kill::{Due, Final};
+use crate::engine::{Engine, System};
+
+/// Exits without a cgroup are proved together, this long after the first of
+/// them is seen: a revocation's thousand sessions end in a few passes over
+/// /proc, not one pair per session.
+const EXIT_SETTLE: Duration = Duration::from_millis(10);
+
+impl<S: System> Engine<S> {
+    /// Sends `sigs` to the session's targets, logs `session_signal`, and has
+    /// the host watch for them to be gone.
+    pub(super) fn send_watched(&mut self, s: &Session, procs: &[ProcRef], sigs: &[i32]) {
+        let count = match Self::final_of(s) {
+            Final::Cgroup(cg) => {
+                let count = self.sys.signal(procs, sigs);
+                self.sys.watch_cgroup(s.id, &cg);
+                count
+            }
+            Final::StopThenKill | Final::LeaderOnly => self.sys.signal_watched(s.id, procs, sigs),
+        };
+        self.log_signal(s, sigs, count, None);
+    }
+
+    /// Acts on the sessions the host saw emptied, and proves the ones due;
+    /// the event loop calls this on every turn.
+    pub(crate) fn on_exits(&mut self) {
+        let now = self.sys.now();
+        for id in self.sys.exits_seen() {
+            let Some(s) = self.sessions.get(&id).filter(|s| signalled(s)) else {
+                continue;
+            };
+            match Self::final_of(s) {
+                Final::Cgroup(cg) => {
+                    if !self.sys.cgroup_populated(&cg) {
+                        self.end_proven(&[id], now);
+                    }
+                }
+                Final::StopThenKill | Final::LeaderOnly => {
+                    self.exited.push(id);
+                    self.exit_check_at.get_or_insert(now + EXIT_SETTLE);
+                }
+            }
+        }
+        if self.exit_check_at.is_some_and(|at| at <= now) {
+            self.exit_check_at = None;
+            let ids = std::mem::take(&mut self.exited);
+            self.end_proven(&ids, now);
+        }
+    }
+
+    /// Terminates the sessions among `ids` proven empty now (for a cgroup:
+    /// checked already), on shared passes over /proc; the others keep their
+    /// step and timer.
+    fn end_proven(&mut self, ids: &[SessionId], now: Timestamp) {
+        let mut taken: Vec<(SessionId, Session, SessionRecord)> = ids
+            .iter()
+            .filter_map(|id| {
+                let s = self.sessions.get(id).filter(|s| signalled(s))?.clone();
+                let before = s.record();
+                Some((*id, s, before))
+            })
+            .collect();
+        let cgroup = |s: &Session| matches!(Self::final_of(s), Final::Cgroup(_));
+        let mut due: Vec<Due<'_>> = taken
+            .iter_mut()
+            .filter(|(_, s, _)| !cgroup(s))
+            .filter_map(|(_, s, _)| match s.phase {
+                Phase::Terminating { reason, .. } => Some(Due { s, reason, n: 0 }),
+                Phase::Active => None,
+            })
+            .collect();
+        let left: Vec<SessionId> = if due.is_empty() {
+            Vec::new()
+        } else {
+            let left = self.prove_empty(&mut due);
+            left.into_iter().map(|i| due[i].s.id).collect()
+        };
+        drop(due);
+        for (id, s, before) in taken {
+            let Phase::Terminating { reason, .. } = s.phase else {
+                continue;
+            };
+            if left.contains(&id) {
+                if s.record() != before {
+                    self.sys.persist(JournalEntry::Upsert(Box::new(s.record())));
+                }
+                self.apply(id, s, super::wake::After::Keep, None);
+                continue;
+            }
+            let (after, next) = self.terminated(&s, reason, now);
+            self.apply(id, s, after, next);
+        }
+    }
+}
+
+/// Whether the ladder has signalled the session (a refused login waiting
+/// for its PAM stack has not).
+fn signalled(s: &Session) -> bool {
+    matches!(s.phase, Phase::Terminating { step, .. } if step != KillStep::Pending)
+}

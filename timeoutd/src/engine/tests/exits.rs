@@ -1,0 +1,166 @@
+//! A session ends the moment its last process is gone (issue 16), driven
+//! through the fake system with its injected clock: the host names a
+//! session whose watched processes all exited (or whose cgroup is empty),
+//! the engine proves its scope empty and logs `session_terminated` without
+//! the steps left; a scope not proven empty goes on down the ladder.
+
+use std::time::Duration;
+
+use crate::core::session::SessionId;
+use crate::engine::testkit::*;
+use crate::engine::Engine;
+
+/// Runs the timers in 100 ms steps until the session has been sent SIGHUP
+/// (no exits are looked at yet).
+fn until_hangup(e: &mut Engine<Fake>) {
+    for _ in 0..1000 {
+        if e.sys.signals.iter().any(|(s, _)| *s == libc::SIGHUP) {
+            return;
+        }
+        e.sys.now = e.sys.now + Duration::from_millis(100);
+        e.run_due();
+    }
+    panic!("no SIGHUP in {:?}", names(e));
+}
+
+/// One turn of the event loop `ms` later: timers, then exits.
+fn turn(e: &mut Engine<Fake>, ms: u64) {
+    e.sys.now = e.sys.now + Duration::from_millis(ms);
+    e.run_due();
+    e.on_exits();
+}
+
+fn sent(e: &Engine<Fake>, sig: i32) -> bool {
+    e.sys.signals.iter().any(|(s, _)| *s == sig)
+}
+
+fn signal_lines(e: &Engine<Fake>) -> Vec<String> {
+    e.sys
+        .events
+        .iter()
+        .filter(|ev| ev.name() == "session_signal")
+        .map(|ev| ev.get("signal").unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_cgroup_emptied_at_sighup_ends_at_once_without_sigterm_or_kill() {
+    let mut e = engine(limits(Some(15), None, &[]));
+    e.sys.cgroups = true;
+    e.sys.procs.retain(|p| p.proc.pid != 900); // no root process to spare
+    let id = registered_id(e.register(registration(), ROOT));
+    until_hangup(&mut e);
+    assert_eq!(e.sys.watched_cgroups, [id]);
+    // Every process died of SIGHUP: the next turn ends the session.
+    assert!(e.sys.procs.is_empty());
+    turn(&mut e, 1);
+    let done = find(&e, "session_terminated");
+    assert_eq!(done.get("survivors"), Some("0"));
+    assert_eq!(signal_lines(&e), ["SIGHUP,SIGCONT"]);
+    assert_eq!(e.sys.cgroup_kills, 0);
+    assert_eq!(e.sys.released, [format!("/t/s-{id}")]);
+    assert!(e.is_empty());
+    assert!(e.sys.watched_cgroups.is_empty(), "the watch is dropped");
+    // Nothing is left to happen later.
+    turn(&mut e, 60_000);
+    assert_eq!(signal_lines(&e), ["SIGHUP,SIGCONT"]);
+}
+
+#[test]
+fn without_a_cgroup_the_exits_are_proved_together_then_terminated() {
+    let mut e = engine(limits(Some(15), None, &[]));
+    let id = registered_id(e.register(registration(), ROOT));
+    until_hangup(&mut e);
+    assert!(e.sys.watched.contains_key(&id));
+    // All the targets died of SIGHUP; root's 900 is spared, not watched.
+    let left: Vec<u32> = e.sys.procs.iter().map(|p| p.proc.pid).collect();
+    assert_eq!(left, [900]);
+    turn(&mut e, 1);
+    assert!(
+        !names(&e).contains(&"session_terminated"),
+        "proved a moment later"
+    );
+    turn(&mut e, 10);
+    let done = find(&e, "session_terminated");
+    assert_eq!(done.get("survivors"), Some("0"));
+    assert_eq!(done.get("root_spared"), Some("1"));
+    assert_eq!(signal_lines(&e), ["SIGHUP,SIGCONT"]);
+    assert!(!sent(&e, libc::SIGTERM) && !sent(&e, libc::SIGSTOP) && !sent(&e, libc::SIGKILL));
+    assert!(e.is_empty());
+}
+
+#[test]
+fn a_process_that_ignores_sighup_keeps_the_ladder_and_its_exit_at_sigterm_ends_it() {
+    let mut e = engine(limits(Some(15), None, &[]));
+    e.sys.immune.push((502, libc::SIGHUP));
+    e.register(registration(), ROOT);
+    until_hangup(&mut e);
+    turn(&mut e, 50);
+    assert!(!names(&e).contains(&"session_terminated"));
+    // The grace period passes: SIGTERM, which 502 does not ignore.
+    for _ in 0..30 {
+        turn(&mut e, 100);
+        if sent(&e, libc::SIGTERM) {
+            break;
+        }
+    }
+    assert!(sent(&e, libc::SIGTERM));
+    turn(&mut e, 1);
+    turn(&mut e, 10);
+    assert_eq!(find(&e, "session_terminated").get("survivors"), Some("0"));
+    assert_eq!(signal_lines(&e), ["SIGHUP,SIGCONT", "SIGTERM"]);
+    assert!(!sent(&e, libc::SIGKILL), "the final step was skipped");
+}
+
+#[test]
+fn a_process_forked_after_sighup_is_found_by_the_proof_and_the_ladder_goes_on() {
+    let mut e = engine(limits(Some(15), None, &[]));
+    let id = registered_id(e.register(registration(), ROOT));
+    until_hangup(&mut e);
+    // A trap handler of the dying shell started a process of the user.
+    e.sys.procs.push(proc(777, USER_UID));
+    turn(&mut e, 1);
+    turn(&mut e, 10);
+    assert!(!names(&e).contains(&"session_terminated"));
+    assert!(e.session(id).is_some());
+    for _ in 0..30 {
+        turn(&mut e, 100);
+    }
+    assert!(sent(&e, libc::SIGTERM), "{:?}", signal_lines(&e));
+    assert_eq!(find(&e, "session_terminated").get("survivors"), Some("0"));
+}
+
+#[test]
+fn a_root_process_spared_in_the_cgroup_waits_for_the_final_step() {
+    let mut e = engine(limits(Some(15), None, &[]));
+    e.sys.cgroups = true;
+    e.register(registration(), ROOT);
+    until_hangup(&mut e);
+    turn(&mut e, 1);
+    assert!(
+        !names(&e).contains(&"session_terminated"),
+        "900 is still in the cgroup"
+    );
+    for _ in 0..40 {
+        turn(&mut e, 100);
+    }
+    let done = find(&e, "session_terminated");
+    assert_eq!(done.get("root_spared"), Some("1"));
+    assert_eq!(e.sys.moved_out, [900]);
+}
+
+#[test]
+fn exits_of_a_session_not_signalled_yet_are_ignored() {
+    let mut e = engine(limits(Some(15), None, &[]));
+    let id = registered_id(e.register(registration(), ROOT));
+    e.end_after(
+        id,
+        crate::core::session::EndReason::Revoked { by_uid: 0 },
+        Duration::from_secs(2),
+    );
+    e.sys.watched.insert(SessionId(id.0), Vec::new());
+    turn(&mut e, 1);
+    turn(&mut e, 10);
+    assert!(!names(&e).contains(&"session_terminated"));
+    assert!(e.session(id).is_some());
+}
