@@ -127,8 +127,11 @@ impl Syslog {
         let stamp = timestamp(now);
         let line = format_line(severity, &stamp, std::process::id(), &body);
         if self.stderr {
-            // Ignore errors: a closed stderr must not stop the daemon.
-            let _ = writeln!(io::stderr().lock(), "{stamp} {severity}: {body}");
+            // One write(2) per line (stderr is unbuffered: `writeln!` would
+            // make one per piece). Ignore errors: a closed stderr must not
+            // stop the daemon.
+            let copy = format!("{stamp} {severity}: {body}\n");
+            let _ = io::stderr().lock().write_all(copy.as_bytes());
         }
         if !self.deliver(line.as_bytes()) {
             self.dropped.fetch_add(1, Ordering::Relaxed);

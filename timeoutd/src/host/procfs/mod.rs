@@ -99,9 +99,26 @@ fn parse_stat_of(pid: u32, buf: &[u8]) -> io::Result<Stat> {
 }
 
 /// Reads and parses `/proc/PID/stat`.
+///
+/// The kernel prints the whole line in one go, so one `read(2)` into a
+/// buffer larger than any line (52 numbers and a 64-byte `comm`) gets all
+/// of it: open, read, close, where `fs::read` also stats the file and
+/// reads until EOF (six calls for every liveness look). A line that
+/// fills the buffer is read on to the end.
 pub(crate) fn read_stat(pid: u32) -> io::Result<Stat> {
-    parse_stat_of(pid, &fs::read(format!("/proc/{pid}/stat"))?)
+    let mut file = File::open(format!("/proc/{pid}/stat"))?;
+    let mut buf = [0u8; STAT_BUF];
+    let n = file.read(&mut buf)?;
+    if n < buf.len() {
+        return parse_stat_of(pid, &buf[..n]);
+    }
+    let mut rest = buf.to_vec();
+    file.read_to_end(&mut rest)?;
+    parse_stat_of(pid, &rest)
 }
+
+/// Room for one `/proc/PID/stat` line in one read (lines are < 1.2 KiB).
+const STAT_BUF: usize = 2048;
 
 /// Everything [`ProcInfo`] holds for one process.
 pub(crate) fn proc_info(pid: u32) -> io::Result<ProcInfo> {
