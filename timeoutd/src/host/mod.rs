@@ -383,11 +383,8 @@ impl System for Host {
             return None;
         }
         // Unset (4294967295) is a value here; only an unreadable entry is None.
-        std::fs::read_to_string(format!("/proc/{}/sessionid", stat.ppid))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        let buf = procfs::read_small(&format!("/proc/{}/sessionid", stat.ppid)).ok()?;
+        std::str::from_utf8(&buf).ok()?.trim().parse().ok()
     }
 
     fn scope_processes(&mut self, leader: ProcRef, scope: Scope) -> Vec<ProcFacts> {

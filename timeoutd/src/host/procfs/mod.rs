@@ -106,19 +106,25 @@ fn parse_stat_of(pid: u32, buf: &[u8]) -> io::Result<Stat> {
 /// reads until EOF (six calls for every liveness look). A line that
 /// fills the buffer is read on to the end.
 pub(crate) fn read_stat(pid: u32) -> io::Result<Stat> {
-    let mut file = File::open(format!("/proc/{pid}/stat"))?;
-    let mut buf = [0u8; STAT_BUF];
-    let n = file.read(&mut buf)?;
-    if n < buf.len() {
-        return parse_stat_of(pid, &buf[..n]);
-    }
-    let mut rest = buf.to_vec();
-    file.read_to_end(&mut rest)?;
-    parse_stat_of(pid, &rest)
+    parse_stat_of(pid, &read_small(&format!("/proc/{pid}/stat"))?)
 }
 
-/// Room for one `/proc/PID/stat` line in one read (lines are < 1.2 KiB).
-const STAT_BUF: usize = 2048;
+/// Room for a small /proc file in one read (a stat line is < 1.2 KiB).
+const SMALL_BUF: usize = 2048;
+
+/// Reads a small /proc file that the kernel prints in one go (`stat`,
+/// `sessionid`, `loginuid`, `cgroup`): one `read(2)` into a buffer, read
+/// on to the end only if it filled the buffer.
+pub(crate) fn read_small(path: &str) -> io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    let mut buf = [0u8; SMALL_BUF];
+    let n = file.read(&mut buf)?;
+    let mut out = buf[..n].to_vec();
+    if n == buf.len() {
+        file.read_to_end(&mut out)?;
+    }
+    Ok(out)
+}
 
 /// Everything [`ProcInfo`] holds for one process.
 pub(crate) fn proc_info(pid: u32) -> io::Result<ProcInfo> {
@@ -150,7 +156,7 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
 }
 
 fn read_audit_id(pid: u32, file: &str) -> Option<u32> {
-    let buf = fs::read(format!("/proc/{pid}/{file}")).ok()?;
+    let buf = read_small(&format!("/proc/{pid}/{file}")).ok()?;
     parse_u32_file(&buf).filter(|v| *v != AUDIT_UNSET)
 }
 
