@@ -210,6 +210,10 @@ fn format_line(severity: Severity, stamp: &str, pid: u32, body: &str) -> String 
 /// Escapes every control character (including newline and tab) and cuts
 /// the result at [`MAX_MESSAGE`] bytes on a character boundary.
 fn one_line(msg: &str) -> String {
+    // Most lines have nothing to escape and fit: copied as they are.
+    if msg.len() <= MAX_MESSAGE && !msg.chars().any(char::is_control) {
+        return msg.to_owned();
+    }
     let mut out = String::with_capacity(msg.len().min(MAX_MESSAGE));
     let mut piece = String::with_capacity(12);
     for c in msg.chars() {
