@@ -5,6 +5,7 @@ pub(crate) mod cgroup;
 pub(crate) mod clock;
 pub(crate) mod connection;
 pub(crate) mod exits;
+pub(crate) mod groups_cache;
 pub(crate) mod login_probe;
 pub(crate) mod notify;
 pub mod nss;
@@ -62,6 +63,7 @@ pub(crate) struct Host {
     /// every login being set up for a couple of seconds (a login storm scans
     /// /proc once per interval, not once per login).
     children: Option<(Instant, HashMap<u32, Vec<u32>>)>,
+    groups: groups_cache::GroupsCache,
     last_state_error: Option<Instant>,
     /// The kill scope's cgroups (issue 13); `None`: stop-then-kill.
     cgroups: Option<cgroup::Cgroups>,
@@ -103,6 +105,7 @@ impl Host {
             snapshot: None,
             by_sessionid: None,
             children: None,
+            groups: Default::default(),
             last_state_error: None,
             cgroups: None,
             cgroups_pending: Vec::new(),
@@ -370,7 +373,7 @@ impl System for Host {
     }
 
     fn groups_of(&mut self, user: &str) -> Vec<String> {
-        nss::groups_of(user)
+        self.groups.get(user, Instant::now(), nss::groups_of)
     }
 
     fn io_counters(&mut self, leader: ProcRef, scope: Scope) -> Vec<(ProcRef, u64)> {
@@ -404,11 +407,8 @@ impl System for Host {
             return None;
         }
         // Unset (4294967295) is a value here; only an unreadable entry is None.
-        std::fs::read_to_string(format!("/proc/{}/sessionid", stat.ppid))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        let buf = procfs::read_small(&format!("/proc/{}/sessionid", stat.ppid)).ok()?;
+        std::str::from_utf8(&buf).ok()?.trim().parse().ok()
     }
 
     fn scope_processes(&mut self, leader: ProcRef, scope: Scope) -> Vec<ProcFacts> {

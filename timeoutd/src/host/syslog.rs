@@ -127,8 +127,11 @@ impl Syslog {
         let stamp = timestamp(now);
         let line = format_line(severity, &stamp, std::process::id(), &body);
         if self.stderr {
-            // Ignore errors: a closed stderr must not stop the daemon.
-            let _ = writeln!(io::stderr().lock(), "{stamp} {severity}: {body}");
+            // One write(2) per line (stderr is unbuffered: `writeln!` would
+            // make one per piece). Ignore errors: a closed stderr must not
+            // stop the daemon.
+            let copy = format!("{stamp} {severity}: {body}\n");
+            let _ = io::stderr().lock().write_all(copy.as_bytes());
         }
         if !self.deliver(line.as_bytes()) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -207,6 +210,10 @@ fn format_line(severity: Severity, stamp: &str, pid: u32, body: &str) -> String 
 /// Escapes every control character (including newline and tab) and cuts
 /// the result at [`MAX_MESSAGE`] bytes on a character boundary.
 fn one_line(msg: &str) -> String {
+    // Most lines have nothing to escape and fit: copied as they are.
+    if msg.len() <= MAX_MESSAGE && !msg.chars().any(char::is_control) {
+        return msg.to_owned();
+    }
     let mut out = String::with_capacity(msg.len().min(MAX_MESSAGE));
     let mut piece = String::with_capacity(12);
     for c in msg.chars() {

@@ -77,7 +77,8 @@ pub(crate) fn writable_mount() -> Result<PathBuf, Unavailable> {
 
 /// The cgroup (path inside the hierarchy) of a process; `None` if gone.
 pub(crate) fn cgroup_of(pid: u32) -> Option<String> {
-    parse_proc_cgroup(&fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
+    let buf = crate::host::procfs::read_small(&format!("/proc/{pid}/cgroup")).ok()?;
+    parse_proc_cgroup(std::str::from_utf8(&buf).ok()?)
 }
 
 /// The subtree this daemon owns, in a writable cgroup2 hierarchy.

@@ -101,8 +101,31 @@ fn parse_stat_of(pid: u32, buf: &[u8]) -> io::Result<Stat> {
 }
 
 /// Reads and parses `/proc/PID/stat`.
+///
+/// The kernel prints the whole line in one go, so one `read(2)` into a
+/// buffer larger than any line (52 numbers and a 64-byte `comm`) gets all
+/// of it: open, read, close, where `fs::read` also stats the file and
+/// reads until EOF (six calls for every liveness look). A line that
+/// fills the buffer is read on to the end.
 pub(crate) fn read_stat(pid: u32) -> io::Result<Stat> {
-    parse_stat_of(pid, &fs::read(format!("/proc/{pid}/stat"))?)
+    parse_stat_of(pid, &read_small(&format!("/proc/{pid}/stat"))?)
+}
+
+/// Room for a small /proc file in one read (a stat line is < 1.2 KiB).
+const SMALL_BUF: usize = 2048;
+
+/// Reads a small /proc file that the kernel prints in one go (`stat`,
+/// `sessionid`, `loginuid`, `cgroup`): one `read(2)` into a buffer, read
+/// on to the end only if it filled the buffer.
+pub(crate) fn read_small(path: &str) -> io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    let mut buf = [0u8; SMALL_BUF];
+    let n = file.read(&mut buf)?;
+    let mut out = buf[..n].to_vec();
+    if n == buf.len() {
+        file.read_to_end(&mut out)?;
+    }
+    Ok(out)
 }
 
 /// Everything [`ProcInfo`] holds for one process.
@@ -135,7 +158,7 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
 }
 
 fn read_audit_id(pid: u32, file: &str) -> Option<u32> {
-    let buf = fs::read(format!("/proc/{pid}/{file}")).ok()?;
+    let buf = read_small(&format!("/proc/{pid}/{file}")).ok()?;
     parse_u32_file(&buf).filter(|v| *v != AUDIT_UNSET)
 }
 

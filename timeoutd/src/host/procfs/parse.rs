@@ -30,27 +30,32 @@ pub(crate) fn parse_stat(buf: &[u8]) -> Option<Stat> {
         .parse()
         .ok()?;
     let rest = std::str::from_utf8(&buf[close + 1..]).ok()?;
-    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
-    // f[0] is field 3 (state); field k is f[k - 3].
-    let state = match f.first()?.as_bytes() {
+    // The fields after `comm`, read in order without collecting them (this
+    // runs on every liveness look): field 3 (state) first.
+    let mut f = rest.split_ascii_whitespace();
+    let state = match f.next()?.as_bytes() {
         [c] => char::from(*c),
         _ => return None,
     };
-    let num_u32 = |i: usize| f.get(i)?.parse::<u32>().ok();
-    // tty_nr is printed as a signed int; keep its 32 bits.
-    let tty_nr = f.get(4)?.parse::<u32>().ok().or_else(|| {
-        let v = f.get(4)?.parse::<i32>().ok()?;
-        Some(v as u32)
-    })?;
+    let mut num_u32 = || f.next()?.parse::<u32>().ok();
+    let (ppid, pgrp, session) = (num_u32()?, num_u32()?, num_u32()?);
+    // tty_nr (field 7) is printed as a signed int; keep its 32 bits.
+    let tty = f.next()?;
+    let tty_nr = tty
+        .parse::<u32>()
+        .ok()
+        .or_else(|| tty.parse::<i32>().ok().map(|v| v as u32))?;
+    // start_time is field 22: 14 fields after tty_nr.
+    let start_time = f.nth(14)?.parse().ok()?;
     Some(Stat {
         pid,
         comm: String::from_utf8_lossy(&buf[open + 1..close]).into_owned(),
         state,
-        ppid: num_u32(1)?,
-        pgrp: num_u32(2)?,
-        session: num_u32(3)?,
+        ppid,
+        pgrp,
+        session,
         tty_nr,
-        start_time: f.get(19)?.parse().ok()?,
+        start_time,
     })
 }
 
