@@ -29,8 +29,9 @@ pub(crate) trait System {
     fn now(&self) -> Timestamp;
     /// Called before a batch of wake-ups, so probes may cache one /proc scan.
     fn begin_batch(&mut self) {}
-    /// The terminals of the login itself (not ones opened inside it).
-    /// With `check_notty`, also tell whether the login will never have one.
+    /// The terminals of the login itself (not ones opened inside it), for a
+    /// leader just proven alive. With `check_notty`, also tell whether the
+    /// login will never have one.
     fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe;
     /// Primary and supplementary group names of a user, through NSS; the
     /// host may answer from a lookup up to a second old (`host::groups_cache`).

@@ -14,7 +14,7 @@ use crate::core::record::JournalEntry;
 use crate::core::session::deadline::{self, Deadline, Step};
 use crate::core::session::terminal::{Observation, TtyWatch};
 use crate::core::session::{EndReason, Phase, Session, SessionId};
-use crate::engine::{dry_run, session_event, summary, Engine, System};
+use crate::engine::{dry_run, session_event, summary, Engine, System, TtyProbe};
 
 /// How long after registration the login's terminal is looked for eagerly;
 /// a login without one by then is taken to have none.
@@ -130,7 +130,8 @@ impl<S: System> Engine<S> {
     }
 
     fn wake_active(&mut self, s: &mut Session, now: Timestamp) -> (After, Option<Timestamp>) {
-        if !self.sys.alive(s.leader) && self.sys.scope_processes(s.leader, s.scope).is_empty() {
+        let leader_alive = self.sys.alive(s.leader);
+        if !leader_alive && self.sys.scope_processes(s.leader, s.scope).is_empty() {
             let ev = session_event(EventName::SessionClose, s)
                 .field("reason", "leader_gone")
                 .field("duration", Human(now.since(s.registered_at)));
@@ -138,7 +139,7 @@ impl<S: System> Engine<S> {
             return (After::Forget, None);
         }
         self.refresh_conn(s, now);
-        self.refresh_ttys(s, now);
+        self.refresh_ttys(s, now, leader_alive);
         self.rematch(s);
         let suspects = self.measure_activity(s, now);
         if s.idle_measured() {
@@ -213,11 +214,15 @@ impl<S: System> Engine<S> {
     }
 
     /// Adds terminals of the login that appeared since the last look, and
-    /// settles the kind of terminal once it is known.
-    fn refresh_ttys(&mut self, s: &mut Session, now: Timestamp) {
-        let probe = self
-            .sys
-            .find_ttys(s.leader, &s.login.pam_tty, !s.tty_settled);
+    /// settles the kind of terminal once it is known. A leader gone holds
+    /// none (the session lives on in its other processes).
+    fn refresh_ttys(&mut self, s: &mut Session, now: Timestamp, leader_alive: bool) {
+        let probe = if leader_alive {
+            self.sys
+                .find_ttys(s.leader, &s.login.pam_tty, !s.tty_settled)
+        } else {
+            TtyProbe::default()
+        };
         // A pty the login no longer holds (a closed ControlMaster channel) is
         // dropped: its number may already belong to someone else.
         s.ttys.retain(|t| probe.ttys.contains(&t.name));

@@ -31,21 +31,16 @@ pub(crate) fn device(name: &str) -> PathBuf {
     PathBuf::from("/dev").join(name)
 }
 
-/// The login's terminals. With `check_notty`, when none is found, the titles
-/// of the leader's children are read too (`sshd: user@notty` says there will
-/// be none); that needs a pass over /proc, so it is only done until settled.
+/// The login's terminals, from its leader's /proc entries (for a PAM_TTY
+/// that names no device, see [`tty_from_pam`]). With `check_notty`, when
+/// none is found, the titles of the leader's children are read too
+/// (`sshd: user@notty` says there will be none); that needs a pass over
+/// /proc, so it is only done until settled.
 pub(crate) fn find(
     leader_pid: u32,
-    pam_tty: &str,
     check_notty: bool,
     children: impl FnOnce() -> Vec<u32>,
 ) -> TtyProbe {
-    if let Some(name) = tty_from_pam(pam_tty) {
-        return TtyProbe {
-            ttys: vec![name],
-            notty: false,
-        };
-    }
     let ttys: Vec<String> = procfs::pty_masters_of(leader_pid)
         .into_iter()
         .map(|n| format!("pts/{n}"))
@@ -141,7 +136,7 @@ mod tests {
 
     #[test]
     fn a_process_without_ptys_has_none() {
-        let probe = find(std::process::id(), "ssh", true, Vec::new);
+        let probe = find(std::process::id(), true, Vec::new);
         assert!(probe.ttys.is_empty());
         assert!(!probe.notty);
     }

@@ -353,8 +353,17 @@ impl System for Host {
     }
 
     fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe {
+        // A device named by PAM_TTY is found without reading the leader's
+        // /proc entries, so no reused pid can have answered; the caller has
+        // just proven the leader alive.
+        if let Some(name) = login_probe::tty_from_pam(pam_tty) {
+            return TtyProbe {
+                ttys: vec![name],
+                notty: false,
+            };
+        }
         let cache = &mut self.children;
-        let probe = login_probe::find(leader.pid, pam_tty, check_notty, || {
+        let probe = login_probe::find(leader.pid, check_notty, || {
             let fresh = cache
                 .as_ref()
                 .is_some_and(|(at, _)| at.elapsed() < CHILDREN_TTL);
@@ -366,7 +375,8 @@ impl System for Host {
                 .and_then(|(_, index)| index.get(&leader.pid).cloned())
                 .unwrap_or_default()
         });
-        if !self.alive(leader) {
+        // Nothing found needs no proof that it was the leader's.
+        if probe != TtyProbe::default() && !self.alive(leader) {
             return TtyProbe::default(); // the pid was reused while we looked
         }
         probe

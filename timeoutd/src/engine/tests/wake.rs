@@ -382,3 +382,17 @@ fn an_unreadable_parent_means_subtree_scope() {
     let id = registered_id(e.register(registration(), ROOT));
     assert_eq!(e.session(id).map(|s| s.scope), Some(Scope::Subtree));
 }
+
+#[test]
+fn a_leader_gone_holds_no_terminal_while_its_processes_live_on() {
+    let mut e = engine(limits(Some(15), None, &[10]));
+    e.register(registration(), ROOT);
+    run_until(&mut e, 1001);
+    // The leader exits; another process of the login lives on, and the
+    // terminal would still be reported if it were asked for.
+    e.sys.leader_alive = false;
+    e.sys.writes.clear();
+    run_until(&mut e, 1006);
+    assert!(!e.is_empty());
+    assert!(e.sys.writes.is_empty(), "{:?}", e.sys.writes);
+}
