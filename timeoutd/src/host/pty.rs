@@ -53,16 +53,22 @@ pub(crate) fn stat_tty(path: &Path) -> io::Result<PtyTimes> {
     Ok(times_of(&md))
 }
 
+/// Whether a character device number is a pty slave (majors 136..=143),
+/// which only the kernel's pty driver serves.
+fn is_pty_slave(rdev: u64) -> bool {
+    (PTS_MAJOR_FIRST..=PTS_MAJOR_LAST).contains(&libc::major(rdev))
+}
+
 /// Whether a character device number belongs to a terminal a person can
 /// log in on: a pty slave (majors 136..=143) or a device of the `tty` class
 /// in sysfs (virtual consoles, serial lines). Major 5 (`/dev/tty`,
 /// `/dev/console`, `/dev/ptmx`) is refused: opening `/dev/ptmx` would create
 /// a new pty, and the others are not one user's terminal.
 fn is_login_tty(rdev: u64) -> bool {
-    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-    if (PTS_MAJOR_FIRST..=PTS_MAJOR_LAST).contains(&major) {
+    if is_pty_slave(rdev) {
         return true;
     }
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
     if major == 5 {
         return false;
     }
@@ -77,7 +83,7 @@ fn is_login_tty(rdev: u64) -> bool {
 /// - Refuses (`InvalidInput`) symlinks, anything that is not a character
 ///   device of a login terminal (checked before opening, so no other device
 ///   is ever opened), and anything whose opened fd is a different device or
-///   not a tty (`isatty`).
+///   not a tty (`isatty`; a pty slave's major already says it is one).
 /// - Opens with `O_WRONLY|O_NOCTTY|O_NONBLOCK|O_CLOEXEC|O_NOFOLLOW`: the
 ///   daemon never gains a controlling tty and never blocks. A stopped
 ///   terminal (Ctrl-S) or a full buffer gives an error of kind `WouldBlock`.
@@ -100,7 +106,7 @@ pub(crate) fn write_warning(path: &Path, text: &str) -> io::Result<usize> {
     if !after.file_type().is_char_device() || after.rdev() != before.rdev() {
         return Err(refuse("device changed while opening"));
     }
-    if !file.is_terminal() {
+    if !is_pty_slave(after.rdev()) && !file.is_terminal() {
         return Err(refuse("not a tty"));
     }
     file.write(text.as_bytes())
