@@ -72,6 +72,12 @@ pub(crate) trait System {
     fn save_quota(&mut self, text: &str);
     /// Appends a change of the session table to durable state.
     fn persist(&mut self, entry: JournalEntry);
+    /// Keeps the changes persisted from now on for one write at
+    /// [`Self::write_persisted`] (the timer wakes of one loop turn, which
+    /// answer no client).
+    fn group_persists(&mut self) {}
+    /// Writes the kept changes: every change persisted before is durable on return.
+    fn write_persisted(&mut self) {}
     /// Whether durable state should be rewritten from the live table.
     fn wants_compaction(&self, live: usize) -> bool;
     fn compact(&mut self, live: Vec<SessionRecord>);

@@ -42,6 +42,7 @@ impl<S: System> Engine<S> {
         while let Some(id) = self.timers.pop_due(now) {
             if !batch_started {
                 self.sys.begin_batch();
+                self.sys.group_persists();
                 batch_started = true;
             }
             if self
@@ -56,6 +57,9 @@ impl<S: System> Engine<S> {
         }
         if !kill_rounds.is_empty() {
             self.run_kill_rounds(&kill_rounds, now);
+        }
+        if batch_started {
+            self.sys.write_persisted();
         }
     }
 

@@ -606,6 +606,16 @@ impl System for Host {
         }
     }
 
+    fn group_persists(&mut self) {
+        self.store.begin_group();
+    }
+
+    fn write_persisted(&mut self) {
+        if let Err(e) = self.store.end_group() {
+            self.state_error("session table", &e);
+        }
+    }
+
     fn wants_compaction(&self, live: usize) -> bool {
         self.store.wants_compaction(live)
     }

@@ -1,8 +1,10 @@
 //! The session table on disk: a snapshot plus an append-only journal in
 //! `[daemon] state_dir`.
 //!
-//! Every change appends one line to the journal (one write(2) of a whole
-//! line, so a crash leaves at most a torn last line, which replay skips).
+//! Every change appends one line to the journal (one write(2) of whole
+//! lines, so a crash leaves at most a torn last line, which replay skips).
+//! Between [`StateStore::begin_group`] and [`StateStore::end_group`] the
+//! lines are kept and written together, in one write(2), at the end.
 //! When the journal grows past twice the live table, a new snapshot is
 //! written atomically (temporary file, fsync, rename) and the journal starts
 //! over. A crash between the two steps only replays upserts that are already
@@ -23,6 +25,8 @@ pub(crate) struct StateStore {
     dir: PathBuf,
     journal: Option<File>,
     entries: usize,
+    /// Lines of the open group, not written yet (`None`: no group open).
+    group: Option<String>,
 }
 
 /// What was found on disk at start.
@@ -49,6 +53,7 @@ impl StateStore {
             dir: dir.to_owned(),
             journal: None,
             entries: 0,
+            group: None,
         };
         let loaded = (|| {
             let snapshot = read_or_empty(&dir.join(SNAPSHOT))?;
@@ -76,13 +81,38 @@ impl StateStore {
             .ok_or_else(|| io::Error::other("journal unavailable"))
     }
 
-    /// Appends one entry. On failure the file is reopened next time.
+    /// Appends one entry, or keeps it for the end of the open group. On
+    /// failure the file is reopened next time.
     pub(crate) fn append(&mut self, entry: &JournalEntry) -> io::Result<()> {
         let line = entry.encode();
-        let result = self.journal().and_then(|f| f.write_all(line.as_bytes()));
+        if let Some(group) = &mut self.group {
+            group.push_str(&line);
+            return Ok(());
+        }
+        self.write_lines(&line, 1)
+    }
+
+    /// Keeps the entries appended from now on for one write at [`Self::end_group`].
+    pub(crate) fn begin_group(&mut self) {
+        self.group.get_or_insert_with(String::new);
+    }
+
+    /// Writes the entries kept since [`Self::begin_group`], in one write.
+    pub(crate) fn end_group(&mut self) -> io::Result<()> {
+        match self.group.take() {
+            Some(lines) if !lines.is_empty() => {
+                let count = lines.bytes().filter(|&b| b == b'\n').count();
+                self.write_lines(&lines, count)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn write_lines(&mut self, lines: &str, count: usize) -> io::Result<()> {
+        let result = self.journal().and_then(|f| f.write_all(lines.as_bytes()));
         match result {
             Ok(()) => {
-                self.entries += 1;
+                self.entries += count;
                 Ok(())
             }
             Err(e) => {
@@ -99,6 +129,11 @@ impl StateStore {
 
     /// Writes the whole live table as the new snapshot and empties the journal.
     pub(crate) fn compact(&mut self, live: &[SessionRecord]) -> io::Result<()> {
+        // The snapshot holds the table after every kept entry; the journal
+        // they would go to is emptied.
+        if let Some(group) = &mut self.group {
+            group.clear();
+        }
         let mut text = String::from("# timeoutd sessions v1\n");
         for r in live {
             text.push_str(&JournalEntry::Upsert(Box::new(r.clone())).encode());
@@ -178,6 +213,23 @@ mod tests {
         let (_, loaded) = StateStore::open(&d);
         let ids: Vec<u64> = loaded.unwrap().sessions.iter().map(|r| r.id.0).collect();
         assert_eq!(ids, [8]);
+    }
+
+    #[test]
+    fn a_group_is_written_at_its_end_in_one_piece() {
+        let d = dir("group");
+        let (mut s, _) = StateStore::open(&d);
+        s.begin_group();
+        s.append(&JournalEntry::Upsert(Box::new(rec(1)))).unwrap();
+        s.append(&JournalEntry::Upsert(Box::new(rec(2)))).unwrap();
+        assert_eq!(read_or_empty(&d.join(JOURNAL)).unwrap(), "");
+        s.end_group().unwrap();
+        s.append(&JournalEntry::Gone(SessionId(1))).unwrap(); // no group: at once
+        let (again, loaded) = StateStore::open(&d);
+        let ids: Vec<u64> = loaded.unwrap().sessions.iter().map(|r| r.id.0).collect();
+        assert_eq!(ids, [2]);
+        assert_eq!(again.entries, 3);
+        assert_eq!(s.entries, 3);
     }
 
     #[test]
