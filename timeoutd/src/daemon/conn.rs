@@ -37,6 +37,9 @@ pub(crate) struct Conn {
     peer: Peer,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
+    /// How much of `outbuf` is sent: a large reply written in pieces is
+    /// not moved down after each piece; `outbuf` is cleared once all is sent.
+    out_at: usize,
     deadline: Instant,
     close_after_write: bool,
     /// A request was handed out and its reply is not queued yet.
@@ -60,6 +63,7 @@ impl Conn {
             peer,
             inbuf: Vec::new(),
             outbuf: Vec::new(),
+            out_at: 0,
             deadline: now + READ_TIMEOUT,
             close_after_write: false,
             awaiting_reply: false,
@@ -99,22 +103,28 @@ impl Conn {
     pub(crate) fn read_failed(&mut self) {
         self.close_after_write = true;
         self.outbuf.clear();
+        self.out_at = 0;
         self.inbuf.clear();
     }
 
     /// What is queued for the client.
     pub(crate) fn unsent(&self) -> &[u8] {
-        &self.outbuf
+        &self.outbuf[self.out_at.min(self.outbuf.len())..]
     }
 
     /// `n` bytes of [`Conn::unsent`] were written.
     pub(crate) fn sent(&mut self, n: usize) {
-        self.outbuf.drain(..n.min(self.outbuf.len()));
+        self.out_at = self.out_at.saturating_add(n);
+        if self.out_at >= self.outbuf.len() {
+            self.outbuf.clear();
+            self.out_at = 0;
+        }
     }
 
     /// Writing failed: the reply is dropped and the connection closes.
     pub(crate) fn write_failed(&mut self) {
         self.outbuf.clear();
+        self.out_at = 0;
         self.close_after_write = true;
     }
 

@@ -246,3 +246,25 @@ fn malformed_notices_name_the_peer() {
         "{line}"
     );
 }
+
+#[test]
+fn a_reply_sent_in_pieces_goes_out_whole_and_in_order() {
+    let now = Instant::now();
+    let mut c = Conn::new(PEER, now);
+    c.received(&frame_of(&Request::List));
+    assert_eq!(c.take(now), Some(Frame::Request(Request::List)));
+    let reply = Response::Done {
+        message: "x".repeat(10_000),
+    };
+    c.reply(&reply, now);
+    let whole = c.unsent().to_vec();
+    let mut got = Vec::new();
+    while c.wants_output() {
+        let piece = c.unsent().len().min(777);
+        got.extend_from_slice(&c.unsent()[..piece]);
+        c.sent(piece);
+    }
+    assert_eq!(got, whole);
+    assert_eq!(Response::decode(&got[4..]).unwrap(), reply);
+    assert!(c.unsent().is_empty());
+}

@@ -158,7 +158,7 @@ impl Host {
 
     fn processes(&mut self) -> (&[ProcInfo], &procfs::ChildIndex) {
         let (snap, index) = self.snapshot.get_or_insert_with(|| {
-            let snap = procfs::snapshot();
+            let snap = procfs::stat_snapshot();
             let index = procfs::ChildIndex::new(&snap);
             (snap, index)
         });
@@ -433,17 +433,23 @@ impl System for Host {
         }
         let (snap, index) = self.processes();
         let comm_of = |pid: u32| index.get(snap, pid).map(|q| q.comm.as_str());
+        // The snapshot read only `stat`; the uids of the subtree's few
+        // processes are read now, each after its start time is checked. One
+        // gone since the snapshot is left out, as the snapshot would have.
         procfs::session_processes_indexed(snap, Some(index), leader.pid, leader.start_time, None)
             .into_iter()
-            .map(|p| ProcFacts {
-                proc: ProcRef {
-                    pid: p.pid,
-                    start_time: p.start_time,
-                },
-                ppid: p.ppid,
-                ruid: p.ruid,
-                euid: p.euid,
-                same_program_as_parent: comm_of(p.ppid) == Some(p.comm.as_str()),
+            .filter_map(|p| {
+                let (ruid, euid) = procfs::uids_of(p.pid, p.start_time)?;
+                Some(ProcFacts {
+                    proc: ProcRef {
+                        pid: p.pid,
+                        start_time: p.start_time,
+                    },
+                    ppid: p.ppid,
+                    ruid,
+                    euid,
+                    same_program_as_parent: comm_of(p.ppid) == Some(p.comm.as_str()),
+                })
             })
             .collect()
     }

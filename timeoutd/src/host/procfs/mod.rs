@@ -152,6 +152,18 @@ pub(crate) fn proc_info(pid: u32) -> io::Result<ProcInfo> {
     })
 }
 
+/// The uids of the process `p` names, read through one directory fd after
+/// its `stat` shows the same start time; `None` if it is gone or its pid
+/// now names another process.
+pub(crate) fn uids_of(pid: u32, start_time: u64) -> Option<(u32, u32)> {
+    let dir = ProcDir::open(pid).ok()?;
+    let st = parse_stat_of(pid, &dir.read(c"stat").ok()?).ok()?;
+    if st.start_time != start_time {
+        return None;
+    }
+    parse_status_uids(&dir.read(c"status").ok()?)
+}
+
 /// Start time (clock ticks after boot) of `pid`, `None` if it is gone.
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
     read_stat(pid).ok().map(|s| s.start_time)
@@ -177,6 +189,39 @@ pub(crate) fn snapshot() -> Vec<ProcInfo> {
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| proc_info(pid).ok())
+        .collect();
+    out.sort_by_key(|p| p.pid);
+    out
+}
+
+/// Uid and audit session id of an entry of [`stat_snapshot`], not read.
+pub(crate) const UNREAD: u32 = u32::MAX;
+
+/// All processes as their `stat` says, sorted by pid: one read per
+/// process, where [`snapshot`] makes three. `ruid`, `euid` and `sessionid`
+/// are [`UNREAD`]; [`uids_of`] reads the uids of the few processes a
+/// subtree walk keeps.
+pub(crate) fn stat_snapshot() -> Vec<ProcInfo> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out: Vec<ProcInfo> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let st = read_stat(pid).ok()?;
+            Some(ProcInfo {
+                pid,
+                ppid: st.ppid,
+                state: st.state,
+                tty_nr: st.tty_nr,
+                start_time: st.start_time,
+                comm: st.comm,
+                ruid: UNREAD,
+                euid: UNREAD,
+                sessionid: UNREAD,
+            })
+        })
         .collect();
     out.sort_by_key(|p| p.pid);
     out
@@ -257,6 +302,22 @@ mod tests {
         assert_eq!(Some((info.ruid, info.euid)), parse_status_uids(&status));
         let sid = parse_u32_file(&fs::read("/proc/self/sessionid").expect("sid"));
         assert_eq!(Some(info.sessionid), sid);
+        assert_eq!(uids_of(me, st.start_time), Some((info.ruid, info.euid)));
+        assert_eq!(
+            uids_of(me, st.start_time + 1),
+            None,
+            "another start: another process"
+        );
+        let stats = stat_snapshot();
+        let mine = stats
+            .iter()
+            .find(|p| p.pid == me)
+            .expect("in the stat snapshot");
+        assert_eq!((mine.ppid, mine.start_time), (info.ppid, info.start_time));
+        assert_eq!(
+            (mine.ruid, mine.euid, mine.sessionid),
+            (UNREAD, UNREAD, UNREAD)
+        );
         assert!(proc_info(0).is_err());
         assert!(read_stat(u32::MAX).is_err());
     }
