@@ -22,6 +22,9 @@ pub const ATIME_GRANULARITY: Duration = Duration::from_secs(8);
 /// this covers the daemon's wake-up, the kill, and ssh noticing.
 pub const END_SLACK: Duration = Duration::from_secs(3);
 
+/// Resolution of a pty's atime and mtime: whole seconds.
+pub const PTY_TIME_RESOLUTION: Duration = Duration::from_secs(1);
+
 pub fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
@@ -233,7 +236,11 @@ impl<'e> Login<'e> {
         let upper = idle + ATIME_GRANULARITY + END_SLACK;
         let exit = self.wait_exit(last_input, upper);
         let after = exit.at.saturating_duration_since(last_input);
-        if exit.at < credited + idle {
+        // The pty's timestamps have whole seconds (tty_update_time sets
+        // tv_sec only), so input the daemon credits through them before the
+        // connection's first reading can count from up to 1 s before it was
+        // typed.
+        if exit.at + PTY_TIME_RESOLUTION < credited + idle {
             self.fail(&format!(
                 "ended {} after the input it had to credit, before the idle limit {}",
                 secs(exit.at.saturating_duration_since(credited)),
