@@ -12,7 +12,7 @@
 //!   (a pure connection state machine and its syscalls).
 //!
 //! Public to other crates: `config` (timeoutctl, the fuzz targets), `core`
-//! (timeoutctl), `daemon` and `host::{nss, posture}` (the `timeoutd` binary).
+//! (timeoutctl), `daemon` and `host::identity::nss` and `host::posture` (the `timeoutd` binary).
 
 pub mod config;
 pub mod core;

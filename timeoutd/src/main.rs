@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use timeoutd::config::{self, explain};
 use timeoutd::daemon::{self, Options, StartError};
-use timeoutd::host::{nss, pam_account, posture};
+use timeoutd::host::identity::{nss, pam_account};
+use timeoutd::host::posture;
 
 /// Where the detached daemon writes its pid unless told otherwise.
 const DEFAULT_PIDFILE: &str = "/run/session-timeout/timeoutd.pid";

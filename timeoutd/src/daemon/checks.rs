@@ -17,7 +17,7 @@ use session_timeout_proto::Response;
 use crate::config::revalidate::RevalidateConfig;
 use crate::core::revalidate::{verdict, CheckOutcome, Verdict};
 use crate::engine::Check;
-use crate::host::pam_account::RunningCheck;
+use crate::host::identity::pam_account::RunningCheck;
 
 /// Checks running at once; a directory is never asked more than this in parallel.
 pub(crate) const MAX_RUNNING: usize = 4;

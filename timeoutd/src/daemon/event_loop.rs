@@ -1,6 +1,6 @@
 //! The event loop: wait on the socket, the signalfd, the connections, the
 //! re-validation children and the processes of ending sessions (one epoll
-//! fd, `host::exits`) until the engine's next timer is due, answer what
+//! fd, `host::processes::exits`) until the engine's next timer is due, answer what
 //! came in, run what is due. SIGHUP and `timeoutctl reload` reload the
 //! policy; SIGTERM and SIGINT stop.
 
@@ -16,7 +16,7 @@ use crate::daemon::checks::Checks;
 use crate::daemon::server::{Incoming, Server};
 use crate::engine::Engine;
 use crate::host::clock::SystemClock;
-use crate::host::signals::signal_name;
+use crate::host::processes::signals::signal_name;
 use crate::host::syslog::Syslog;
 use crate::host::Host;
 

@@ -198,7 +198,7 @@ impl<S: System> Engine<S> {
     ) {
         let names: Vec<&str> = sigs
             .iter()
-            .map(|s| crate::host::signals::signal_name(*s))
+            .map(|s| crate::host::processes::signals::signal_name(*s))
             .collect();
         let ev = session_event(EventName::SessionSignal, s)
             .field("signal", names.join(","))

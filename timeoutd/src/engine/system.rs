@@ -34,7 +34,7 @@ pub(crate) trait System {
     /// login will never have one.
     fn find_ttys(&mut self, leader: ProcRef, pam_tty: &str, check_notty: bool) -> TtyProbe;
     /// Primary and supplementary group names of a user, through NSS; the
-    /// host may answer from a lookup up to a second old (`host::groups_cache`).
+    /// host may answer from a lookup up to a second old (`host::identity::groups_cache`).
     fn groups_of(&mut self, user: &str) -> Vec<String>;
     /// Bytes read and written so far by each of the session's processes, for
     /// idle measurement of sessions without a terminal.

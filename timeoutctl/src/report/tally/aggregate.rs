@@ -237,8 +237,8 @@ fn mode(counts: &HashMap<Option<u64>, u64>) -> Option<u64> {
 
 /// The user's primary group through NSS now (not at login time).
 fn primary_group(user: &str) -> String {
-    timeoutd::host::nss::user_by_name(user)
-        .and_then(|u| timeoutd::host::nss::group_name(u.gid))
+    timeoutd::host::identity::nss::user_by_name(user)
+        .and_then(|u| timeoutd::host::identity::nss::group_name(u.gid))
         .unwrap_or_else(|| "(unknown user)".to_owned())
 }
 

@@ -215,7 +215,7 @@ impl Cgroups {
         fs::write(self.abs(cgroup).join("cgroup.kill"), b"1\n")
     }
 
-    /// The cgroup's `cgroup.events` (pollable: see `host::exits`).
+    /// The cgroup's `cgroup.events` (pollable: see `host::processes::exits`).
     pub(crate) fn events_path(&self, cgroup: &str) -> PathBuf {
         self.abs(cgroup).join("cgroup.events")
     }

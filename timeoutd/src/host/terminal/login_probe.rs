@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use crate::engine::TtyProbe;
 use crate::host::procfs;
-use crate::host::pty;
+use crate::host::terminal::pty;
 
 /// The terminal named by PAM_TTY, when it names a device ("/dev/pts/3",
 /// "pts/3", "tty1"); `None` for "ssh", X displays and anything odd.

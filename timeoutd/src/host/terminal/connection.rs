@@ -14,9 +14,9 @@ use crate::core::session::connection::{ConnFigures, ConnRead, Connection};
 use crate::core::session::ProcRef;
 use crate::engine::ConnSearch;
 use crate::host::clock::SystemClock;
-use crate::host::login_probe;
 use crate::host::procfs;
 use crate::host::tcpinfo::{self, TcpFigures, TcpTuple};
+use crate::host::terminal::login_probe;
 
 /// `TCP_ESTABLISHED`: any other state means the client can send no more.
 const ESTABLISHED: u8 = 1;

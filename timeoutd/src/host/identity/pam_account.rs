@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::core::revalidate::CheckOutcome;
-use crate::host::signals::{pidfd_open, pidfd_send_signal};
+use crate::host::processes::signals::{pidfd_open, pidfd_send_signal};
 
 /// The hidden flag of the child mode.
 pub const CHILD_FLAG: &str = "--pam-account-check";

@@ -261,8 +261,8 @@ fn fd_budget() -> usize {
 mod tests {
     use super::*;
     use crate::core::session::ProcRef;
+    use crate::host::processes::signals::signal_pinned;
     use crate::host::procfs;
-    use crate::host::signals::signal_pinned;
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
