@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use session_timeout_proto::{Request, Target};
 use timeoutd::config;
-use timeoutd::core::duration;
+use timeoutd::core::time::duration;
 
 const AFTER_HELP: &str = "\
 Admin commands need root or the [daemon] admin_group. The socket comes from

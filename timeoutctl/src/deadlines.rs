@@ -5,8 +5,8 @@
 use clap::{ArgGroup, Args};
 use serde::Serialize;
 use session_timeout_proto::{DeadlineInfo, Request, Target};
-use timeoutd::core::clock::Timestamp;
-use timeoutd::core::duration;
+use timeoutd::core::time::clock::Timestamp;
+use timeoutd::core::time::duration;
 
 use crate::cli::TargetArgs;
 use crate::render::{table, target_text};

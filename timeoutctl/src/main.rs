@@ -18,7 +18,7 @@ use std::time::Duration;
 use session_timeout_proto::client::{self, ClientError};
 use session_timeout_proto::{Request, Response, MAX_REPLY};
 use timeoutd::config;
-use timeoutd::core::escape;
+use timeoutd::core::audit::escape;
 
 use cli::{Cli, Verb};
 

@@ -2,9 +2,9 @@
 //! escaped first: user names, hosts and reasons are untrusted.
 
 use session_timeout_proto::{Response, RevocationInfo, SessionInfo, Target};
-use timeoutd::core::clock::Timestamp;
-use timeoutd::core::duration::Human;
-use timeoutd::core::escape;
+use timeoutd::core::audit::escape;
+use timeoutd::core::time::clock::Timestamp;
+use timeoutd::core::time::duration::Human;
 
 /// A duration in seconds as `1h2m`, or `-` for none.
 fn left(deadline: i64, now: i64) -> String {

@@ -11,7 +11,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use timeoutd::core::event::{Event, EventName};
+use timeoutd::core::audit::event::{Event, EventName};
 
 /// 2026-11-20T10:00:00Z.
 const T: i64 = 1_795_687_200;

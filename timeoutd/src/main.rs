@@ -229,11 +229,11 @@ fn explain(path: &Path, words: &[String]) -> ExitCode {
 }
 
 /// The wall clock, for `--explain`'s next window times.
-fn now() -> timeoutd::core::clock::Timestamp {
+fn now() -> timeoutd::core::time::clock::Timestamp {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    timeoutd::core::clock::Timestamp(ms)
+    timeoutd::core::time::clock::Timestamp(ms)
 }
 
 /// The daemon itself: start, then serve until SIGTERM or SIGINT.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use timeoutd::core::duration;
+use timeoutd::core::time::duration;
 
 use crate::report::read::time;
 use crate::report::tally::whatif::Limits;

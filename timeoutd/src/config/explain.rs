@@ -4,11 +4,11 @@
 use std::fmt::{self, Write};
 
 use crate::config::Config;
-use crate::core::civil::Civil;
-use crate::core::clock::Timestamp;
-use crate::core::duration::{self, Human};
 use crate::core::policy::window::WindowState;
 use crate::core::policy::{Criteria, KillScope, Limits, LoginFacts, NottyMode, TtyClass};
+use crate::core::time::civil::Civil;
+use crate::core::time::clock::Timestamp;
+use crate::core::time::duration::{self, Human};
 
 fn limits_line(l: &Limits) -> String {
     let warn: Vec<String> = l.warn.iter().map(|w| Human(*w).to_string()).collect();
@@ -166,9 +166,9 @@ fn revalidate_line(r: &crate::config::revalidate::RevalidateConfig) -> String {
         None => "revalidate off".to_owned(),
         Some(i) => format!(
             "revalidate every {} through PAM service {:?}, timeout {}, unavailable={}",
-            crate::core::duration::Human(i),
+            crate::core::time::duration::Human(i),
             r.service,
-            crate::core::duration::Human(r.timeout),
+            crate::core::time::duration::Human(r.timeout),
             r.unavailable.as_str()
         ),
     }

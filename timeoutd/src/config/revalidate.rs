@@ -9,7 +9,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::config::parse::Errors;
-use crate::core::duration;
+use crate::core::time::duration;
 
 /// The PAM service re-validation runs unless told otherwise.
 pub const DEFAULT_SERVICE: &str = "session-timeout";

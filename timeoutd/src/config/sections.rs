@@ -6,13 +6,13 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::config::parse::{Errors, RawTable, Strings};
-use crate::core::duration;
 use crate::core::policy::matching::HostPattern;
 use crate::core::policy::template::Template;
 use crate::core::policy::window::{Window, Windows};
 use crate::core::policy::{
     Criteria, Enforce, KillScope, Limits, NottyMode, Policy, Rule, TtyClass,
 };
+use crate::core::time::duration;
 
 fn limit(
     v: &Option<Spanned<String>>,

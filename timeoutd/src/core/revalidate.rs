@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::core::clock::Timestamp;
+use crate::core::time::clock::Timestamp;
 
 /// The Linux-PAM return codes the account phase can give (security/_pam_types.h).
 pub mod code {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use session_timeout_proto::{encode_frame, take_frame, ErrorCode, Request, Response, MAX_FRAME};
 
-use crate::core::event::{Event, EventName, Severity};
+use crate::core::audit::event::{Event, EventName, Severity};
 use crate::engine::Peer;
 
 /// A connection with no complete request for this long is dropped.

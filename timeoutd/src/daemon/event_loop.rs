@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use session_timeout_proto::{ErrorCode, Request, Response};
 
 use crate::config;
-use crate::core::clock::Clock;
-use crate::core::event::{Event, EventName, Severity};
+use crate::core::audit::event::{Event, EventName, Severity};
+use crate::core::time::clock::Clock;
 use crate::daemon::checks::Checks;
 use crate::daemon::server::{Incoming, Server};
 use crate::engine::Engine;

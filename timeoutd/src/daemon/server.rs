@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use session_timeout_proto::{Request, Response};
 
-use crate::core::clock::Clock;
-use crate::core::event::Event;
-use crate::core::ratelimit::WindowLimiter;
+use crate::core::audit::event::Event;
+use crate::core::audit::ratelimit::WindowLimiter;
+use crate::core::time::clock::Clock;
 use crate::daemon::conn::{self, Conn, Frame, LimitLog, NEW_PER_USER_PER_SEC};
 use crate::engine::Peer;
 use crate::host::clock::SystemClock;

@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{self, Config};
-use crate::core::civil::Civil;
-use crate::core::clock::Clock;
-use crate::core::deadlines_store::AdminDeadlines;
-use crate::core::event::{Event, EventName, Severity};
-use crate::core::revocations::Revocations;
+use crate::core::audit::event::{Event, EventName, Severity};
+use crate::core::state::deadlines_store::AdminDeadlines;
+use crate::core::state::revocations::Revocations;
+use crate::core::time::civil::Civil;
+use crate::core::time::clock::Clock;
 use crate::daemon::checks::Checks;
 use crate::daemon::server::{self, Server};
 use crate::daemon::{detach, process, Daemon, Options, StartError};

@@ -11,13 +11,13 @@
 
 use session_timeout_proto::Registration;
 
-use crate::core::civil::{ClockRefusal, Closed};
-use crate::core::clock::Timestamp;
-use crate::core::event::{Event, EventName, Severity};
+use crate::core::audit::event::{Event, EventName, Severity};
 use crate::core::policy::{LoginFacts, TtyClass};
 use crate::core::session::deadline::Reason;
 use crate::core::session::identity::Identity;
 use crate::core::session::Session;
+use crate::core::time::civil::{ClockRefusal, Closed};
+use crate::core::time::clock::Timestamp;
 use crate::engine::{Engine, System};
 
 impl From<Closed> for Reason {

@@ -2,7 +2,7 @@
 //! ... dry_run=1`) while nothing is signalled, and the `dry_run=1` mark on the
 //! events that in dry-run report what would have happened.
 
-use crate::core::event::Event;
+use crate::core::audit::event::Event;
 use crate::core::session::deadline::Deadline;
 use crate::core::session::Session;
 use crate::engine::{Engine, System};

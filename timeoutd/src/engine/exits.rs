@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use crate::core::clock::Timestamp;
-use crate::core::record::{JournalEntry, SessionRecord};
 use crate::core::session::{KillStep, Phase, ProcRef, Session, SessionId};
+use crate::core::state::record::{JournalEntry, SessionRecord};
+use crate::core::time::clock::Timestamp;
 use crate::engine::kill::{Due, Final};
 use crate::engine::{Engine, System};
 

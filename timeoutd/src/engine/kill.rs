@@ -15,12 +15,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use crate::core::clock::Timestamp;
-use crate::core::duration::Human;
-use crate::core::event::{EventName, Severity};
+use crate::core::audit::event::{EventName, Severity};
 use crate::core::policy::KillScope;
-use crate::core::record::{JournalEntry, SessionRecord};
 use crate::core::session::{EndReason, KillStep, Phase, ProcRef, Scope, Session, SessionId};
+use crate::core::state::record::{JournalEntry, SessionRecord};
+use crate::core::time::clock::Timestamp;
+use crate::core::time::duration::Human;
 use crate::engine::wake::After;
 use crate::engine::{session_event, Engine, ProcFacts, System};
 

@@ -11,14 +11,14 @@
 
 use std::collections::HashMap;
 
-use crate::core::civil::Civil;
-use crate::core::clock::Timestamp;
-use crate::core::deadlines_store::AdminDeadlines;
-use crate::core::event::{Event, EventName};
+use crate::core::audit::event::{Event, EventName};
 use crate::core::policy::Policy;
-use crate::core::record::JournalEntry;
-use crate::core::revocations::Revocations;
 use crate::core::session::{ProcRef, Session, SessionId};
+use crate::core::state::deadlines_store::AdminDeadlines;
+use crate::core::state::record::JournalEntry;
+use crate::core::state::revocations::Revocations;
+use crate::core::time::civil::Civil;
+use crate::core::time::clock::Timestamp;
 
 mod civil;
 mod dry_run;

@@ -5,12 +5,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::core::clock::Timestamp;
-use crate::core::duration::Human;
-use crate::core::event::{EventName, Severity};
-use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::audit::event::{EventName, Severity};
 use crate::core::session::deadline;
 use crate::core::session::{EndReason, Login, ProcRef, Scope, Session, SessionId};
+use crate::core::state::record::{JournalEntry, SessionRecord};
+use crate::core::time::clock::Timestamp;
+use crate::core::time::duration::Human;
 use crate::engine::{initial_tty_class, session_event, Engine, System};
 
 /// A deadline found already past after a restart is enforced this long after

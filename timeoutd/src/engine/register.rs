@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use session_timeout_proto::{ErrorCode, Registration, Response, SessionKey, AUDIT_UNSET};
 
-use crate::core::duration::{self, Human};
-use crate::core::event::{Event, EventName, Severity};
+use crate::core::audit::event::{Event, EventName, Severity};
 use crate::core::policy::TtyClass;
-use crate::core::record::{JournalEntry, SessionRecord};
 use crate::core::session::identity::Identity;
 use crate::core::session::{EndReason, Login, ProcRef, Scope, Session, SessionId, DISCOVERY_FIRST};
+use crate::core::state::record::{JournalEntry, SessionRecord};
+use crate::core::time::duration::{self, Human};
 use crate::engine::{session_event, Engine, Peer, System};
 
 /// A refused login's processes are signalled this long after the refusal,

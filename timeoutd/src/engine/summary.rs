@@ -3,10 +3,10 @@
 //! whichever way it ends. The line's format is a stable interface (README,
 //! "Events"; `timeoutctl report` reads it).
 
-use crate::core::clock::Timestamp;
-use crate::core::event::{Event, EventName};
+use crate::core::audit::event::{Event, EventName};
 use crate::core::session::evidence::Gap;
 use crate::core::session::Session;
+use crate::core::time::clock::Timestamp;
 use crate::engine::{Engine, System};
 
 /// The version of the `session_summary` format (`v=`).

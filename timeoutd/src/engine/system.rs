@@ -6,12 +6,12 @@
 //! `pub(crate)`, only because `host` and `daemon` name them in their own `pub`
 //! items; the `engine` module is crate-private, so none of them leaves the crate.
 
-use crate::core::clock::Timestamp;
-use crate::core::event::Event;
-use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::audit::event::Event;
 use crate::core::session::connection::{ConnRead, Connection};
 use crate::core::session::terminal::TtyTimes;
 use crate::core::session::{ProcRef, Scope, SessionId};
+use crate::core::state::record::{JournalEntry, SessionRecord};
+use crate::core::time::clock::Timestamp;
 
 /// A process as the kill logic needs to see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use session_timeout_proto::{Registration, Response};
 
-use crate::core::clock::Timestamp;
-use crate::core::event::Event;
+use crate::core::audit::event::Event;
 use crate::core::policy::{Limits, Policy};
-use crate::core::record::{JournalEntry, SessionRecord};
 use crate::core::session::connection::{ConnFigures, ConnRead, Connection};
 use crate::core::session::terminal::TtyTimes;
 use crate::core::session::{ProcRef, Scope, SessionId};
+use crate::core::state::record::{JournalEntry, SessionRecord};
+use crate::core::time::clock::Timestamp;
 use crate::engine::ConnSearch;
 use crate::engine::{Engine, Peer, ProcFacts, System, TtyProbe};
 

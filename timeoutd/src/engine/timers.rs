@@ -5,8 +5,8 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use crate::core::clock::Timestamp;
 use crate::core::session::SessionId;
+use crate::core::time::clock::Timestamp;
 
 /// Stale heap entries tolerated beyond twice the live ones before the heap
 /// is rebuilt from the live timers.

@@ -5,15 +5,15 @@
 
 use std::time::Duration;
 
-use crate::core::clock::Timestamp;
-use crate::core::duration::Human;
-use crate::core::escape;
-use crate::core::event::{EventName, Severity};
+use crate::core::audit::escape;
+use crate::core::audit::event::{EventName, Severity};
 use crate::core::policy::{Policy, TtyClass};
-use crate::core::record::JournalEntry;
 use crate::core::session::deadline::{self, Deadline, Step};
 use crate::core::session::terminal::{Observation, TtyWatch};
 use crate::core::session::{EndReason, Phase, Session, SessionId};
+use crate::core::state::record::JournalEntry;
+use crate::core::time::clock::Timestamp;
+use crate::core::time::duration::Human;
 use crate::engine::{dry_run, session_event, summary, Engine, System, TtyProbe};
 
 /// How long after registration the login's terminal is looked for eagerly;

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use crate::core::clock::Timestamp;
-use crate::core::event::EventName;
+use crate::core::audit::event::EventName;
 use crate::core::session::connection::{ConnWatch, Witness};
 use crate::core::session::Session;
+use crate::core::time::clock::Timestamp;
 use crate::engine::wake::DISCOVERY_WINDOW;
 use crate::engine::{session_event, ConnSearch, Engine, System};
 

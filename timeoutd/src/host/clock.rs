@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::core::clock::{Clock, Timestamp};
+use crate::core::time::clock::{Clock, Timestamp};
 
 /// The real clock.
 #[derive(Debug, Clone, Copy, Default)]

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::core::event::{Event, EventName, Severity};
+use crate::core::audit::event::{Event, EventName, Severity};
 use crate::host::identity::groups_cache;
 use crate::host::processes::{census, exits};
 use crate::host::procfs::ProcInfo;

@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::core::clock::{Clock, Timestamp};
-use crate::core::event::{Event, EventName, Severity};
-use crate::core::ratelimit::WindowLimiter;
+use crate::core::audit::event::{Event, EventName, Severity};
+use crate::core::audit::ratelimit::WindowLimiter;
+use crate::core::time::clock::{Clock, Timestamp};
 use crate::host::clock::SystemClock;
 
 /// The window of the per-caller limit on lines.
@@ -219,7 +219,7 @@ fn one_line(msg: &str) -> String {
     for c in msg.chars() {
         piece.clear();
         if c.is_control() {
-            crate::core::escape::push_escape(&mut piece, c);
+            crate::core::audit::escape::push_escape(&mut piece, c);
         } else {
             piece.push(c);
         }
@@ -301,7 +301,7 @@ fn local_civil(t: i64) -> Option<Civil> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::event::EventName;
+    use crate::core::audit::event::EventName;
     use std::sync::atomic::AtomicUsize;
     use std::time::Instant;
 

@@ -3,12 +3,12 @@
 
 use std::time::Instant;
 
-use crate::core::clock::{Clock, Timestamp};
-use crate::core::event::Event;
-use crate::core::record::{JournalEntry, SessionRecord};
+use crate::core::audit::event::Event;
 use crate::core::session::connection::{ConnRead, Connection};
 use crate::core::session::terminal::TtyTimes;
 use crate::core::session::{ProcRef, Scope, SessionId};
+use crate::core::state::record::{JournalEntry, SessionRecord};
+use crate::core::time::clock::{Clock, Timestamp};
 use crate::engine::{ConnSearch, ProcFacts, System, TtyProbe};
 use crate::host::clock::SystemClock;
 use crate::host::identity::nss;

@@ -1,6 +1,6 @@
 //! Splits an event line (`event=NAME key=value ...`) back into its fields,
 //! undoing exactly the quoting of timeoutd's event writer
-//! (`timeoutd::core::escape::log_value`): bare values, or double-quoted ones
+//! (`timeoutd::core::audit::escape::log_value`): bare values, or double-quoted ones
 //! with `\"`, `\\`, `\n`, `\t`, `\r`, `\xNN` and `\u{N..}` escapes.
 
 /// Why a line could not be split: it is malformed.
@@ -107,7 +107,7 @@ fn brace_escape(chars: &mut std::str::CharIndices<'_>) -> Result<char, FieldErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use timeoutd::core::event::{Event, EventName};
+    use timeoutd::core::audit::event::{Event, EventName};
 
     #[test]
     fn round_trips_the_event_writer() {

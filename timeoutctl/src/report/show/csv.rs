@@ -1,7 +1,7 @@
 //! The report as CSV (RFC 4180), one row per group, durations in seconds.
 //! Cells from log lines have control characters escaped as in the table.
 
-use timeoutd::core::escape;
+use timeoutd::core::audit::escape;
 
 use crate::report::show::view::{GroupView, ReportView};
 

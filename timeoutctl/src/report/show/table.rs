@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use timeoutd::core::duration::Human;
-use timeoutd::core::escape;
+use timeoutd::core::audit::escape;
+use timeoutd::core::time::duration::Human;
 
 use crate::report::read::time::civil_from_secs;
 use crate::report::show::view::{GroupView, OutlierView, ReportView};

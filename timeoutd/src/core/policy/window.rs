@@ -13,7 +13,7 @@ use std::fmt;
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 
-use crate::core::clock::Timestamp;
+use crate::core::time::clock::Timestamp;
 
 /// One window: the days it starts on and its wall-clock times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,8 +10,8 @@
 
 use std::net::SocketAddr;
 
-use crate::core::clock::Timestamp;
 use crate::core::session::ProcRef;
+use crate::core::time::clock::Timestamp;
 
 /// A login's connection, as found at discovery: no descriptor of it is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::core::clock::Timestamp;
 use crate::core::policy::Limits;
+use crate::core::time::clock::Timestamp;
 
 /// Which limit a deadline belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

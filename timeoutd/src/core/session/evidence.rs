@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use crate::core::clock::Timestamp;
 use crate::core::session::deadline::Reason;
+use crate::core::time::clock::Timestamp;
 
 /// How many of the longest gaps a session keeps (and a summary lists).
 pub const GAPS_KEPT: usize = 16;

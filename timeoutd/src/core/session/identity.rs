@@ -5,9 +5,9 @@
 
 use session_timeout_proto::{AuthFacts, Cert};
 
-use crate::core::clock::Timestamp;
-use crate::core::event::Event;
-use crate::core::record::{esc, unesc};
+use crate::core::audit::event::Event;
+use crate::core::state::record::{esc, unesc};
+use crate::core::time::clock::Timestamp;
 
 /// Longest key id or principal shown in an event or a banner, in characters.
 pub const SHOWN_MAX: usize = 64;
@@ -271,7 +271,9 @@ mod tests {
     fn events_carry_the_methods_and_a_capped_key_id() {
         let hostile = format!("\x1b[2J\n{}", "k".repeat(10 * 1024));
         let (id, _) = Identity::from_wire(&wire(&hostile, 1_700_000_600));
-        let ev = id.event_fields(Event::new(crate::core::event::EventName::SessionOpen));
+        let ev = id.event_fields(Event::new(
+            crate::core::audit::event::EventName::SessionOpen,
+        ));
         assert_eq!(ev.get("auth"), Some("publickey+keyboard-interactive/pam"));
         assert_eq!(ev.get("cert_serial"), Some("42"));
         assert_eq!(ev.get("cert_valid_before"), Some("1700000600"));
@@ -279,8 +281,9 @@ mod tests {
         assert!(shown_id.chars().count() <= SHOWN_MAX + 1, "{shown_id}");
         let line = ev.to_string();
         assert!(!line.contains('\x1b') && !line.contains('\n'), "{line}");
-        let plain = Identity::default()
-            .event_fields(Event::new(crate::core::event::EventName::SessionOpen));
+        let plain = Identity::default().event_fields(Event::new(
+            crate::core::audit::event::EventName::SessionOpen,
+        ));
         assert_eq!(plain.get("auth"), None);
         assert_eq!(plain.get("cert_id"), None);
     }

@@ -11,13 +11,13 @@ pub(crate) mod terminal;
 use std::fmt;
 use std::time::Duration;
 
-use crate::core::clock::Timestamp;
 use crate::core::policy::{Limits, LoginFacts, NottyMode, Policy, TtyClass};
-use crate::core::record::SessionRecord;
 use crate::core::session::connection::ConnWatch;
 use crate::core::session::deadline::{Reason, WarnMemory};
 use crate::core::session::evidence::{Evidence, Looks};
 use crate::core::session::terminal::TtyWatch;
+use crate::core::state::record::SessionRecord;
+use crate::core::time::clock::Timestamp;
 
 /// The daemon's id for a session, unique across restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

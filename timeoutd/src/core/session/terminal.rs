@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::core::clock::Timestamp;
+use crate::core::time::clock::Timestamp;
 
 /// The three timestamps of a terminal device, in wall-clock milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

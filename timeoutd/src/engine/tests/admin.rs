@@ -2,8 +2,8 @@
 
 use session_timeout_proto::{ErrorCode, Request, Response, Target};
 
-use crate::core::clock::Timestamp;
-use crate::core::revocations::Revocations;
+use crate::core::state::revocations::Revocations;
+use crate::core::time::clock::Timestamp;
 use crate::engine::testkit::*;
 use crate::engine::Peer;
 

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use session_timeout_proto::{Registration, Request, Response, SessionKey};
 
-use crate::core::civil::Civil;
-use crate::core::clock::Timestamp;
 use crate::core::policy::window::{Window, Windows};
 use crate::core::policy::Limits;
-use crate::core::quota::QuotaLedger;
 use crate::core::session::ProcRef;
+use crate::core::state::quota::QuotaLedger;
+use crate::core::time::civil::Civil;
+use crate::core::time::clock::Timestamp;
 use crate::engine::testkit::*;
 use crate::engine::Engine;
 

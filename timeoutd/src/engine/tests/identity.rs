@@ -3,9 +3,9 @@
 
 use session_timeout_proto::{AuthFacts, Cert, CertFields, ErrorCode, Request, Response, Target};
 
-use crate::core::clock::Timestamp;
-use crate::core::deadlines_store::AdminDeadlines;
 use crate::core::policy::{Criteria, Policy, Rule};
+use crate::core::state::deadlines_store::AdminDeadlines;
+use crate::core::time::clock::Timestamp;
 use crate::engine::testkit::*;
 use crate::engine::Peer;
 

@@ -3,7 +3,7 @@
 //! stop-then-kill where no cgroup exists, survivors counted by uid, root
 //! processes spared, and sessions registered inside a login ending with it.
 
-use crate::core::clock::Timestamp;
+use crate::core::time::clock::Timestamp;
 use crate::engine::testkit::*;
 
 /// A process that nothing kills (uninterruptible sleep, say).

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crate::core::clock::Timestamp;
-use crate::core::record::JournalEntry;
 use crate::core::session::SessionId;
+use crate::core::state::record::JournalEntry;
+use crate::core::time::clock::Timestamp;
 use crate::engine::recovery::FoundLogin;
 use crate::engine::testkit::*;
 
@@ -13,7 +13,7 @@ use crate::engine::testkit::*;
 fn restarted(
     l: crate::core::policy::Limits,
     restart_at: i64,
-) -> (crate::core::record::SessionRecord, Engine) {
+) -> (crate::core::state::record::SessionRecord, Engine) {
     let mut first = engine(l.clone());
     let id = registered_id(first.register(registration(), ROOT));
     run_until(&mut first, 1003);
@@ -130,13 +130,14 @@ fn a_login_already_covered_is_not_adopted_twice() {
 #[test]
 fn a_restored_session_of_a_revoked_user_is_ended() {
     let (rec, mut e) = restarted(limits(Some(300), None, &[10]), 1010);
-    e.revocations.add(crate::core::revocations::Revocation {
-        target: session_timeout_proto::Target::User("alice".into()),
-        since: Timestamp::from_secs(1005),
-        until: None,
-        reason: "incident".into(),
-        by_uid: 0,
-    });
+    e.revocations
+        .add(crate::core::state::revocations::Revocation {
+            target: session_timeout_proto::Target::User("alice".into()),
+            since: Timestamp::from_secs(1005),
+            until: None,
+            reason: "incident".into(),
+            by_uid: 0,
+        });
     e.restore(rec);
     assert_eq!(find(&e, "session_revoked").get("by_uid"), Some("0"));
     assert_eq!(e.sys.signals[0].0, libc::SIGHUP);

@@ -7,10 +7,10 @@ use std::time::Duration;
 use session_timeout_proto::{Request, SessionKey};
 
 use crate::config::revalidate::{RevalidateConfig, Unavailable};
-use crate::core::clock::Timestamp;
-use crate::core::record::SessionRecord;
 use crate::core::revalidate::{code, CheckOutcome};
 use crate::core::session::{ProcRef, SessionId};
+use crate::core::state::record::SessionRecord;
+use crate::core::time::clock::Timestamp;
 use crate::engine::recovery::FoundLogin;
 use crate::engine::testkit::*;
 use crate::engine::Check;

@@ -3,9 +3,9 @@
 
 use session_timeout_proto::{Request, SessionKey, Target};
 
-use crate::core::clock::Timestamp;
-use crate::core::event::Event;
+use crate::core::audit::event::Event;
 use crate::core::policy::{Enforce, Limits};
+use crate::core::time::clock::Timestamp;
 use crate::engine::testkit::*;
 
 type Engine = crate::engine::Engine<Fake>;
@@ -174,7 +174,7 @@ fn one_summary_for_each_way_a_session_ends() {
 
 /// A session registered at 1000 with some history, its record, and a new
 /// engine (the restarted daemon) at `restart_at`.
-fn restarted(l: Limits, restart_at: i64) -> (crate::core::record::SessionRecord, Engine) {
+fn restarted(l: Limits, restart_at: i64) -> (crate::core::state::record::SessionRecord, Engine) {
     let mut first = engine(l.clone());
     let id = registered_id(first.register(registration(), ROOT));
     run_until(&mut first, 1200);

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use session_timeout_proto::{ErrorCode, Response, SessionKey};
 
-use crate::core::clock::Timestamp;
 use crate::core::policy::Policy;
 use crate::core::session::Scope;
+use crate::core::time::clock::Timestamp;
 use crate::engine::testkit::*;
 use crate::engine::Peer;
 

@@ -3,9 +3,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::core::clock::Timestamp;
 use crate::core::session::connection::{ConnFigures, ConnRead, Connection};
 use crate::core::session::ProcRef;
+use crate::core::time::clock::Timestamp;
 use crate::engine::testkit::*;
 use crate::engine::{ConnSearch, Engine};
 

@@ -6,11 +6,11 @@ use session_timeout_proto::{
     ErrorCode, Request, Response, RevocationInfo, SessionInfo, TamperSeen, Target, WarningSent,
 };
 
-use crate::core::clock::Timestamp;
-use crate::core::duration::Human;
-use crate::core::event::{Event, EventName, Severity};
-use crate::core::revocations::{target_label, Revocation};
+use crate::core::audit::event::{Event, EventName, Severity};
 use crate::core::session::{EndReason, Phase, Session, SessionId};
+use crate::core::state::revocations::{target_label, Revocation};
+use crate::core::time::clock::Timestamp;
+use crate::core::time::duration::Human;
 use crate::engine::{session_event, Engine, Peer, System};
 
 fn denied(message: &str) -> Response {

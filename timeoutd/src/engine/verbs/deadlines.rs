@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use session_timeout_proto::{DeadlineInfo, ErrorCode, Request, Response, Target};
 
-use crate::core::clock::Timestamp;
-use crate::core::deadlines_store::AdminDeadline;
-use crate::core::duration::Human;
-use crate::core::escape;
-use crate::core::event::{Event, EventName, Severity};
-use crate::core::revocations::target_label;
+use crate::core::audit::escape;
+use crate::core::audit::event::{Event, EventName, Severity};
 use crate::core::session::deadline::{Absolute, Deadline, Reason};
 use crate::core::session::identity::{shown, CertUse};
 use crate::core::session::{Session, SessionId};
+use crate::core::state::deadlines_store::AdminDeadline;
+use crate::core::state::revocations::target_label;
+use crate::core::time::clock::Timestamp;
+use crate::core::time::duration::Human;
 use crate::engine::{session_event, Engine, Peer, System};
 
 /// The limit a deadline's warning names: the rule's limit, or for an

@@ -9,10 +9,10 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::config::revalidate::{RevalidateConfig, Unavailable};
-use crate::core::clock::Timestamp;
-use crate::core::event::{Event, EventName, Severity};
+use crate::core::audit::event::{Event, EventName, Severity};
 use crate::core::revalidate::{code_name, verdict, CheckOutcome, Schedule, Verdict};
 use crate::core::session::{EndReason, SessionId};
+use crate::core::time::clock::Timestamp;
 use crate::engine::{session_event, Engine, System};
 
 /// Why re-validation ends a user's sessions.

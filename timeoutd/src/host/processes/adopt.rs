@@ -1,8 +1,8 @@
 //! Logins running now that the daemon did not register (it was down),
 //! found in /proc for adoption after a restart.
 
-use crate::core::clock::Timestamp;
 use crate::core::session::ProcRef;
+use crate::core::time::clock::Timestamp;
 use crate::engine::FoundLogin;
 use crate::host::identity::nss;
 use crate::host::procfs;

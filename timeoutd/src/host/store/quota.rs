@@ -6,7 +6,7 @@
 use std::io;
 use std::path::Path;
 
-use crate::core::quota::QuotaLedger;
+use crate::core::state::quota::QuotaLedger;
 use crate::host::store::ids::write_atomic;
 
 /// The file's name in the state directory.
@@ -29,8 +29,8 @@ pub(crate) fn load(state_dir: &Path) -> Result<QuotaLedger, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::clock::Timestamp;
-    use crate::core::quota::DayClock;
+    use crate::core::state::quota::DayClock;
+    use crate::core::time::clock::Timestamp;
     use jiff::tz::TimeZone;
 
     #[test]

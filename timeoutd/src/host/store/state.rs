@@ -14,7 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::core::record::{replay, JournalEntry, SessionRecord};
+use crate::core::state::record::{replay, JournalEntry, SessionRecord};
 use crate::host::store::ids::write_atomic;
 
 const SNAPSHOT: &str = "sessions.snapshot";
@@ -149,9 +149,9 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::clock::Timestamp;
     use crate::core::policy::TtyClass;
     use crate::core::session::{Login, ProcRef, Scope, SessionId};
+    use crate::core::time::clock::Timestamp;
 
     fn rec(id: u64) -> SessionRecord {
         SessionRecord {

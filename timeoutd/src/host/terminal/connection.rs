@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::core::clock::{Clock, Timestamp};
 use crate::core::session::connection::{ConnFigures, ConnRead, Connection};
 use crate::core::session::ProcRef;
+use crate::core::time::clock::{Clock, Timestamp};
 use crate::engine::ConnSearch;
 use crate::host::clock::SystemClock;
 use crate::host::procfs;

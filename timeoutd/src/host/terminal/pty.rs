@@ -78,7 +78,7 @@ fn is_login_tty(rdev: u64) -> bool {
 }
 
 /// Writes `text` (already escaped by the caller, see
-/// [`crate::core::escape::for_terminal`]) to the terminal at `path`, once.
+/// [`crate::core::audit::escape::for_terminal`]) to the terminal at `path`, once.
 ///
 /// - Refuses (`InvalidInput`) symlinks, anything that is not a character
 ///   device of a login terminal (checked before opening, so no other device

@@ -1,11 +1,11 @@
 //! Structured audit events, rendered as `event=NAME key=value ...` lines.
 //!
-//! Values are escaped with [`crate::core::escape::log_value`], so a user-controlled
+//! Values are escaped with [`crate::core::audit::escape::log_value`], so a user-controlled
 //! value can never add a field or break the line.
 
 use std::fmt;
 
-use crate::core::escape::log_value;
+use crate::core::audit::escape::log_value;
 
 /// Syslog severity of an event (RFC 5424 numeric codes in [`Severity::code`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -173,7 +173,7 @@ impl fmt::Display for EventName {
 /// One audit event: a name, ordered fields and a severity (default Info).
 ///
 /// ```
-/// use timeoutd::core::event::{Event, EventName, Severity};
+/// use timeoutd::core::audit::event::{Event, EventName, Severity};
 /// let ev = Event::new(EventName::SessionKilled)
 ///     .field("user", "alice")
 ///     .field("reason", "idle limit")

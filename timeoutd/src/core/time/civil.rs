@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
-use crate::core::clock::Timestamp;
 use crate::core::policy::window::{WindowState, Windows};
 use crate::core::policy::Limits;
-use crate::core::quota::{DayClock, QuotaLedger};
+use crate::core::state::quota::{DayClock, QuotaLedger};
+use crate::core::time::clock::Timestamp;
 
 /// Why a login is refused by the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +188,7 @@ impl Civil {
             reason: Closed::Quota,
             message: format!(
                 "The daily quota of {} for {user} is used up; it resets at {}.",
-                crate::core::duration::Human(daily),
+                crate::core::time::duration::Human(daily),
                 self.local(reset)
             ),
             until: Some(reset),

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
-use crate::core::clock::Timestamp;
+use crate::core::time::clock::Timestamp;
 
 /// How many distinct keys are tracked at once.
 pub const MAX_KEYS: usize = 4096;

@@ -12,8 +12,8 @@ use std::time::Duration;
 use jiff::civil::Time;
 use jiff::tz::TimeZone;
 
-use crate::core::clock::Timestamp;
-use crate::core::record::{esc, unesc};
+use crate::core::state::record::{esc, unesc};
+use crate::core::time::clock::Timestamp;
 
 /// Where local days begin.
 #[derive(Debug, Clone)]

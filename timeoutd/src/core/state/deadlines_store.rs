@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use session_timeout_proto::Target;
 
-use crate::core::clock::Timestamp;
-use crate::core::record::{esc, unesc};
+use crate::core::state::record::{esc, unesc};
+use crate::core::time::clock::Timestamp;
 
 /// How long a passed deadline is kept for sessions restored after a restart.
 pub const RETAIN: Duration = Duration::from_secs(24 * 3600);

@@ -4,8 +4,8 @@
 
 use session_timeout_proto::Target;
 
-use crate::core::clock::Timestamp;
-use crate::core::record::{esc, unesc};
+use crate::core::state::record::{esc, unesc};
+use crate::core::time::clock::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {

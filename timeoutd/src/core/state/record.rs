@@ -2,11 +2,11 @@
 //! Pure: encoding and decoding only. Every field a user controls is escaped,
 //! and a malformed line is an error, never a panic.
 
-use crate::core::clock::Timestamp;
 use crate::core::policy::TtyClass;
 use crate::core::session::evidence::{DryRunMemory, Evidence, Gap};
 use crate::core::session::identity::Identity;
 use crate::core::session::{Login, ProcRef, Scope, SessionId};
+use crate::core::time::clock::Timestamp;
 
 /// What is kept of a session across a restart: who, which processes, and its
 /// history (registration time, last credited activity and the evidence for

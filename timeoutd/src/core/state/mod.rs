@@ -1,0 +1,8 @@
+//! What the daemon keeps across restarts, as values and line formats: the
+//! session records, the revocations, the administrators' deadlines and the
+//! daily quota ledger.
+
+pub(crate) mod deadlines_store;
+pub(crate) mod quota;
+pub(crate) mod record;
+pub(crate) mod revocations;
