@@ -5,8 +5,9 @@
 //! in tests with a fake clock and fake /proc.
 //!
 //! One file per role: `register.rs` (login and logout), `wake.rs` (measuring,
-//! warning, matching again), `kill.rs` (ending a session), `admin.rs` (the
-//! control verbs), `recovery.rs` (after a restart), `timers.rs` (the queue).
+//! warning, matching again), `ending/` (the kill ladder, exits, the summary
+//! line), `verbs/` (the control verbs), `recovery.rs` (after a restart),
+//! `timers.rs` (the queue).
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -22,11 +23,9 @@ use crate::core::time::clock::Timestamp;
 
 mod civil;
 mod dry_run;
-mod exits;
-mod kill;
+mod ending;
 mod recovery;
 mod register;
-mod summary;
 pub(crate) mod system;
 mod verbs;
 use verbs::{deadlines, revalidate};

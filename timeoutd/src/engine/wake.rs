@@ -14,7 +14,8 @@ use crate::core::session::{EndReason, Phase, Session, SessionId};
 use crate::core::state::record::JournalEntry;
 use crate::core::time::clock::Timestamp;
 use crate::core::time::duration::Human;
-use crate::engine::{dry_run, session_event, summary, Engine, System, TtyProbe};
+use crate::engine::ending::summary;
+use crate::engine::{dry_run, session_event, Engine, System, TtyProbe};
 
 /// How long after registration the login's terminal is looked for eagerly;
 /// a login without one by then is taken to have none.

@@ -214,7 +214,7 @@ impl System for Host {
         self.syslog.dropped_total()
     }
 
-    // --- The kill scope (issue 13): see host::cgroup and engine::kill.
+    // --- The kill scope (issue 13): see host::cgroup and engine::ending::kill.
 
     fn cgroup_attach(&mut self, leader: ProcRef, id: SessionId, nested: bool) -> Option<String> {
         let cg = self.cgroups.as_ref()?;

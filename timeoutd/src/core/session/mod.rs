@@ -166,7 +166,7 @@ pub struct Session {
     /// The login's cgroup (inside the cgroup2 hierarchy): its kill scope.
     pub cgroup: Option<String>,
     /// Root processes moved out of the kill scope or left alone while
-    /// ending it (see `engine::kill`), counted once each.
+    /// ending it (see `engine::ending::kill`), counted once each.
     pub spared: Vec<ProcRef>,
     /// Idle gaps, warnings, tampers and dry-run expiries, for the summary.
     pub evidence: Evidence,

@@ -170,7 +170,7 @@ fn a_session_registered_inside_a_login_ends_with_it_with_its_own_events() {
 
 #[test]
 fn survivors_by_uid_sorts_and_counts() {
-    use crate::engine::kill::survivors_by_uid;
+    use crate::engine::ending::kill::survivors_by_uid;
     let procs = [proc(1, 1000), proc(2, 0), proc(3, 1000), proc(4, 1000)];
     assert_eq!(survivors_by_uid(&procs), "0:1,1000:3");
     assert_eq!(survivors_by_uid(&[]), "");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::core::session::{KillStep, Phase, ProcRef, Session, SessionId};
 use crate::core::state::record::{JournalEntry, SessionRecord};
 use crate::core::time::clock::Timestamp;
-use crate::engine::kill::{Due, Final};
+use crate::engine::ending::kill::{Due, Final};
 use crate::engine::{Engine, System};
 
 /// Exits without a cgroup are proved together, this long after the first of
@@ -24,7 +24,7 @@ const EXIT_SETTLE: Duration = Duration::from_millis(10);
 impl<S: System> Engine<S> {
     /// Sends `sigs` to the session's targets, logs `session_signal`, and has
     /// the host watch for them to be gone.
-    pub(super) fn send_watched(&mut self, s: &Session, procs: &[ProcRef], sigs: &[i32]) {
+    pub(in crate::engine) fn send_watched(&mut self, s: &Session, procs: &[ProcRef], sigs: &[i32]) {
         let count = match Self::final_of(s) {
             Final::Cgroup(cg) => {
                 let count = self.sys.signal(procs, sigs);
@@ -99,7 +99,7 @@ impl<S: System> Engine<S> {
                 if s.record() != before {
                     self.sys.persist(JournalEntry::Upsert(Box::new(s.record())));
                 }
-                self.apply(id, s, super::wake::After::Keep, None);
+                self.apply(id, s, crate::engine::wake::After::Keep, None);
                 continue;
             }
             let (after, next) = self.terminated(&s, reason, now);

@@ -14,7 +14,7 @@ const SUMMARY_VERSION: u32 = 1;
 
 /// After a look at `now` that measured the session's input: the gap it
 /// closed, if it found newer input, joins the evidence.
-pub(super) fn note_look(s: &mut Session, now: Timestamp) {
+pub(in crate::engine) fn note_look(s: &mut Session, now: Timestamp) {
     if let Some((start, len)) = s.looks.look(s.last_activity, now) {
         s.evidence
             .add_gap(Gap::between(s.registered_at, start, len));
@@ -28,7 +28,7 @@ fn limit_secs(limit: Option<std::time::Duration>) -> String {
 
 /// The `session_summary` line of a session that ends `now` (`end` is the
 /// `reason=` of its `session_close`, or of its `session_terminated`).
-pub(super) fn summary_event(s: &Session, end: &str, now: Timestamp) -> Event {
+pub(in crate::engine) fn summary_event(s: &Session, end: &str, now: Timestamp) -> Event {
     let (start, len) = s.looks.open_gap();
     let last = (!len.is_zero()).then(|| Gap::between(s.registered_at, start, len));
     let sum = s.evidence.summary(now.since(s.registered_at), last);
@@ -57,7 +57,13 @@ impl<S: System> Engine<S> {
     /// Logs the event that ends a session (`session_close` or
     /// `session_terminated`), then its summary: every ending goes through
     /// here, so each session has exactly one summary.
-    pub(super) fn log_end(&mut self, ending: Event, s: &Session, end: &str, now: Timestamp) {
+    pub(in crate::engine) fn log_end(
+        &mut self,
+        ending: Event,
+        s: &Session,
+        end: &str,
+        now: Timestamp,
+    ) {
         self.sys.log(ending);
         self.sys.log(summary_event(s, end, now));
     }

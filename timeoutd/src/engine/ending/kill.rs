@@ -43,7 +43,7 @@ const MAX_PROOF_SCANS: u32 = 16;
 
 /// How the final step kills.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Final {
+pub(in crate::engine) enum Final {
     /// `cgroup.kill` on this cgroup, then wait for it to be empty.
     Cgroup(String),
     /// SIGSTOP until a scan finds nothing running, then SIGKILL.
@@ -53,18 +53,18 @@ pub(super) enum Final {
 }
 
 /// A session whose stop-then-kill round is due.
-pub(super) struct Due<'a> {
-    pub(super) s: &'a mut Session,
-    pub(super) reason: EndReason,
-    pub(super) n: u32,
+pub(in crate::engine) struct Due<'a> {
+    pub(in crate::engine) s: &'a mut Session,
+    pub(in crate::engine) reason: EndReason,
+    pub(in crate::engine) n: u32,
 }
 
 /// The session's scope, split by the rule.
 #[derive(Debug, Default)]
-pub(super) struct Split {
-    pub(super) targets: Vec<ProcFacts>,
+pub(in crate::engine) struct Split {
+    pub(in crate::engine) targets: Vec<ProcFacts>,
     /// Root processes left alone (moved out of the cgroup first).
-    pub(super) spared: Vec<ProcRef>,
+    pub(in crate::engine) spared: Vec<ProcRef>,
 }
 
 impl<S: System> Engine<S> {
@@ -96,7 +96,7 @@ impl<S: System> Engine<S> {
         self.apply(id, s, after, next);
     }
 
-    pub(super) fn final_of(s: &Session) -> Final {
+    pub(in crate::engine) fn final_of(s: &Session) -> Final {
         if s.limits.kill_scope == KillScope::Leader {
             return Final::LeaderOnly;
         }
@@ -148,7 +148,7 @@ impl<S: System> Engine<S> {
     ///   does not): those are spared.
     /// - a session ending because its login ends: everything in it (its
     ///   login's rule already decided).
-    pub(super) fn split(&mut self, s: &Session, reason: EndReason) -> Split {
+    pub(in crate::engine) fn split(&mut self, s: &Session, reason: EndReason) -> Split {
         let cands = self.candidates(s);
         Self::split_from(s, reason, cands)
     }
@@ -189,7 +189,7 @@ impl<S: System> Engine<S> {
         self.log_signal(s, sigs, count, None);
     }
 
-    pub(super) fn log_signal(
+    pub(in crate::engine) fn log_signal(
         &mut self,
         s: &Session,
         sigs: &[i32],
@@ -232,7 +232,7 @@ impl<S: System> Engine<S> {
         !inner.is_empty()
     }
 
-    pub(super) fn begin_kill(
+    pub(in crate::engine) fn begin_kill(
         &mut self,
         s: &mut Session,
         reason: EndReason,
@@ -256,7 +256,7 @@ impl<S: System> Engine<S> {
         (After::Keep, Some(now + s.limits.grace))
     }
 
-    pub(super) fn continue_kill(
+    pub(in crate::engine) fn continue_kill(
         &mut self,
         s: &mut Session,
         reason: EndReason,
@@ -337,7 +337,7 @@ impl<S: System> Engine<S> {
 
     /// Whether a due wake-up is a stop-then-kill round, which
     /// [`Engine::stop_then_kill_rounds`] runs with the others due with it.
-    pub(super) fn is_stop_then_kill_round(s: &Session) -> bool {
+    pub(in crate::engine) fn is_stop_then_kill_round(s: &Session) -> bool {
         matches!(
             s.phase,
             Phase::Terminating {
@@ -356,7 +356,7 @@ impl<S: System> Engine<S> {
     /// until two complete scans in a row find every target stopped (none can
     /// fork any more, and none ran unseen), then SIGKILL to all; their next
     /// round proves them empty. Returns what becomes of each, in order.
-    pub(super) fn stop_then_kill_rounds(
+    pub(in crate::engine) fn stop_then_kill_rounds(
         &mut self,
         due: &mut [Due<'_>],
         now: Timestamp,
@@ -407,7 +407,7 @@ impl<S: System> Engine<S> {
     /// The stop-then-kill rounds due now, together (see
     /// [`Engine::stop_then_kill_rounds`]); each session's changes are
     /// persisted as a wake-up's are.
-    pub(super) fn run_kill_rounds(&mut self, ids: &[SessionId], now: Timestamp) {
+    pub(in crate::engine) fn run_kill_rounds(&mut self, ids: &[SessionId], now: Timestamp) {
         let mut taken: Vec<(SessionId, Session, SessionRecord)> = ids
             .iter()
             .filter_map(|id| {
@@ -443,7 +443,7 @@ impl<S: System> Engine<S> {
     /// The indexes in `due` of sessions not proven empty (see
     /// [`Engine::stop_then_kill_rounds`]); a scan that finds a target
     /// decides that session at once.
-    pub(super) fn prove_empty(&mut self, due: &mut [Due<'_>]) -> Vec<usize> {
+    pub(in crate::engine) fn prove_empty(&mut self, due: &mut [Due<'_>]) -> Vec<usize> {
         let mut empty_before = vec![false; due.len()];
         let mut decided: Vec<Option<bool>> = vec![None; due.len()];
         for _ in 0..MAX_PROOF_SCANS {
@@ -523,7 +523,7 @@ impl<S: System> Engine<S> {
         }
     }
 
-    pub(super) fn terminated(
+    pub(in crate::engine) fn terminated(
         &mut self,
         s: &Session,
         reason: EndReason,
@@ -549,7 +549,7 @@ fn note_spared(s: &mut Session, procs: &[ProcRef]) {
 }
 
 /// `UID:N,...` by uid, lowest uid first (real uid; `0:1` is one root process).
-pub(super) fn survivors_by_uid(procs: &[ProcFacts]) -> String {
+pub(in crate::engine) fn survivors_by_uid(procs: &[ProcFacts]) -> String {
     let mut by: BTreeMap<u32, usize> = BTreeMap::new();
     for p in procs {
         *by.entry(p.ruid).or_default() += 1;
