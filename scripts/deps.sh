@@ -32,11 +32,11 @@ packages=(
     "${build_packages[@]}"
     # timeoutctl report's SVG test renders the picture (rsvg-convert)
     librsvg2-bin
-    # re-validation against a real directory (tests/tests/revalidate_ldap.rs)
+    # re-validation against a real directory (tests/tests/admin/revalidate_ldap.rs)
     slapd ldap-utils sssd-ldap libnss-sss libpam-sss
     # linting the shell scripts (scripts/test.sh)
     shellcheck
-    # the package tests (tests/tests/package.rs): lint the .debs, verify the
+    # the package tests (tests/tests/install/package.rs): lint the .debs, verify the
     # unit, a real rsyslogd, man(1) for the installed pages
     lintian systemd rsyslog man-db
 )

@@ -63,7 +63,7 @@ step "cargo build --workspace"
 cargo build --workspace
 
 # The release binaries are built once, here; the package tests install these
-# packages (tests/tests/package.rs) and never rebuild them.
+# packages (tests/tests/install/package.rs) and never rebuild them.
 step "scripts/package.sh"
 ./scripts/package.sh
 

@@ -5,7 +5,7 @@
 #       tests/package/in-namespace.sh packages DEBDIR
 #   unshare ... -- tests/package/in-namespace.sh quickstart CLONE
 #
-# tests/tests/package.rs runs it and asserts its output and the host's state.
+# tests/tests/install/package.rs runs it and asserts its output and the host's state.
 # The script is pid 1 of its own pid namespace, so every process it starts
 # (sshd, rsyslogd, timeoutd, ssh) is killed by the kernel when it exits. It
 # mounts a tmpfs on /run and /tmp and an overlay (upper layer on that tmpfs)

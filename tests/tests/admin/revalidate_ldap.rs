@@ -16,6 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod revalidate_ldap_support;
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::fs;

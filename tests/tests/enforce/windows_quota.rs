@@ -19,6 +19,7 @@
 // Test code: a failed assumption here is a failed test, so it may unwrap and panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

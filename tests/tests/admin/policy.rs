@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod policy_support;
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::time::Duration;

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod ctl_support;
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
