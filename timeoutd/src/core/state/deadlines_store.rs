@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use session_timeout_proto::Target;
 
+use crate::core::state::lines::{records, target_fields};
 use crate::core::state::record::{esc, unesc};
 use crate::core::time::clock::Timestamp;
 
@@ -84,13 +85,9 @@ impl AdminDeadlines {
     pub fn to_text(&self) -> String {
         let mut out = String::from("# timeoutd deadlines v1\n");
         for d in &self.list {
-            let (kind, name) = match &d.target {
-                Target::User(n) => ("user", n),
-                Target::Group(n) => ("group", n),
-            };
+            let (kind, name) = target_fields(&d.target);
             out.push_str(&format!(
-                "{kind}\t{}\t{}\t{}\t{}\t{}\n",
-                esc(name),
+                "{kind}\t{name}\t{}\t{}\t{}\t{}\n",
                 d.since.0,
                 d.at.0,
                 d.by_uid,
@@ -103,26 +100,14 @@ impl AdminDeadlines {
     /// Parses [`AdminDeadlines::to_text`]; a bad line is reported, never a panic.
     pub fn from_text(text: &str) -> Result<Self, String> {
         let mut out = Self::default();
-        for (n, line) in text.lines().enumerate() {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let f: Vec<&str> = line.split('\t').collect();
-            let bad = || format!("line {}: malformed deadline", n + 1);
-            if f.len() != 6 {
-                return Err(bad());
-            }
-            let target = match f[0] {
-                "user" => Target::User(unesc(f[1])),
-                "group" => Target::Group(unesc(f[1])),
-                _ => return Err(bad()),
-            };
+        for line in records(text, "deadline") {
+            let [kind, name, since, at, by_uid, reason] = line.fields()?;
             out.set(AdminDeadline {
-                target,
-                since: Timestamp(f[2].parse().map_err(|_| bad())?),
-                at: Timestamp(f[3].parse().map_err(|_| bad())?),
-                by_uid: f[4].parse().map_err(|_| bad())?,
-                reason: unesc(f[5]),
+                target: line.target(kind, name)?,
+                since: line.time(since)?,
+                at: line.time(at)?,
+                by_uid: line.number(by_uid)?,
+                reason: unesc(reason),
             });
         }
         Ok(out)

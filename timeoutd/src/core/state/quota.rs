@@ -12,6 +12,7 @@ use std::time::Duration;
 use jiff::civil::Time;
 use jiff::tz::TimeZone;
 
+use crate::core::state::lines::{optional_time_field, records};
 use crate::core::state::record::{esc, unesc};
 use crate::core::time::clock::Timestamp;
 
@@ -188,7 +189,7 @@ impl QuotaLedger {
             .iter()
             .filter(|(_, u)| u.closed_ms > 0 || u.since.is_some())
             .map(|(name, u)| {
-                let since = u.since.map_or("-".to_owned(), |s| s.0.to_string());
+                let since = optional_time_field(u.since);
                 format!("{}\t{}\t{}\t{since}", esc(name), u.day.0, u.closed_ms)
             })
             .collect();
@@ -204,26 +205,15 @@ impl QuotaLedger {
     /// Parses [`QuotaLedger::to_text`]; a bad line is reported, never a panic.
     pub fn from_text(text: &str) -> Result<Self, String> {
         let mut out = Self::default();
-        for (n, line) in text.lines().enumerate() {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let bad = || format!("line {}: malformed quota entry", n + 1);
-            let f: Vec<&str> = line.split('\t').collect();
-            let [name, day, closed, since] = f[..] else {
-                return Err(bad());
-            };
-            let since = match since {
-                "-" => None,
-                s => Some(Timestamp(s.parse().map_err(|_| bad())?)),
-            };
+        for line in records(text, "quota entry") {
+            let [name, day, closed, since] = line.fields()?;
             out.users.insert(
                 unesc(name),
                 DayUse {
-                    day: Timestamp(day.parse().map_err(|_| bad())?),
-                    closed_ms: closed.parse::<i64>().map_err(|_| bad())?.max(0),
+                    day: line.time(day)?,
+                    closed_ms: line.number::<i64>(closed)?.max(0),
                     open: 0,
-                    since,
+                    since: line.optional_time(since)?,
                 },
             );
         }

@@ -4,6 +4,7 @@
 
 use session_timeout_proto::Target;
 
+use crate::core::state::lines::{optional_time_field, records, target_fields};
 use crate::core::state::record::{esc, unesc};
 use crate::core::time::clock::Timestamp;
 
@@ -82,15 +83,11 @@ impl Revocations {
     pub fn to_text(&self) -> String {
         let mut out = String::from("# timeoutd revocations v1\n");
         for r in &self.list {
-            let (kind, name) = match &r.target {
-                Target::User(n) => ("user", n),
-                Target::Group(n) => ("group", n),
-            };
-            let until = r.until.map_or_else(|| "-".to_owned(), |u| u.0.to_string());
+            let (kind, name) = target_fields(&r.target);
             out.push_str(&format!(
-                "{kind}\t{}\t{}\t{until}\t{}\t{}\n",
-                esc(name),
+                "{kind}\t{name}\t{}\t{}\t{}\t{}\n",
                 r.since.0,
+                optional_time_field(r.until),
                 r.by_uid,
                 esc(&r.reason)
             ));
@@ -101,29 +98,14 @@ impl Revocations {
     /// Parses [`Revocations::to_text`]; a bad line is reported, never a panic.
     pub fn from_text(text: &str) -> Result<Self, String> {
         let mut out = Self::default();
-        for (n, line) in text.lines().enumerate() {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let f: Vec<&str> = line.split('\t').collect();
-            let bad = || format!("line {}: malformed revocation", n + 1);
-            if f.len() != 6 {
-                return Err(bad());
-            }
-            let target = match f[0] {
-                "user" => Target::User(unesc(f[1])),
-                "group" => Target::Group(unesc(f[1])),
-                _ => return Err(bad()),
-            };
+        for line in records(text, "revocation") {
+            let [kind, name, since, until, by_uid, reason] = line.fields()?;
             out.add(Revocation {
-                target,
-                since: Timestamp(f[2].parse().map_err(|_| bad())?),
-                until: match f[3] {
-                    "-" => None,
-                    v => Some(Timestamp(v.parse().map_err(|_| bad())?)),
-                },
-                by_uid: f[4].parse().map_err(|_| bad())?,
-                reason: unesc(f[5]),
+                target: line.target(kind, name)?,
+                since: line.time(since)?,
+                until: line.optional_time(until)?,
+                by_uid: line.number(by_uid)?,
+                reason: unesc(reason),
             });
         }
         Ok(out)
