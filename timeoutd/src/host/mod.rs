@@ -32,10 +32,8 @@ use crate::host::procfs::ProcInfo;
 use crate::host::store::ids::IdAllocator;
 use crate::host::store::state::StateStore;
 use crate::host::syslog::Syslog;
-use crate::host::terminal::connection;
+use crate::host::terminal::{connection, login_probe};
 
-/// How long a parent → children index is reused while logins are set up.
-const CHILDREN_TTL: Duration = Duration::from_secs(2);
 /// The revocation list in the state directory.
 pub(crate) const REVOCATIONS_FILE: &str = "revocations";
 /// The administrators' deadlines in the state directory.
@@ -53,10 +51,8 @@ pub(crate) struct Host {
     snapshot: Option<(Vec<ProcInfo>, procfs::ChildIndex)>,
     /// Audit session id → pids, from one read of each /proc/PID/sessionid.
     by_sessionid: Option<HashMap<u32, Vec<u32>>>,
-    /// Parent → children, for telling logins without a terminal; shared by
-    /// every login being set up for a couple of seconds (a login storm scans
-    /// /proc once per interval, not once per login).
-    children: Option<(Instant, HashMap<u32, Vec<u32>>)>,
+    /// Parent → children while logins are set up.
+    children: login_probe::ChildrenCache,
     groups: groups_cache::GroupsCache,
     last_state_error: Option<Instant>,
     /// The kill scope's cgroups (issue 13); `None`: stop-then-kill.
@@ -98,7 +94,7 @@ impl Host {
             state_dir,
             snapshot: None,
             by_sessionid: None,
-            children: None,
+            children: login_probe::ChildrenCache::default(),
             groups: Default::default(),
             last_state_error: None,
             cgroups: None,

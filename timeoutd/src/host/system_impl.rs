@@ -15,7 +15,7 @@ use crate::host::identity::nss;
 use crate::host::processes::{exits, proc_facts, signals};
 use crate::host::terminal::{connection, login_probe, pty};
 use crate::host::{procfs, store};
-use crate::host::{Host, CHILDREN_TTL, DEADLINES_FILE, REVOCATIONS_FILE};
+use crate::host::{Host, DEADLINES_FILE, REVOCATIONS_FILE};
 
 impl System for Host {
     fn now(&self) -> Timestamp {
@@ -56,18 +56,7 @@ impl System for Host {
             };
         }
         let cache = &mut self.children;
-        let probe = login_probe::find(leader.pid, check_notty, || {
-            let fresh = cache
-                .as_ref()
-                .is_some_and(|(at, _)| at.elapsed() < CHILDREN_TTL);
-            if !fresh {
-                *cache = Some((Instant::now(), login_probe::children_index()));
-            }
-            cache
-                .as_ref()
-                .and_then(|(_, index)| index.get(&leader.pid).cloned())
-                .unwrap_or_default()
-        });
+        let probe = login_probe::find(leader.pid, check_notty, || cache.children_of(leader.pid));
         // Nothing found needs no proof that it was the leader's.
         if probe != TtyProbe::default() && !self.alive(leader) {
             return TtyProbe::default(); // the pid was reused while we looked
@@ -349,18 +338,7 @@ impl System for Host {
     fn find_connection(&mut self, leader: ProcRef) -> ConnSearch {
         let sockets = &mut self.sockets;
         let cache = &mut self.children;
-        let found = connection::find(leader, sockets, || {
-            let fresh = cache
-                .as_ref()
-                .is_some_and(|(at, _)| at.elapsed() < CHILDREN_TTL);
-            if !fresh {
-                *cache = Some((Instant::now(), login_probe::children_index()));
-            }
-            cache
-                .as_ref()
-                .and_then(|(_, index)| index.get(&leader.pid).cloned())
-                .unwrap_or_default()
-        });
+        let found = connection::find(leader, sockets, || cache.children_of(leader.pid));
         if !self.alive(leader) {
             return ConnSearch::NoTcp; // the pid was reused while we looked
         }

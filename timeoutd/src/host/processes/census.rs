@@ -20,6 +20,7 @@ use std::collections::HashMap;
 
 use crate::core::session::ProcRef;
 use crate::engine::ProcFacts;
+use crate::host::processes::facts_of;
 use crate::host::procfs;
 
 /// Looks for new pids in one pass before it is given up as incomplete.
@@ -108,19 +109,10 @@ impl Census {
             if p.state == 'Z' || p.sessionid != sid {
                 continue;
             }
-            let parent_comm = procfs::read_stat(p.ppid).ok().map(|st| st.comm);
+            let stopped = matches!(p.state, 'T' | 't');
             let member = Member {
-                facts: ProcFacts {
-                    proc: ProcRef {
-                        pid: p.pid,
-                        start_time: p.start_time,
-                    },
-                    ppid: p.ppid,
-                    ruid: p.ruid,
-                    euid: p.euid,
-                    same_program_as_parent: parent_comm.as_deref() == Some(p.comm.as_str()),
-                },
-                stopped: matches!(p.state, 'T' | 't'),
+                facts: facts_of(p),
+                stopped,
             };
             self.by_sid.entry(sid).or_default().push(member);
         }

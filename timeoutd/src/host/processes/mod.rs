@@ -7,4 +7,4 @@ pub(crate) mod exits;
 pub(crate) mod signals;
 mod views;
 
-pub(crate) use views::proc_facts;
+pub(crate) use views::{facts_of, proc_facts};

@@ -78,7 +78,7 @@ pub(crate) fn proc_facts(pid: u32) -> Option<ProcFacts> {
 }
 
 /// What the kill logic needs of a process read from /proc.
-fn facts_of(p: ProcInfo) -> ProcFacts {
+pub(crate) fn facts_of(p: ProcInfo) -> ProcFacts {
     let parent_comm = procfs::read_stat(p.ppid).ok().map(|st| st.comm);
     ProcFacts {
         proc: ProcRef {

@@ -179,15 +179,22 @@ pub(crate) fn loginuid(pid: u32) -> Option<u32> {
     read_audit_id(pid, "loginuid")
 }
 
-/// All processes (numeric entries of /proc), sorted by pid. Entries that
-/// vanish or cannot be read are skipped. Kernel threads are included.
-pub(crate) fn snapshot() -> Vec<ProcInfo> {
+/// The pids in /proc now (its numeric entries), in directory order; none if
+/// /proc cannot be read.
+pub(crate) fn pids() -> Vec<u32> {
     let Ok(rd) = fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut out: Vec<ProcInfo> = rd
-        .filter_map(|e| e.ok())
+    rd.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
+/// All processes (numeric entries of /proc), sorted by pid. Entries that
+/// vanish or cannot be read are skipped. Kernel threads are included.
+pub(crate) fn snapshot() -> Vec<ProcInfo> {
+    let mut out: Vec<ProcInfo> = pids()
+        .into_iter()
         .filter_map(|pid| proc_info(pid).ok())
         .collect();
     out.sort_by_key(|p| p.pid);
@@ -202,12 +209,8 @@ pub(crate) const UNREAD: u32 = u32::MAX;
 /// are [`UNREAD`]; [`uids_of`] reads the uids of the few processes a
 /// subtree walk keeps.
 pub(crate) fn stat_snapshot() -> Vec<ProcInfo> {
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out: Vec<ProcInfo> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    let mut out: Vec<ProcInfo> = pids()
+        .into_iter()
         .filter_map(|pid| {
             let st = read_stat(pid).ok()?;
             Some(ProcInfo {

@@ -6,7 +6,9 @@
 //! with ControlMaster). Ptys the user opens later (tmux, screen) are held by
 //! their own processes and so are never counted.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use crate::engine::TtyProbe;
 use crate::host::procfs;
@@ -55,20 +57,41 @@ pub(crate) fn find(
 
 /// Parent pid → child pids, from one read of each /proc/PID/stat (the kernel
 /// here has no /proc/PID/task/TID/children). Vanished entries are skipped.
-pub(crate) fn children_index() -> std::collections::HashMap<u32, Vec<u32>> {
-    let mut index: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return index;
-    };
-    for pid in rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-    {
+pub(crate) fn children_index() -> HashMap<u32, Vec<u32>> {
+    let mut index: HashMap<u32, Vec<u32>> = HashMap::new();
+    for pid in procfs::pids() {
         if let Ok(st) = procfs::read_stat(pid) {
             index.entry(st.ppid).or_default().push(pid);
         }
     }
     index
+}
+
+/// How long a [`ChildrenCache`] is reused while logins are set up.
+const CHILDREN_TTL: Duration = Duration::from_secs(2);
+
+/// Parent → children, for telling logins without a terminal and finding
+/// their connection; shared by every login being set up for
+/// [`CHILDREN_TTL`] (a login storm scans /proc once per interval, not once
+/// per login).
+#[derive(Default)]
+pub(crate) struct ChildrenCache(Option<(Instant, HashMap<u32, Vec<u32>>)>);
+
+impl ChildrenCache {
+    /// The children of `pid`, from an index at most [`CHILDREN_TTL`] old.
+    pub(crate) fn children_of(&mut self, pid: u32) -> Vec<u32> {
+        let fresh = self
+            .0
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < CHILDREN_TTL);
+        if !fresh {
+            self.0 = Some((Instant::now(), children_index()));
+        }
+        self.0
+            .as_ref()
+            .and_then(|(_, index)| index.get(&pid).cloned())
+            .unwrap_or_default()
+    }
 }
 
 /// sshd's session child retitles itself `sshd: USER@notty` when the login has
