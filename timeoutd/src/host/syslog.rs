@@ -17,6 +17,7 @@
 //!   event per [`CALLER_WINDOW`]; the rest are counted and reported by
 //!   [`Syslog::report_suppressed`] as one `log_suppressed` line each.
 
+use std::borrow::Cow;
 use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
 use std::os::unix::net::UnixDatagram;
@@ -209,10 +210,10 @@ fn format_line(severity: Severity, stamp: &str, pid: u32, body: &str) -> String 
 
 /// Escapes every control character (including newline and tab) and cuts
 /// the result at [`MAX_MESSAGE`] bytes on a character boundary.
-fn one_line(msg: &str) -> String {
-    // Most lines have nothing to escape and fit: copied as they are.
+fn one_line(msg: &str) -> Cow<'_, str> {
+    // Most lines have nothing to escape and fit: used as they are.
     if msg.len() <= MAX_MESSAGE && !msg.chars().any(char::is_control) {
-        return msg.to_owned();
+        return Cow::Borrowed(msg);
     }
     let mut out = String::with_capacity(msg.len().min(MAX_MESSAGE));
     let mut piece = String::with_capacity(12);
@@ -228,7 +229,7 @@ fn one_line(msg: &str) -> String {
         }
         out.push_str(&piece);
     }
-    out
+    Cow::Owned(out)
 }
 
 const MONTHS: [&str; 12] = [

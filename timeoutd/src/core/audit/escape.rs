@@ -6,6 +6,7 @@
 //!
 //! Both functions are pure and total: any `&str` is accepted, nothing panics.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// Characters that reorder or hide text on a terminal or in a log viewer
@@ -78,9 +79,9 @@ fn is_bare_safe(c: char) -> bool {
 ///
 /// The result never contains a space outside quotes, an unescaped `"`, or any
 /// control character, so a line of such pairs can be split again unambiguously.
-pub(crate) fn log_value(s: &str) -> String {
+pub(crate) fn log_value(s: &str) -> Cow<'_, str> {
     if !s.is_empty() && s.chars().all(is_bare_safe) {
-        return s.to_owned();
+        return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -96,7 +97,7 @@ pub(crate) fn log_value(s: &str) -> String {
         }
     }
     out.push('"');
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! Pure: encoding and decoding only. Every field a user controls is escaped,
 //! and a malformed line is an error, never a panic.
 
+use std::fmt::Write as _;
+
 use crate::core::policy::TtyClass;
 use crate::core::session::evidence::{DryRunMemory, Evidence, Gap};
 use crate::core::session::identity::Identity;
@@ -50,6 +52,12 @@ const END_MARK: &str = "e";
 /// Escapes a field of a tab-separated state line (tabs, newlines, commas, backslashes).
 pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    push_esc(&mut out, s);
+    out
+}
+
+/// Appends `s` escaped as [`esc`] does.
+fn push_esc(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -60,7 +68,6 @@ pub(crate) fn esc(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
 /// Reverses [`esc`].
@@ -84,10 +91,6 @@ pub(crate) fn unesc(s: &str) -> String {
     out
 }
 
-fn list(items: &[String]) -> String {
-    items.iter().map(|s| esc(s)).collect::<Vec<_>>().join(",")
-}
-
 fn unlist(s: &str) -> Vec<String> {
     if s.is_empty() {
         return Vec::new();
@@ -96,50 +99,57 @@ fn unlist(s: &str) -> Vec<String> {
 }
 
 impl SessionRecord {
-    /// One line, without the newline.
+    /// One line, without the newline (the daemon appends records to its
+    /// buffers with [`SessionRecord::encode_into`]).
+    #[cfg(test)]
     pub fn encode(&self) -> String {
-        let scope = match self.scope {
-            Scope::AuditSession(id) => format!("audit:{id}"),
-            Scope::Subtree => "subtree".to_owned(),
-        };
+        let mut out = String::with_capacity(256);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends [`SessionRecord::encode`] to `out`, building no field apart.
+    pub fn encode_into(&self, out: &mut String) {
         let l = &self.login;
         let e = &self.evidence;
-        [
-            VERSION.to_owned(),
-            self.id.0.to_string(),
-            esc(&l.user),
-            l.uid.to_string(),
-            esc(&l.service),
-            esc(&l.pam_tty),
-            esc(&l.rhost),
-            esc(&l.ruser),
-            list(&l.groups),
-            self.leader.pid.to_string(),
-            self.leader.start_time.to_string(),
-            scope,
-            self.registered_at.0.to_string(),
-            self.last_activity.0.to_string(),
-            self.tty_class.as_str().to_owned(),
-            u8::from(self.tty_settled).to_string(),
-            list(&self.ttys),
-            u8::from(self.adopted).to_string(),
-        ]
-        .into_iter()
-        .chain(l.auth.encode())
-        .chain([
-            self.cgroup.as_deref().map_or_else(|| "-".to_owned(), esc),
-            e.idle_max.to_string(),
-            e.idle_total.to_string(),
-            e.warnings.to_string(),
-            e.tampers.to_string(),
-            e.dry_run_expiries.to_string(),
-            gaps_field(e.gaps()),
-            deadline_field(e.dry_run.idle),
-            deadline_field(e.dry_run.max),
-            END_MARK.to_owned(),
-        ])
-        .collect::<Vec<_>>()
-        .join("\t")
+        let mut f = Fields { out, first: true };
+        f.text(VERSION);
+        f.num(self.id.0);
+        f.esc(&l.user);
+        f.num(l.uid);
+        f.esc(&l.service);
+        f.esc(&l.pam_tty);
+        f.esc(&l.rhost);
+        f.esc(&l.ruser);
+        f.list(&l.groups);
+        f.num(self.leader.pid);
+        f.num(self.leader.start_time);
+        match self.scope {
+            Scope::AuditSession(id) => f.num(format_args!("audit:{id}")),
+            Scope::Subtree => f.text("subtree"),
+        }
+        f.num(self.registered_at.0);
+        f.num(self.last_activity.0);
+        f.text(self.tty_class.as_str());
+        f.num(u8::from(self.tty_settled));
+        f.list(&self.ttys);
+        f.num(u8::from(self.adopted));
+        for field in l.auth.encode() {
+            f.text(&field);
+        }
+        match &self.cgroup {
+            Some(c) => f.esc(c),
+            None => f.text("-"),
+        }
+        f.num(e.idle_max);
+        f.num(e.idle_total);
+        f.num(e.warnings);
+        f.num(e.tampers);
+        f.num(e.dry_run_expiries);
+        f.gaps(e.gaps());
+        f.deadline(e.dry_run.idle);
+        f.deadline(e.dry_run.max);
+        f.text(END_MARK);
     }
 
     pub fn decode(line: &str) -> Result<Self, String> {
@@ -220,15 +230,64 @@ impl SessionRecord {
     }
 }
 
-fn gaps_field(gaps: &[Gap]) -> String {
-    gaps.iter()
-        .map(|g| format!("{}:{}", g.offset, g.len))
-        .collect::<Vec<_>>()
-        .join(",")
+/// The fields of a record line as they are appended, tab-separated.
+struct Fields<'a> {
+    out: &'a mut String,
+    first: bool,
 }
 
-fn deadline_field(at: Option<Timestamp>) -> String {
-    at.map_or_else(|| "-".to_owned(), |t| t.0.to_string())
+impl Fields<'_> {
+    fn next(&mut self) -> &mut String {
+        if !self.first {
+            self.out.push('\t');
+        }
+        self.first = false;
+        self.out
+    }
+
+    /// A field written as it is (the daemon's own words and encodings).
+    fn text(&mut self, s: &str) {
+        self.next().push_str(s);
+    }
+
+    /// A number, or another value whose text needs no escaping.
+    fn num(&mut self, v: impl std::fmt::Display) {
+        // Writing to a String cannot fail.
+        let _ = write!(self.next(), "{v}");
+    }
+
+    /// Text a user or a client controls.
+    fn esc(&mut self, s: &str) {
+        push_esc(self.next(), s);
+    }
+
+    /// `a,b,c`, each item escaped.
+    fn list(&mut self, items: &[String]) {
+        let out = self.next();
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_esc(out, item);
+        }
+    }
+
+    /// `offset:len,…`.
+    fn gaps(&mut self, gaps: &[Gap]) {
+        let out = self.next();
+        for (i, g) in gaps.iter().enumerate() {
+            let sep = if i > 0 { "," } else { "" };
+            let _ = write!(out, "{sep}{}:{}", g.offset, g.len);
+        }
+    }
+
+    /// Milliseconds, or `-` for none.
+    fn deadline(&mut self, at: Option<Timestamp>) {
+        match at {
+            Some(t) => self.num(t.0),
+            None => self.text("-"),
+        }
+    }
 }
 
 /// Fields 18 to 25 of a record: the evidence.
@@ -285,10 +344,24 @@ pub enum JournalEntry {
 }
 
 impl JournalEntry {
+    /// One journal line, with its newline.
     pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(256);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the line to `out`.
+    pub fn encode_into(&self, out: &mut String) {
         match self {
-            Self::Upsert(r) => format!("U\t{}\n", r.encode()),
-            Self::Gone(id) => format!("G\t{id}\n"),
+            Self::Upsert(r) => {
+                out.push_str("U\t");
+                r.encode_into(out);
+                out.push('\n');
+            }
+            Self::Gone(id) => {
+                let _ = writeln!(out, "G\t{id}");
+            }
         }
     }
 
@@ -403,6 +476,60 @@ mod tests {
         sub.ttys.clear();
         sub.login.groups.clear();
         assert_eq!(SessionRecord::decode(&sub.encode()).unwrap(), sub);
+    }
+
+    #[test]
+    fn a_line_is_built_in_one_buffer_as_the_fields_were_joined_before() {
+        let mut r = sample(7);
+        r.cgroup = Some("/timeoutd-1a2b/s-7\tx".into());
+        r.scope = Scope::Subtree;
+        let expected = [
+            r"s2",
+            r"7",
+            r"al\tice\n\cx\\",
+            r"1001",
+            r"sshd",
+            r"ssh",
+            r"2001:db8::1",
+            r"",
+            r"alice,a\cb",
+            r"4242",
+            r"99",
+            r"subtree",
+            r"1700000000123",
+            r"1700000050000",
+            r"pty",
+            r"1",
+            r"pts/1,pts/3",
+            r"0",
+            r"publickey",
+            r"7:1700000600000:id\twith:colons",
+            r"alice",
+            r"-",
+            r"/timeoutd-1a2b/s-7\tx",
+            r"0",
+            r"0",
+            r"0",
+            r"0",
+            r"0",
+            r"",
+            r"-",
+            r"-",
+            r"e",
+        ]
+        .join("\t");
+        assert_eq!(r.encode(), expected);
+        let mut journal = String::from("G\t5\n");
+        JournalEntry::Upsert(Box::new(with_evidence(9))).encode_into(&mut journal);
+        JournalEntry::Gone(SessionId(6)).encode_into(&mut journal);
+        let lines: Vec<&str> = journal.lines().collect();
+        assert_eq!(lines[0], "G\t5");
+        assert_eq!(lines[1], format!("U\t{}", with_evidence(9).encode()));
+        assert_eq!(lines[2], "G\t6");
+        assert_eq!(
+            JournalEntry::decode(lines[1]).unwrap(),
+            JournalEntry::Upsert(Box::new(with_evidence(9)))
+        );
     }
 
     fn with_evidence(id: u64) -> SessionRecord {

@@ -84,12 +84,11 @@ impl StateStore {
     /// Appends one entry, or keeps it for the end of the open group. On
     /// failure the file is reopened next time.
     pub(crate) fn append(&mut self, entry: &JournalEntry) -> io::Result<()> {
-        let line = entry.encode();
         if let Some(group) = &mut self.group {
-            group.push_str(&line);
+            entry.encode_into(group);
             return Ok(());
         }
-        self.write_lines(&line, 1)
+        self.write_lines(&entry.encode(), 1)
     }
 
     /// Keeps the entries appended from now on for one write at [`Self::end_group`].
@@ -136,7 +135,9 @@ impl StateStore {
         }
         let mut text = String::from("# timeoutd sessions v1\n");
         for r in live {
-            text.push_str(&JournalEntry::Upsert(Box::new(r.clone())).encode());
+            text.push_str("U\t");
+            r.encode_into(&mut text);
+            text.push('\n');
         }
         write_atomic(&self.dir.join(SNAPSHOT), text.as_bytes())?;
         self.journal = None;
