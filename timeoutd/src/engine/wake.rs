@@ -85,14 +85,14 @@ impl<S: System> Engine<S> {
         let Some(mut s) = self.session_mut(id).map(|s| s.clone()) else {
             return;
         };
-        let before = s.record();
         let (after, next) = match s.phase {
             Phase::Active => self.wake_active(&mut s, now),
             Phase::Terminating { reason, step } => self.continue_kill(&mut s, reason, step, now),
         };
-        let changed = s.record();
-        if matches!(after, After::Keep) && changed != before {
-            self.sys.persist(JournalEntry::Upsert(Box::new(changed)));
+        // The table still holds the session as it was before the wake.
+        let changed = self.sessions.get(&id).is_none_or(|b| s.record_differs(b));
+        if matches!(after, After::Keep) && changed {
+            self.sys.persist(JournalEntry::Upsert(Box::new(s.record())));
             self.maybe_compact();
         }
         self.apply(id, s, after, next);

@@ -242,6 +242,35 @@ impl Session {
         }
     }
 
+    /// Whether [`Session::record`] of `self` would differ from `before`'s,
+    /// found without building either record (a wake compares every time).
+    pub fn record_differs(&self, before: &Session) -> bool {
+        let differs = self.id != before.id
+            || self.last_activity != before.last_activity
+            || self.evidence != before.evidence
+            || self.tty_settled != before.tty_settled
+            || self.tty_class != before.tty_class
+            || self.ttys.len() != before.ttys.len()
+            || self
+                .ttys
+                .iter()
+                .zip(&before.ttys)
+                .any(|(a, b)| a.name != b.name)
+            || self.leader != before.leader
+            || self.scope != before.scope
+            || self.registered_at != before.registered_at
+            || self.adopted != before.adopted
+            || self.cgroup != before.cgroup
+            || self.login != before.login;
+        debug_assert_eq!(
+            differs,
+            self.record() != before.record(),
+            "record_differs disagrees with the records of session {}",
+            self.id
+        );
+        differs
+    }
+
     /// The ttys as one log value: "pts/1,pts/3", or the PAM tty until one is found.
     pub fn tty_label(&self) -> String {
         if self.ttys.is_empty() {
@@ -297,9 +326,8 @@ impl Session {
 mod tests {
     use super::*;
 
-    #[test]
-    fn tty_label_lists_found_ttys() {
-        let record = SessionRecord {
+    fn record() -> SessionRecord {
+        SessionRecord {
             id: SessionId(1),
             login: Login {
                 pam_tty: "ssh".into(),
@@ -318,13 +346,50 @@ mod tests {
             adopted: false,
             cgroup: None,
             evidence: Evidence::default(),
-        };
-        let mut s = Session::new(record, &Policy::new(Limits::builtin()), Timestamp(0));
+        }
+    }
+
+    fn session() -> Session {
+        Session::new(record(), &Policy::new(Limits::builtin()), Timestamp(0))
+    }
+
+    #[test]
+    fn tty_label_lists_found_ttys() {
+        let mut s = session();
         assert_eq!(s.tty_label(), "ssh");
         s.ttys = vec![
             TtyWatch::new("pts/1".into(), Timestamp(0)),
             TtyWatch::new("pts/3".into(), Timestamp(0)),
         ];
         assert_eq!(s.tty_label(), "pts/1,pts/3");
+    }
+
+    #[test]
+    fn a_change_to_any_durable_field_is_a_difference_and_others_are_not() {
+        let before = session();
+        let changes: [fn(&mut Session); 8] = [
+            |s| s.last_activity = Timestamp(5),
+            |s| s.evidence.warnings += 1,
+            |s| s.tty_settled = true,
+            |s| s.ttys.push(TtyWatch::new("pts/2".into(), Timestamp(0))),
+            |s| s.cgroup = Some("/x".into()),
+            |s| s.adopted = true,
+            |s| s.login.groups.push("ops".into()),
+            |s| s.scope = Scope::AuditSession(3),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut s = before.clone();
+            change(&mut s);
+            assert!(s.record_differs(&before), "change {i}");
+        }
+        let mut s = before.clone();
+        s.discovery_backoff *= 2;
+        s.rule = "another".into();
+        assert!(!s.record_differs(&before));
+        let mut renamed = before.clone();
+        renamed.ttys = vec![TtyWatch::new("pts/1".into(), Timestamp(0))];
+        let mut other = before.clone();
+        other.ttys = vec![TtyWatch::new("pts/4".into(), Timestamp(0))];
+        assert!(other.record_differs(&renamed));
     }
 }

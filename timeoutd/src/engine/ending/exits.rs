@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use crate::core::session::{KillStep, Phase, ProcRef, Session, SessionId};
-use crate::core::state::record::{JournalEntry, SessionRecord};
+use crate::core::state::record::JournalEntry;
 use crate::core::time::clock::Timestamp;
 use crate::engine::ending::kill::{Due, Final};
 use crate::engine::{Engine, System};
@@ -67,19 +67,15 @@ impl<S: System> Engine<S> {
     /// checked already), on shared passes over /proc; the others keep their
     /// step and timer.
     fn end_proven(&mut self, ids: &[SessionId], now: Timestamp) {
-        let mut taken: Vec<(SessionId, Session, SessionRecord)> = ids
+        let mut taken: Vec<(SessionId, Session)> = ids
             .iter()
-            .filter_map(|id| {
-                let s = self.sessions.get(id).filter(|s| signalled(s))?.clone();
-                let before = s.record();
-                Some((*id, s, before))
-            })
+            .filter_map(|id| Some((*id, self.sessions.get(id).filter(|s| signalled(s))?.clone())))
             .collect();
         let cgroup = |s: &Session| matches!(Self::final_of(s), Final::Cgroup(_));
         let mut due: Vec<Due<'_>> = taken
             .iter_mut()
-            .filter(|(_, s, _)| !cgroup(s))
-            .filter_map(|(_, s, _)| match s.phase {
+            .filter(|(_, s)| !cgroup(s))
+            .filter_map(|(_, s)| match s.phase {
                 Phase::Terminating { reason, .. } => Some(Due { s, reason, n: 0 }),
                 Phase::Active => None,
             })
@@ -91,12 +87,13 @@ impl<S: System> Engine<S> {
             left.into_iter().map(|i| due[i].s.id).collect()
         };
         drop(due);
-        for (id, s, before) in taken {
+        for (id, s) in taken {
             let Phase::Terminating { reason, .. } = s.phase else {
                 continue;
             };
             if left.contains(&id) {
-                if s.record() != before {
+                // The table still holds the session as it was before.
+                if self.sessions.get(&id).is_none_or(|b| s.record_differs(b)) {
                     self.sys.persist(JournalEntry::Upsert(Box::new(s.record())));
                 }
                 self.apply(id, s, crate::engine::wake::After::Keep, None);

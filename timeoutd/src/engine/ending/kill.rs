@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::core::audit::event::{EventName, Severity};
 use crate::core::policy::KillScope;
 use crate::core::session::{EndReason, KillStep, Phase, ProcRef, Scope, Session, SessionId};
-use crate::core::state::record::{JournalEntry, SessionRecord};
+use crate::core::state::record::JournalEntry;
 use crate::core::time::clock::Timestamp;
 use crate::core::time::duration::Human;
 use crate::engine::wake::After;
@@ -408,17 +408,13 @@ impl<S: System> Engine<S> {
     /// [`Engine::stop_then_kill_rounds`]); each session's changes are
     /// persisted as a wake-up's are.
     pub(in crate::engine) fn run_kill_rounds(&mut self, ids: &[SessionId], now: Timestamp) {
-        let mut taken: Vec<(SessionId, Session, SessionRecord)> = ids
+        let mut taken: Vec<(SessionId, Session)> = ids
             .iter()
-            .filter_map(|id| {
-                let s = self.sessions.get(id)?.clone();
-                let before = s.record();
-                Some((*id, s, before))
-            })
+            .filter_map(|id| Some((*id, self.sessions.get(id)?.clone())))
             .collect();
         let mut due: Vec<Due<'_>> = taken
             .iter_mut()
-            .filter_map(|(_, s, _)| match s.phase {
+            .filter_map(|(_, s)| match s.phase {
                 Phase::Terminating { reason, step } => {
                     let n = match step {
                         KillStep::Kill(n) => n,
@@ -431,8 +427,10 @@ impl<S: System> Engine<S> {
             .collect();
         let results = self.stop_then_kill_rounds(&mut due, now);
         drop(due);
-        for ((id, s, before), (after, next)) in taken.into_iter().zip(results) {
-            if matches!(after, After::Keep) && s.record() != before {
+        for ((id, s), (after, next)) in taken.into_iter().zip(results) {
+            // The table still holds each session as it was before the round.
+            let changed = self.sessions.get(&id).is_none_or(|b| s.record_differs(b));
+            if matches!(after, After::Keep) && changed {
                 self.sys.persist(JournalEntry::Upsert(Box::new(s.record())));
                 self.maybe_compact();
             }
