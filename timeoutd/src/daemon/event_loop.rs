@@ -46,7 +46,7 @@ pub(crate) fn run(
             wait = Duration::ZERO;
         }
         let mut fds = checks.poll_fds();
-        fds.extend(engine.sys.exit_watch_fd());
+        fds.extend(engine.sys.exit_watch_fds());
         for incoming in server.poll_with(wait, &fds) {
             let mut ctx = Ctx {
                 engine,

@@ -124,6 +124,7 @@ impl<S: System> Engine<S> {
 
     fn insert_session(&mut self, s: Session) {
         self.leaders.insert(s.leader, s.id);
+        self.sys.watch_leader(s.id, s.leader);
         let now = self.sys.now();
         self.reval.session_added(s.login.uid, &s.login.user, now);
         self.quota_session_opened(&s, now);

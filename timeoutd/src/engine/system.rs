@@ -113,17 +113,22 @@ pub(crate) trait System {
 
     /// [`System::signal`], then watches the processes signalled: once every
     /// one of them has exited, [`System::exits_seen`] names session `id`.
-    /// Replaces what was watched of `id`'s processes before.
+    /// Replaces what was watched of `id`'s processes before. With no `sigs`
+    /// the processes are only watched.
     fn signal_watched(&mut self, _id: SessionId, procs: &[ProcRef], sigs: &[i32]) -> usize {
         self.signal(procs, sigs)
     }
     /// Watches the session's cgroup: [`System::exits_seen`] names `id` when
     /// `cgroup.events` says nothing is left in it.
     fn watch_cgroup(&mut self, _id: SessionId, _cgroup: &str) {}
+    /// Watches the leader of live session `id`: [`System::exits_seen`]
+    /// names `id` when it exits. Until then, or until [`System::unwatch`] or
+    /// a signal to the leader, [`System::alive`] may answer from the watch.
+    fn watch_leader(&mut self, _id: SessionId, _leader: ProcRef) {}
     /// Stops watching anything of session `id`.
     fn unwatch(&mut self, _id: SessionId) {}
-    /// The sessions whose watched processes all exited, or whose cgroup was
-    /// seen empty, since the last call.
+    /// The sessions whose watched processes all exited, whose cgroup was
+    /// seen empty, or whose watched leader exited, since the last call.
     fn exits_seen(&mut self) -> Vec<SessionId> {
         Vec::new()
     }

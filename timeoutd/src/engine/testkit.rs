@@ -67,6 +67,8 @@ pub(crate) struct Fake {
     pub(crate) watched: HashMap<SessionId, Vec<ProcRef>>,
     /// Sessions whose cgroup is watched.
     pub(crate) watched_cgroups: Vec<SessionId>,
+    /// Live sessions' leaders watched (`watch_leader`), until they exit.
+    pub(crate) watched_leaders: Vec<(SessionId, ProcRef)>,
 }
 
 impl System for Fake {
@@ -195,9 +197,13 @@ impl System for Fake {
             self.watched_cgroups.push(id);
         }
     }
+    fn watch_leader(&mut self, id: SessionId, leader: ProcRef) {
+        self.watched_leaders.push((id, leader));
+    }
     fn unwatch(&mut self, id: SessionId) {
         self.watched.remove(&id);
         self.watched_cgroups.retain(|w| *w != id);
+        self.watched_leaders.retain(|(w, _)| *w != id);
     }
     fn exits_seen(&mut self) -> Vec<SessionId> {
         let live: Vec<ProcRef> = self.procs.iter().map(|p| p.proc).collect();
@@ -208,6 +214,14 @@ impl System for Fake {
             .map(|(id, _)| *id)
             .collect();
         self.watched.retain(|id, _| !out.contains(id));
+        let leaders = std::mem::take(&mut self.watched_leaders);
+        for (id, leader) in leaders {
+            if self.alive(leader) {
+                self.watched_leaders.push((id, leader));
+            } else {
+                out.push(id);
+            }
+        }
         if self.cgroup_populated("") {
             out.sort_unstable();
             return out;

@@ -10,7 +10,7 @@ use crate::core::audit::event::{EventName, Severity};
 use crate::core::policy::{Policy, TtyClass};
 use crate::core::session::deadline::{self, Deadline, Step};
 use crate::core::session::terminal::{Observation, TtyWatch};
-use crate::core::session::{EndReason, Phase, Session, SessionId};
+use crate::core::session::{EndReason, Phase, ProcRef, Session, SessionId};
 use crate::core::state::record::JournalEntry;
 use crate::core::time::clock::Timestamp;
 use crate::core::time::duration::Human;
@@ -136,12 +136,22 @@ impl<S: System> Engine<S> {
 
     fn wake_active(&mut self, s: &mut Session, now: Timestamp) -> (After, Option<Timestamp>) {
         let leader_alive = self.sys.alive(s.leader);
-        if !leader_alive && self.sys.scope_processes(s.leader, s.scope).is_empty() {
-            let ev = session_event(EventName::SessionClose, s)
-                .field("reason", "leader_gone")
-                .field("duration", Human(now.since(s.registered_at)));
-            self.log_end(ev, s, "leader_gone", now);
-            return (After::Forget, None);
+        if !leader_alive {
+            let left: Vec<ProcRef> = self
+                .sys
+                .scope_processes(s.leader, s.scope)
+                .iter()
+                .map(|p| p.proc)
+                .collect();
+            if left.is_empty() {
+                let ev = session_event(EventName::SessionClose, s)
+                    .field("reason", "leader_gone")
+                    .field("duration", Human(now.since(s.registered_at)));
+                self.log_end(ev, s, "leader_gone", now);
+                return (After::Forget, None);
+            }
+            // Nothing is signalled: the last of them to exit wakes the session.
+            self.sys.signal_watched(s.id, &left, &[]);
         }
         self.refresh_conn(s, now);
         self.refresh_ttys(s, now, leader_alive);

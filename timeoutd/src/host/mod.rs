@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::core::audit::event::{Event, EventName, Severity};
 use crate::host::identity::groups_cache;
+use crate::host::processes::leaders::LeaderPins;
 use crate::host::processes::{census, exits};
 use crate::host::procfs::ProcInfo;
 use crate::host::store::ids::IdAllocator;
@@ -78,6 +79,8 @@ pub(crate) struct Host {
     /// Ending sessions watched for their last process (issue 16); `None`
     /// if no epoll set could be made (the kill ladder's timers then end them).
     exits: Option<exits::ExitWatch>,
+    /// The leaders of live sessions, pinned (issue 16); `None` as for `exits`.
+    leaders: Option<LeaderPins>,
 }
 
 impl Host {
@@ -106,6 +109,7 @@ impl Host {
             census_pair_complete: false,
             held_log: None,
             exits: exits::ExitWatch::new().ok(),
+            leaders: LeaderPins::new().ok(),
         }
     }
 
@@ -114,14 +118,18 @@ impl Host {
         self.cgroups = Some(cgroups);
     }
 
-    /// The fd of the ending sessions' watch, for the event loop's poll set.
-    pub(crate) fn exit_watch_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.exits.as_ref().map(exits::ExitWatch::fd)
+    /// The fds of the watches on exits, for the event loop's poll set.
+    pub(crate) fn exit_watch_fds(&self) -> impl Iterator<Item = std::os::fd::RawFd> + '_ {
+        let exits = self.exits.as_ref().map(exits::ExitWatch::fd);
+        exits
+            .into_iter()
+            .chain(self.leaders.as_ref().map(LeaderPins::fd))
     }
 
-    /// Whether an ending session is named already (the loop must not sleep).
+    /// Whether a session is named already (the loop must not sleep).
     pub(crate) fn exits_pending(&self) -> bool {
         self.exits.as_ref().is_some_and(exits::ExitWatch::has_ready)
+            || self.leaders.as_ref().is_some_and(LeaderPins::has_gone)
     }
 
     /// At a clean stop: removes the empty cgroups of ended sessions, then

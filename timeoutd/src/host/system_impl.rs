@@ -12,6 +12,7 @@ use crate::core::time::clock::{Clock, Timestamp};
 use crate::engine::{ConnSearch, ProcFacts, System, TtyProbe};
 use crate::host::clock::SystemClock;
 use crate::host::identity::nss;
+use crate::host::processes::leaders::LeaderPins;
 use crate::host::processes::{exits, proc_facts, signals};
 use crate::host::terminal::{connection, login_probe, pty};
 use crate::host::{procfs, store};
@@ -90,7 +91,10 @@ impl System for Host {
     }
 
     fn alive(&mut self, p: ProcRef) -> bool {
-        procfs::start_time(p.pid) == Some(p.start_time)
+        match self.leaders.as_ref().and_then(|l| l.alive(p)) {
+            Some(alive) => alive,
+            None => procfs::live_start_time(p.pid) == Some(p.start_time),
+        }
     }
 
     fn parent_sessionid(&mut self, p: ProcRef) -> Option<u32> {
@@ -137,9 +141,13 @@ impl System for Host {
     }
 
     fn signal(&mut self, procs: &[ProcRef], sigs: &[i32]) -> usize {
+        let pins = self.leaders.as_ref();
         procs
             .iter()
-            .filter(|p| signals::signal_each(**p, sigs).is_ok())
+            .filter(|p| match pins.and_then(|l| l.fd_of(**p)) {
+                Some(fd) => signals::send_through(fd, sigs).is_ok(),
+                None => signals::signal_each(**p, sigs).is_ok(),
+            })
             .count()
     }
 
@@ -147,7 +155,14 @@ impl System for Host {
         let mut pidfds = Vec::with_capacity(procs.len());
         let mut all_known = true;
         for p in procs {
-            match signals::signal_pinned(*p, sigs) {
+            // A pinned leader is signalled through its pin, which the
+            // ending's watch takes over.
+            let pinned = self.leaders.as_mut().and_then(|l| l.take(*p));
+            let sent = match pinned {
+                Some(fd) => signals::send_through(&fd, sigs).map(|()| fd),
+                None => signals::signal_pinned(*p, sigs),
+            };
+            match sent {
                 Ok(fd) => pidfds.push(fd),
                 Err(signals::SignalError::Gone) => {}
                 // Alive but not signalled: its exit cannot be waited for.
@@ -169,17 +184,36 @@ impl System for Host {
         }
     }
 
+    fn watch_leader(&mut self, id: SessionId, leader: ProcRef) {
+        if let Some(l) = self.leaders.as_mut() {
+            l.pin(id, leader);
+        }
+    }
+
     fn unwatch(&mut self, id: SessionId) {
         if let Some(w) = self.exits.as_mut() {
             w.unwatch(id);
         }
+        if let Some(l) = self.leaders.as_mut() {
+            l.unpin(id);
+        }
     }
 
     fn exits_seen(&mut self) -> Vec<SessionId> {
-        self.exits
+        let mut seen = self
+            .exits
             .as_mut()
             .map(exits::ExitWatch::take_ready)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        seen.extend(
+            self.leaders
+                .as_mut()
+                .map(LeaderPins::take_gone)
+                .unwrap_or_default(),
+        );
+        seen.sort_unstable();
+        seen.dedup();
+        seen
     }
 
     fn log(&mut self, ev: Event) {

@@ -7,6 +7,10 @@
 //! process of the scope), logs `session_terminated` and skips the steps left.
 //! A scope not proven empty (a process forked after the signal, a root
 //! process spared in the cgroup) goes on down the ladder as before.
+//!
+//! The host also watches the leader of every live session
+//! (`System::watch_leader`): when it exits the session is woken at once,
+//! and the wake closes it (`leader_gone`) if nothing of it is left.
 
 use std::time::Duration;
 
@@ -41,6 +45,11 @@ impl<S: System> Engine<S> {
     pub(crate) fn on_exits(&mut self) {
         let now = self.sys.now();
         for id in self.sys.exits_seen() {
+            // A live session's leader exited: look at the session now.
+            if self.sessions.get(&id).is_some_and(Session::is_active) {
+                self.schedule(id, now);
+                continue;
+            }
             let Some(s) = self.sessions.get(&id).filter(|s| signalled(s)) else {
                 continue;
             };

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use session_timeout_proto::SessionKey;
+
 use crate::core::session::SessionId;
 use crate::engine::testkit::*;
 use crate::engine::Engine;
@@ -163,4 +165,65 @@ fn exits_of_a_session_not_signalled_yet_are_ignored() {
     turn(&mut e, 10);
     assert!(!names(&e).contains(&"session_terminated"));
     assert!(e.session(id).is_some());
+}
+
+#[test]
+fn a_live_sessions_leader_exit_closes_it_at_once_and_so_does_the_exit_of_a_nohup_survivor() {
+    let mut e = engine(limits(Some(15 * 60), None, &[]));
+    let id = registered_id(e.register(registration(), ROOT));
+    assert_eq!(e.sys.watched_leaders, [(id, LEADER)]);
+    // Settled: the next timer is minutes away.
+    turn(&mut e, 5_000);
+    let next = e.next_wake().unwrap();
+    assert!(next.since(e.sys.now) >= Duration::from_secs(60));
+    // The leader dies, one process of the login lives on (nohup).
+    e.sys.leader_alive = false;
+    e.sys.procs.retain(|p| p.proc.pid == 501);
+    turn(&mut e, 1);
+    turn(&mut e, 1);
+    assert!(!names(&e).contains(&"session_close"), "{:?}", names(&e));
+    assert!(e.session(id).is_some());
+    assert!(e.sys.watched_leaders.is_empty(), "named once");
+    // What is left is watched, and nothing was sent to it.
+    assert!(e.sys.watched.contains_key(&id));
+    assert!(e.sys.signals.is_empty(), "{:?}", e.sys.signals);
+    // Its last process exits: the session is closed on the next turns, not
+    // at its timer.
+    e.sys.procs.clear();
+    turn(&mut e, 1);
+    turn(&mut e, 1);
+    assert_eq!(find(&e, "session_close").get("reason"), Some("leader_gone"));
+    assert!(e.session(id).is_none());
+    assert!(e.sys.watched.is_empty(), "the watch is dropped");
+
+    // A second login whose leader exits with nothing left is closed on the
+    // next turn, not at its timer.
+    let mut e = engine(limits(Some(15 * 60), None, &[]));
+    let id = registered_id(e.register(registration(), ROOT));
+    turn(&mut e, 5_000);
+    assert!(e.next_wake().unwrap().since(e.sys.now) >= Duration::from_secs(60));
+    e.sys.leader_alive = false;
+    e.sys.procs.clear();
+    turn(&mut e, 1);
+    turn(&mut e, 1);
+    assert_eq!(find(&e, "session_close").get("reason"), Some("leader_gone"));
+    assert!(e.session(id).is_none());
+    assert!(e.sys.watched_leaders.is_empty());
+}
+
+#[test]
+fn a_logout_ends_the_leader_watch() {
+    let mut e = engine(limits(Some(15), None, &[]));
+    let id = registered_id(e.register(registration(), ROOT));
+    assert_eq!(e.sys.watched_leaders, [(id, LEADER)]);
+    e.unregister(
+        SessionKey {
+            pid: LEADER.pid,
+            start_time: LEADER.start_time,
+            session_id: 0,
+        },
+        ROOT,
+    );
+    assert!(e.session(id).is_none());
+    assert!(e.sys.watched_leaders.is_empty());
 }

@@ -13,15 +13,13 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::core::session::SessionId;
 use crate::host::cgroup::parse::parse_events_populated;
-
-/// Events taken from the kernel per `epoll_wait`.
-const BATCH: usize = 256;
+use crate::host::processes::epoll::{fd_budget, Epoll};
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -40,7 +38,7 @@ struct Watch {
 
 /// The ending sessions being watched.
 pub(crate) struct ExitWatch {
-    epoll: OwnedFd,
+    epoll: Epoll,
     tokens: HashMap<u64, (SessionId, Kind)>,
     sessions: HashMap<SessionId, Watch>,
     ready: Vec<SessionId>,
@@ -53,27 +51,20 @@ pub(crate) struct ExitWatch {
 
 impl ExitWatch {
     pub(crate) fn new() -> io::Result<Self> {
-        // SAFETY: epoll_create1 takes a flags word and returns a new fd or -1.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a freshly created epoll fd that nothing else owns.
-        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Self {
-            epoll,
+            epoll: Epoll::new()?,
             tokens: HashMap::new(),
             sessions: HashMap::new(),
             ready: Vec::new(),
             next_token: 0,
             held: 0,
-            max_held: fd_budget(),
+            max_held: fd_budget(1),
         })
     }
 
     /// The fd the event loop polls (readable when something here is).
     pub(crate) fn fd(&self) -> RawFd {
-        self.epoll.as_raw_fd()
+        self.epoll.fd()
     }
 
     /// Whether a session is named already (the loop must not sleep).
@@ -152,22 +143,10 @@ impl ExitWatch {
 
     /// The sessions named since the last call (see the module doc).
     pub(crate) fn take_ready(&mut self) -> Vec<SessionId> {
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
-        loop {
-            // SAFETY: `events` is a writable array of BATCH epoll_events that
-            // outlives the call; a zero timeout never blocks.
-            let n = unsafe {
-                libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), BATCH as i32, 0)
-            };
-            let Ok(n) = usize::try_from(n) else {
-                break; // EINTR or worse: what is ready stays ready
-            };
-            for ev in &events[..n] {
-                self.seen(ev.u64);
-            }
-            if n < BATCH {
-                break;
-            }
+        let mut seen = Vec::new();
+        self.epoll.take_ready(|token| seen.push(token));
+        for token in seen {
+            self.seen(token);
         }
         let mut out = std::mem::take(&mut self.ready);
         out.sort_unstable();
@@ -227,14 +206,7 @@ impl ExitWatch {
     }
 
     fn add(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events, u64: token };
-        // SAFETY: both fds are open; `ev` is a valid epoll_event for the call.
-        let rc =
-            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        self.epoll.add(fd, token, events)
     }
 }
 
@@ -243,18 +215,6 @@ fn populated(file: &File) -> Option<bool> {
     let mut buf = [0u8; 256];
     let n = file.read_at(&mut buf, 0).ok()?;
     parse_events_populated(std::str::from_utf8(buf.get(..n)?).ok()?)
-}
-
-/// A quarter of the open-file limit: the rest stays for connections,
-/// signalling and /proc.
-fn fd_budget() -> usize {
-    // SAFETY: rlimit is plain old data, filled in by getrlimit.
-    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
-    // SAFETY: getrlimit writes one rlimit through a valid pointer.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 256;
-    }
-    usize::try_from(lim.rlim_cur / 4).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

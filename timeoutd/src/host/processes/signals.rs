@@ -93,6 +93,23 @@ pub(crate) fn signal_each(p: ProcRef, sigs: &[i32]) -> Result<(), SignalError> {
 /// [`signal_each`], returning the pidfd it signalled through, which becomes
 /// readable when the process exits.
 pub(crate) fn signal_pinned(p: ProcRef, sigs: &[i32]) -> Result<OwnedFd, SignalError> {
+    let pidfd = pin(p)?;
+    send_through(&pidfd, sigs)?;
+    Ok(pidfd)
+}
+
+/// Sends each of `sigs`, in order, through a pidfd from [`pin`].
+pub(crate) fn send_through(pidfd: &OwnedFd, sigs: &[i32]) -> Result<(), SignalError> {
+    for &sig in sigs {
+        pidfd_send_signal(pidfd, sig).map_err(os_error_to_signal_error)?;
+    }
+    Ok(())
+}
+
+/// A pidfd of `p`, if and only if the process with pid `p.pid` still has
+/// start time `p.start_time` (checked after the pidfd is open, so it names
+/// that process and no later one). Errors as [`signal_each`]'s.
+pub(crate) fn pin(p: ProcRef) -> Result<OwnedFd, SignalError> {
     let pid = libc::pid_t::try_from(p.pid).map_err(|_| {
         SignalError::Os(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -116,9 +133,6 @@ pub(crate) fn signal_pinned(p: ProcRef, sigs: &[i32]) -> Result<OwnedFd, SignalE
     match procfs::start_time(p.pid) {
         Some(t) if t == p.start_time => {}
         _ => return Err(SignalError::Gone),
-    }
-    for &sig in sigs {
-        pidfd_send_signal(&pidfd, sig).map_err(os_error_to_signal_error)?;
     }
     Ok(pidfd)
 }

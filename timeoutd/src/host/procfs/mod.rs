@@ -169,6 +169,15 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
     read_stat(pid).ok().map(|s| s.start_time)
 }
 
+/// The start time of `pid` if it is running: `None` for a zombie (it has
+/// exited; only its parent has not reaped it yet) as for a pid not in use.
+pub(crate) fn live_start_time(pid: u32) -> Option<u64> {
+    read_stat(pid)
+        .ok()
+        .filter(|s| s.state != 'Z')
+        .map(|s| s.start_time)
+}
+
 fn read_audit_id(pid: u32, file: &str) -> Option<u32> {
     let buf = read_small(&format!("/proc/{pid}/{file}")).ok()?;
     parse_u32_file(&buf).filter(|v| *v != AUDIT_UNSET)
@@ -284,6 +293,26 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn a_zombie_has_no_live_start_time() {
+        let mut child = Command::new("sleep")
+            .arg("100")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let started = start_time(pid).unwrap();
+        assert_eq!(live_start_time(pid), Some(started));
+        // SAFETY: kill(2) of our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+        let zombie = wait_for(|| read_stat(pid).ok().filter(|s| s.state == 'Z'));
+        assert!(zombie.is_some(), "the child did not become a zombie");
+        assert_eq!(start_time(pid), Some(started), "its stat is still there");
+        assert_eq!(live_start_time(pid), None);
+        child.wait().unwrap();
+        assert_eq!(live_start_time(pid), None);
     }
 
     fn kill(child: &mut Child) {

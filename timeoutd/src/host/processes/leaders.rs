@@ -1,0 +1,246 @@
+//! The leaders of live sessions, pinned through pidfds (issue 16):
+//!
+//! - a leader's exit names its session at once (the pidfd becomes readable),
+//!   so a login whose leader died without logging out is looked at then,
+//!   not at its next timer;
+//! - whether a pinned leader lives is one `poll(2)` of its pidfd, not a read
+//!   of `/proc/PID/stat`, on every wake.
+//!
+//! A leader is pinned when its session is registered or restored, and
+//! unpinned when the session is forgotten, when its processes are signalled
+//! (the ending's own watch, `exits.rs`, takes the pidfd over) and at its
+//! exit. Past the budget (half the open-file limit) a leader is not pinned:
+//! its liveness is read from /proc and its session is looked at on its
+//! timers, as before.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use crate::core::session::{ProcRef, SessionId};
+use crate::host::processes::epoll::{fd_budget, Epoll};
+use crate::host::processes::signals;
+
+struct Pin {
+    leader: ProcRef,
+    fd: OwnedFd,
+}
+
+pub(crate) struct LeaderPins {
+    /// Tokens are session ids.
+    epoll: Epoll,
+    by_session: HashMap<SessionId, Pin>,
+    by_leader: HashMap<ProcRef, SessionId>,
+    /// Asked for, pinned at the next [`LeaderPins::take_gone`] (after the
+    /// loop turn's replies, off the login's path).
+    pending: Vec<(SessionId, ProcRef)>,
+    gone: Vec<SessionId>,
+    max: usize,
+}
+
+impl LeaderPins {
+    pub(crate) fn new() -> io::Result<Self> {
+        Ok(Self::with_budget(Epoll::new()?, fd_budget(2)))
+    }
+
+    fn with_budget(epoll: Epoll, max: usize) -> Self {
+        Self {
+            epoll,
+            by_session: HashMap::new(),
+            by_leader: HashMap::new(),
+            pending: Vec::new(),
+            gone: Vec::new(),
+            max,
+        }
+    }
+
+    /// The fd the event loop polls.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.epoll.fd()
+    }
+
+    /// Whether a session is named already (the loop must not sleep).
+    pub(crate) fn has_gone(&self) -> bool {
+        !self.gone.is_empty()
+    }
+
+    /// Pins the leader of session `id` at the next [`LeaderPins::take_gone`].
+    pub(crate) fn pin(&mut self, id: SessionId, leader: ProcRef) {
+        self.unpin(id);
+        self.pending.push((id, leader));
+    }
+
+    /// Pins what was asked for. A leader already gone names its session;
+    /// past the budget nothing is pinned.
+    fn settle(&mut self) {
+        for (id, leader) in std::mem::take(&mut self.pending) {
+            if self.by_session.len() >= self.max || self.by_leader.contains_key(&leader) {
+                continue;
+            }
+            let fd = match signals::pin(leader) {
+                Ok(fd) => fd,
+                Err(signals::SignalError::Gone) => {
+                    self.gone.push(id);
+                    continue;
+                }
+                Err(signals::SignalError::Os(_)) => continue,
+            };
+            if self
+                .epoll
+                .add(fd.as_raw_fd(), id.0, libc::EPOLLIN as u32)
+                .is_ok()
+            {
+                self.by_leader.insert(leader, id);
+                self.by_session.insert(id, Pin { leader, fd });
+            }
+        }
+    }
+
+    /// Forgets the pin of session `id`, if any.
+    pub(crate) fn unpin(&mut self, id: SessionId) {
+        self.pending.retain(|(p, _)| *p != id);
+        if let Some(pin) = self.by_session.remove(&id) {
+            self.by_leader.remove(&pin.leader);
+        }
+    }
+
+    /// The pidfd of a pinned leader, taken out of the pins.
+    pub(crate) fn take(&mut self, p: ProcRef) -> Option<OwnedFd> {
+        self.pending.retain(|(_, q)| *q != p);
+        let id = self.by_leader.remove(&p)?;
+        self.by_session.remove(&id).map(|pin| pin.fd)
+    }
+
+    /// The pidfd of a pinned leader, left pinned.
+    pub(crate) fn fd_of(&self, p: ProcRef) -> Option<&OwnedFd> {
+        let id = self.by_leader.get(&p)?;
+        self.by_session.get(id).map(|pin| &pin.fd)
+    }
+
+    /// Whether a pinned leader lives; `None` when `p` is not pinned.
+    pub(crate) fn alive(&self, p: ProcRef) -> Option<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd_of(p)?.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the call; a zero timeout never blocks.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        match n {
+            0 => Some(true),
+            1 => Some(pfd.revents & libc::POLLIN == 0),
+            _ => None,
+        }
+    }
+
+    /// The sessions whose leader exited since the last call; their pins are gone.
+    pub(crate) fn take_gone(&mut self) -> Vec<SessionId> {
+        self.settle();
+        let mut seen = Vec::new();
+        self.epoll.take_ready(|token| seen.push(SessionId(token)));
+        for id in seen {
+            // Closing the pidfd takes it out of the epoll set.
+            if self.by_session.contains_key(&id) {
+                self.unpin(id);
+                self.gone.push(id);
+            }
+        }
+        std::mem::take(&mut self.gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::procfs;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn sleeper() -> (Child, ProcRef) {
+        let kid = Command::new("sleep")
+            .arg("100")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let p = ProcRef {
+            pid: kid.id(),
+            start_time: procfs::start_time(kid.id()).unwrap(),
+        };
+        (kid, p)
+    }
+
+    /// Takes what is gone, waiting on the epoll fd (up to 5 s) if nothing is yet.
+    fn gone_within(pins: &mut LeaderPins) -> Vec<SessionId> {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = pins.take_gone();
+            if !got.is_empty() || Instant::now() > end {
+                return got;
+            }
+            let mut p = libc::pollfd {
+                fd: pins.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the call.
+            unsafe { libc::poll(&mut p, 1, 100) };
+        }
+    }
+
+    #[test]
+    fn a_pinned_leader_is_alive_until_it_exits_and_its_exit_names_the_session_once() {
+        let mut pins = LeaderPins::new().unwrap();
+        let (mut kid, p) = sleeper();
+        pins.pin(SessionId(3), p);
+        assert_eq!(pins.alive(p), None, "pinned at the next take_gone");
+        assert!(pins.take_gone().is_empty());
+        assert_eq!(pins.alive(p), Some(true));
+        signals::signal_each(p, &[libc::SIGKILL]).unwrap();
+        kid.wait().unwrap();
+        assert_eq!(pins.alive(p), Some(false), "reaped: the pidfd is readable");
+        assert_eq!(gone_within(&mut pins), [SessionId(3)]);
+        assert_eq!(pins.alive(p), None, "unpinned at its exit");
+        assert!(pins.take_gone().is_empty(), "named once");
+    }
+
+    #[test]
+    fn a_wrong_start_time_a_dead_leader_and_the_budget_pin_nothing() {
+        let mut pins = LeaderPins::with_budget(Epoll::new().unwrap(), 1);
+        let (mut kid, p) = sleeper();
+        let reused = ProcRef {
+            pid: p.pid,
+            start_time: p.start_time + 1,
+        };
+        pins.pin(SessionId(1), reused);
+        assert_eq!(pins.take_gone(), [SessionId(1)], "not that process: gone");
+        assert_eq!(pins.alive(reused), None);
+        pins.pin(SessionId(2), p);
+        let (mut other, q) = sleeper();
+        pins.pin(SessionId(4), q);
+        assert!(pins.take_gone().is_empty());
+        assert_eq!(pins.alive(q), None, "past the budget of 1");
+        assert_eq!(pins.alive(p), Some(true));
+        pins.unpin(SessionId(2));
+        assert_eq!(pins.alive(p), None);
+        for (k, r) in [(&mut kid, p), (&mut other, q)] {
+            signals::signal_each(r, &[libc::SIGKILL]).unwrap();
+            k.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(pins.take_gone().is_empty(), "unpinned: not named");
+    }
+
+    #[test]
+    fn a_taken_pidfd_signals_the_leader_and_leaves_it_unpinned() {
+        let mut pins = LeaderPins::new().unwrap();
+        let (mut kid, p) = sleeper();
+        pins.pin(SessionId(5), p);
+        assert!(pins.take_gone().is_empty());
+        let fd = pins.take(p).unwrap();
+        assert_eq!(pins.alive(p), None);
+        signals::send_through(&fd, &[libc::SIGKILL]).unwrap();
+        kid.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(pins.take_gone().is_empty());
+    }
+}
