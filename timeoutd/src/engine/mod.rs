@@ -53,7 +53,12 @@ pub(crate) struct Engine<S: System> {
     pub(crate) revocations: Revocations,
     /// Administrators' deadlines (`timeoutctl deadline`).
     pub(crate) admin_deadlines: AdminDeadlines,
-    sessions: HashMap<SessionId, Session>,
+    /// Boxed: a `Session` is over a kilobyte, and a table of them inline
+    /// would keep that much for every empty slot too (a third or more of
+    /// them after each doubling); growing it would also free a buffer large
+    /// enough to raise glibc's mmap and trim thresholds for the rest of
+    /// the run (later megabyte buffers then stay in the heap once freed).
+    sessions: HashMap<SessionId, Box<Session>>,
     /// Each session's leader, to find the session of a logout.
     leaders: HashMap<ProcRef, SessionId>,
     timers: Timers,
@@ -86,7 +91,7 @@ impl<S: System> Engine<S> {
     }
 
     pub(crate) fn session(&self, id: SessionId) -> Option<&Session> {
-        self.sessions.get(&id)
+        self.sessions.get(&id).map(|s| &**s)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -128,23 +133,23 @@ impl<S: System> Engine<S> {
         let now = self.sys.now();
         self.reval.session_added(s.login.uid, &s.login.user, now);
         self.quota_session_opened(&s, now);
-        self.sessions.insert(s.id, s);
+        self.sessions.insert(s.id, Box::new(s));
     }
 
     /// Rewrites durable state from the live table when the port asks for it.
     fn maybe_compact(&mut self) {
         if self.sys.wants_compaction(self.sessions.len()) {
-            let live = self.sessions.values().map(Session::record).collect();
-            self.sys.compact(live);
+            let mut live = self.sessions.values().map(|s| s.record());
+            self.sys.compact(&mut live);
         }
     }
 
     fn sessions_all(&self) -> impl Iterator<Item = &Session> {
-        self.sessions.values()
+        self.sessions.values().map(|s| &**s)
     }
 
     fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
-        self.sessions.get_mut(&id)
+        self.sessions.get_mut(&id).map(|s| &mut **s)
     }
 }
 

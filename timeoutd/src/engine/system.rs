@@ -80,7 +80,10 @@ pub(crate) trait System {
     fn write_persisted(&mut self) {}
     /// Whether durable state should be rewritten from the live table.
     fn wants_compaction(&self, live: usize) -> bool;
-    fn compact(&mut self, live: Vec<SessionRecord>);
+    /// Rewrites durable state as `live`, one record at a time (at 10,000
+    /// sessions a table of them all would be megabytes, made only to be
+    /// encoded).
+    fn compact(&mut self, live: &mut dyn Iterator<Item = SessionRecord>);
 
     // --- The kill scope (issue 13): a cgroup per login where one can be
     // had, else stop-then-kill over the audit session or subtree. The

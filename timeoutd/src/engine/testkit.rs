@@ -153,7 +153,7 @@ impl System for Fake {
     fn wants_compaction(&self, _live: usize) -> bool {
         false
     }
-    fn compact(&mut self, _live: Vec<SessionRecord>) {}
+    fn compact(&mut self, _live: &mut dyn Iterator<Item = SessionRecord>) {}
 
     // --- The kill scope (issue 13).
     fn cgroup_attach(&mut self, _leader: ProcRef, id: SessionId, _nested: bool) -> Option<String> {

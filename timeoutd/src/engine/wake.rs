@@ -46,11 +46,7 @@ impl<S: System> Engine<S> {
                 self.sys.group_persists();
                 batch_started = true;
             }
-            if self
-                .sessions
-                .get(&id)
-                .is_some_and(Self::is_stop_then_kill_round)
-            {
+            if self.session(id).is_some_and(Self::is_stop_then_kill_round) {
                 kill_rounds.push(id); // together, on shared scans
                 continue;
             }
@@ -122,14 +118,14 @@ impl<S: System> Engine<S> {
     /// that includes input typed since the last look. Its timer is left as
     /// it is: the next wake measures again and re-arms.
     pub(super) fn look_now(&mut self, id: SessionId, now: Timestamp) {
-        let Some(mut s) = self.sessions.get(&id).cloned() else {
+        let Some(mut s) = self.session(id).cloned() else {
             return;
         };
         if !matches!(s.phase, Phase::Active) {
             return;
         }
         self.measure_activity(&mut s, now);
-        if let Some(slot) = self.sessions.get_mut(&id) {
+        if let Some(slot) = self.session_mut(id) {
             *slot = s;
         }
     }

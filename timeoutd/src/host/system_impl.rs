@@ -342,8 +342,8 @@ impl System for Host {
         self.store.wants_compaction(live)
     }
 
-    fn compact(&mut self, live: Vec<SessionRecord>) {
-        if let Err(e) = self.store.compact(&live) {
+    fn compact(&mut self, live: &mut dyn Iterator<Item = SessionRecord>) {
+        if let Err(e) = self.store.compact(live) {
             self.state_error("session table snapshot", &e);
         }
     }

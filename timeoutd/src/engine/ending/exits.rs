@@ -46,7 +46,7 @@ impl<S: System> Engine<S> {
         let now = self.sys.now();
         for id in self.sys.exits_seen() {
             // A live session's leader exited: look at the session now.
-            if self.sessions.get(&id).is_some_and(Session::is_active) {
+            if self.session(id).is_some_and(Session::is_active) {
                 self.schedule(id, now);
                 continue;
             }
@@ -78,7 +78,7 @@ impl<S: System> Engine<S> {
     fn end_proven(&mut self, ids: &[SessionId], now: Timestamp) {
         let mut taken: Vec<(SessionId, Session)> = ids
             .iter()
-            .filter_map(|id| Some((*id, self.sessions.get(id).filter(|s| signalled(s))?.clone())))
+            .filter_map(|id| Some((*id, self.session(*id).filter(|s| signalled(s))?.clone())))
             .collect();
         let cgroup = |s: &Session| matches!(Self::final_of(s), Final::Cgroup(_));
         let mut due: Vec<Due<'_>> = taken

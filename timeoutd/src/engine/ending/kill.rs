@@ -85,7 +85,7 @@ impl<S: System> Engine<S> {
 
     /// Starts ending an active session now, without warnings (kill, revoke).
     pub(crate) fn end_now(&mut self, id: SessionId, reason: EndReason) {
-        let Some(mut s) = self.sessions.get_mut(&id).map(|s| s.clone()) else {
+        let Some(mut s) = self.session(id).cloned() else {
             return;
         };
         if !s.is_active() {
@@ -134,7 +134,7 @@ impl<S: System> Engine<S> {
     /// The registered session other than `outer` whose leader is `p`.
     fn inner_session(&self, outer: &Session, p: ProcRef) -> Option<&Session> {
         let id = self.leaders.get(&p).filter(|id| **id != outer.id)?;
-        self.sessions.get(id)
+        self.session(*id)
     }
 
     /// Who ends with the session and who is spared:
@@ -410,7 +410,7 @@ impl<S: System> Engine<S> {
     pub(in crate::engine) fn run_kill_rounds(&mut self, ids: &[SessionId], now: Timestamp) {
         let mut taken: Vec<(SessionId, Session)> = ids
             .iter()
-            .filter_map(|id| Some((*id, self.sessions.get(id)?.clone())))
+            .filter_map(|id| Some((*id, self.session(*id)?.clone())))
             .collect();
         let mut due: Vec<Due<'_>> = taken
             .iter_mut()

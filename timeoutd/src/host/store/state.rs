@@ -127,7 +127,10 @@ impl StateStore {
     }
 
     /// Writes the whole live table as the new snapshot and empties the journal.
-    pub(crate) fn compact(&mut self, live: &[SessionRecord]) -> io::Result<()> {
+    pub(crate) fn compact(
+        &mut self,
+        live: impl IntoIterator<Item = SessionRecord>,
+    ) -> io::Result<()> {
         // The snapshot holds the table after every kept entry; the journal
         // they would go to is emptied.
         if let Some(group) = &mut self.group {
@@ -207,7 +210,7 @@ mod tests {
                 .unwrap();
         }
         assert!(s.wants_compaction(3));
-        s.compact(&[rec(7), rec(8)]).unwrap();
+        s.compact([rec(7), rec(8)]).unwrap();
         assert!(!s.wants_compaction(2));
         assert_eq!(fs::read_to_string(d.join(JOURNAL)).unwrap(), "");
         s.append(&JournalEntry::Gone(SessionId(7))).unwrap();
@@ -238,6 +241,6 @@ mod tests {
         let (mut s, loaded) = StateStore::open(Path::new("/nonexistent/st-state"));
         assert!(loaded.unwrap().sessions.is_empty());
         assert!(s.append(&JournalEntry::Gone(SessionId(1))).is_err());
-        assert!(s.compact(&[]).is_err());
+        assert!(s.compact([]).is_err());
     }
 }
