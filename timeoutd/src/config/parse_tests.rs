@@ -42,7 +42,7 @@ fn off_disables_a_limit_and_empty_file_gets_builtins() {
     let c = check("[defaults]\nidle = \"off\"\n").unwrap();
     assert_eq!(c.policy.defaults.idle, None);
     let c = check("").unwrap();
-    assert_eq!(c.policy.defaults, Limits::builtin());
+    assert_eq!(*c.policy.defaults, Limits::builtin());
     assert_eq!(c.daemon, DaemonConfig::default());
 }
 

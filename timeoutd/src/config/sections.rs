@@ -335,6 +335,6 @@ pub(super) fn rule_section(
     Some(Rule {
         name: name.get_ref().clone(),
         criteria,
-        limits,
+        limits: limits.into(),
     })
 }

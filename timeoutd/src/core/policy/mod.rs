@@ -7,6 +7,7 @@ pub(crate) mod template;
 pub(crate) mod window;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::policy::matching::{glob, has_wildcard, rhost_matches, HostPattern};
@@ -166,13 +167,14 @@ pub struct Rule {
     pub name: String,
     pub criteria: Criteria,
     /// Fully resolved: unset fields already filled from `[defaults]`.
-    pub limits: Limits,
+    /// Shared with every session the rule decides.
+    pub limits: Arc<Limits>,
 }
 
 /// The whole policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    pub defaults: Limits,
+    pub defaults: Arc<Limits>,
     pub rules: Vec<Rule>,
 }
 
@@ -180,7 +182,8 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub rule: String,
-    pub limits: Limits,
+    /// The rule's own, shared (a session holds a pointer, not a copy).
+    pub limits: Arc<Limits>,
 }
 
 /// Why a rule did not match a login.
@@ -294,7 +297,7 @@ impl Criteria {
 impl Policy {
     pub fn new(defaults: Limits) -> Self {
         Self {
-            defaults,
+            defaults: Arc::new(defaults),
             rules: Vec::new(),
         }
     }
@@ -371,7 +374,8 @@ mod tests {
             limits: Limits {
                 idle: Some(Duration::from_secs(idle_s)),
                 ..Limits::builtin()
-            },
+            }
+            .into(),
         }
     }
 
@@ -528,7 +532,7 @@ mod tests {
             d,
             Decision {
                 rule: "defaults".into(),
-                limits: Limits::builtin()
+                limits: Limits::builtin().into()
             }
         );
     }

@@ -9,6 +9,7 @@ pub(crate) mod identity;
 pub(crate) mod terminal;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::policy::{Limits, LoginFacts, NottyMode, Policy, TtyClass};
@@ -141,7 +142,7 @@ pub struct Session {
     pub scope: Scope,
     pub registered_at: Timestamp,
     pub rule: String,
-    pub limits: Limits,
+    pub limits: Arc<Limits>,
     pub ttys: Vec<TtyWatch>,
     /// Latest credited input (registration time until there is any).
     pub last_activity: Timestamp,
@@ -192,7 +193,8 @@ impl Session {
             scope: record.scope,
             registered_at: record.registered_at,
             rule: String::new(),
-            limits: Limits::builtin(),
+            // Until the decision below: the defaults, shared.
+            limits: Arc::clone(&policy.defaults),
             ttys: record
                 .ttys
                 .into_iter()

@@ -307,7 +307,7 @@ fn rules_on_auth_pick_limits_and_key_only_logins_fall_through() {
             auth: Some(vec!["publickey".into(), "keyboard-interactive*".into()]),
             ..Criteria::default()
         },
-        limits: limits(Some(600), None, &[10]),
+        limits: limits(Some(600), None, &[10]).into(),
     }];
     let mut e = engine(limits(Some(60), None, &[10]));
     e.set_policy(p);

@@ -280,7 +280,7 @@ fn the_rule_is_matched_again_once_the_terminal_kind_is_known() {
             rhosts: Some(vec![HostPattern::parse("127.0.0.0/8").unwrap()]),
             ..Criteria::default()
         },
-        limits: limits(None, Some(30), &[]),
+        limits: limits(None, Some(30), &[]).into(),
     });
     let mut e = engine(limits(Some(900), None, &[]));
     e.set_policy(p);
@@ -309,7 +309,7 @@ fn groups_from_nss_select_rules() {
             groups: Some(vec!["wheel".into()]),
             ..Criteria::default()
         },
-        limits: limits(Some(600), None, &[]),
+        limits: limits(Some(600), None, &[]).into(),
     });
     let mut e = engine(limits(Some(900), None, &[]));
     e.set_policy(p);
