@@ -51,6 +51,8 @@ struct Fixture {
     /// The daemon's open fds once it has served a first registration (the
     /// journal and the syslog socket are opened lazily).
     baseline_fds: usize,
+    /// Sleepers registered when `baseline_fds` was counted.
+    baseline_sessions: usize,
 }
 
 fn fd_count(pid: u32) -> usize {
@@ -108,6 +110,7 @@ impl Fixture {
             pid,
             sleepers: Vec::new(),
             baseline_fds: 0,
+            baseline_sessions: 0,
         };
         f.wait_serving();
         let (resp, _) = f.register();
@@ -125,7 +128,15 @@ impl Fixture {
             })
             .min()
             .unwrap_or(0);
+        f.baseline_sessions = f.sleepers.len();
         f
+    }
+
+    /// The fds the daemon may hold now without a leak: the baseline, and
+    /// one pidfd for the leader of each session registered since (the
+    /// daemon pins every live session's leader).
+    fn allowed_fds(&self) -> usize {
+        self.baseline_fds + self.sleepers.len() - self.baseline_sessions
     }
 
     /// Ready means: it answers `status` (on a loaded machine the daemon can
@@ -210,12 +221,13 @@ impl Fixture {
             self.env.report(None)
         );
         let pid = self.pid;
+        let allowed = self.allowed_fds();
         let settled = util::poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
-            (fd_count(pid) <= self.baseline_fds).then_some(())
+            (fd_count(pid) <= allowed).then_some(())
         });
         assert!(
             settled.is_some(),
-            "{what}: the daemon holds {} fds, {} before (a leak)\n{:?}\n{}",
+            "{what}: the daemon holds {} fds, {allowed} allowed ({} before, and a pidfd per session since: a leak)\n{:?}\n{}",
             fd_count(pid),
             self.baseline_fds,
             std::fs::read_dir(format!("/proc/{pid}/fd"))
