@@ -104,11 +104,15 @@ impl LeaderPins {
         }
     }
 
-    /// The pidfd of a pinned leader, taken out of the pins.
+    /// The pidfd of a pinned leader, taken out of the pins (and out of
+    /// their epoll set: its exit is no longer theirs to report).
     pub(crate) fn take(&mut self, p: ProcRef) -> Option<OwnedFd> {
         self.pending.retain(|(_, q)| *q != p);
         let id = self.by_leader.remove(&p)?;
-        self.by_session.remove(&id).map(|pin| pin.fd)
+        let fd = self.by_session.remove(&id)?.fd;
+        // Only fails for an fd not in the set, which then reports nothing.
+        let _ = self.epoll.remove(fd.as_raw_fd());
+        Some(fd)
     }
 
     /// The pidfd of a pinned leader, left pinned.
@@ -242,5 +246,36 @@ mod tests {
         kid.wait().unwrap();
         std::thread::sleep(Duration::from_millis(50));
         assert!(pins.take_gone().is_empty());
+        // The fd, still open (the caller holds it), is out of the set: the
+        // set is not left readable by it.
+        let mut pfd = libc::pollfd {
+            fd: pins.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the call; a zero timeout never blocks.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0);
+        drop(fd);
+    }
+
+    #[test]
+    fn many_taken_pins_that_exit_never_hold_take_gone() {
+        let mut pins = LeaderPins::new().unwrap();
+        let mut kids = Vec::new();
+        let mut fds = Vec::new();
+        for i in 0..300 {
+            let (kid, p) = sleeper();
+            pins.pin(SessionId(i), p);
+            kids.push((kid, p));
+        }
+        assert!(pins.take_gone().is_empty());
+        for (_, p) in &kids {
+            fds.push(pins.take(*p).unwrap());
+        }
+        for ((kid, _), fd) in kids.iter_mut().zip(&fds) {
+            signals::send_through(fd, &[libc::SIGKILL]).unwrap();
+            kid.wait().unwrap();
+        }
+        assert!(pins.take_gone().is_empty(), "returns, naming nothing");
     }
 }
