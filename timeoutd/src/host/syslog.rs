@@ -211,8 +211,12 @@ fn format_line(severity: Severity, stamp: &str, pid: u32, body: &str) -> String 
 /// Escapes every control character (including newline and tab) and cuts
 /// the result at [`MAX_MESSAGE`] bytes on a character boundary.
 fn one_line(msg: &str) -> Cow<'_, str> {
-    // Most lines have nothing to escape and fit: used as they are.
-    if msg.len() <= MAX_MESSAGE && !msg.chars().any(char::is_control) {
+    // Most lines have nothing to escape and fit: used as they are. A
+    // control character is a C0 byte, DEL, or a C1 character (U+0080 to
+    // U+009F, encoded 0xC2 0x80..0x9F): lines with none of those bytes are
+    // passed without decoding them.
+    let may_have_control = msg.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+    if msg.len() <= MAX_MESSAGE && !(may_have_control && msg.chars().any(char::is_control)) {
         return Cow::Borrowed(msg);
     }
     let mut out = String::with_capacity(msg.len().min(MAX_MESSAGE));

@@ -56,12 +56,14 @@ pub fn for_terminal(s: &str) -> String {
     out
 }
 
-/// Characters that may appear in an unquoted `key=value` log value.
-fn is_bare_safe(c: char) -> bool {
-    c.is_ascii_alphanumeric()
+/// Bytes that may appear in an unquoted `key=value` log value: all ASCII,
+/// so a value is checked byte by byte, with no UTF-8 decoding (a byte of a
+/// longer character is never one of them).
+fn is_bare_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
         || matches!(
-            c,
-            '.' | '_' | ':' | '/' | '@' | '+' | ',' | '-' | '~' | '%' | '[' | ']'
+            b,
+            b'.' | b'_' | b':' | b'/' | b'@' | b'+' | b',' | b'-' | b'~' | b'%' | b'[' | b']'
         )
 }
 
@@ -80,7 +82,7 @@ fn is_bare_safe(c: char) -> bool {
 /// The result never contains a space outside quotes, an unescaped `"`, or any
 /// control character, so a line of such pairs can be split again unambiguously.
 pub(crate) fn log_value(s: &str) -> Cow<'_, str> {
-    if !s.is_empty() && s.chars().all(is_bare_safe) {
+    if !s.is_empty() && s.bytes().all(is_bare_safe) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 2);
