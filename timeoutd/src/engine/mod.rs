@@ -70,6 +70,9 @@ pub(crate) struct Engine<S: System> {
     /// empty together at `exit_check_at` (see `exits.rs`).
     exited: Vec<SessionId>,
     exit_check_at: Option<Timestamp>,
+    /// Live sessions whose leader is gone: when what was left of them was
+    /// last set to be watched (see `wake.rs`).
+    leaderless: HashMap<SessionId, Timestamp>,
 }
 
 impl<S: System> Engine<S> {
@@ -87,6 +90,7 @@ impl<S: System> Engine<S> {
             civil: Civil::default(),
             exited: Vec::new(),
             exit_check_at: None,
+            leaderless: HashMap::new(),
         }
     }
 
@@ -124,6 +128,7 @@ impl<S: System> Engine<S> {
             }
         }
         self.timers.cancel(id);
+        self.leaderless.remove(&id);
         self.sys.unwatch(id);
     }
 

@@ -69,6 +69,8 @@ pub(crate) struct Fake {
     pub(crate) watched_cgroups: Vec<SessionId>,
     /// Live sessions' leaders watched (`watch_leader`), until they exit.
     pub(crate) watched_leaders: Vec<(SessionId, ProcRef)>,
+    /// How many times `signal_watched` was asked to watch.
+    pub(crate) watch_calls: usize,
 }
 
 impl System for Fake {
@@ -190,6 +192,7 @@ impl System for Fake {
     fn signal_watched(&mut self, id: SessionId, procs: &[ProcRef], sigs: &[i32]) -> usize {
         let n = self.signal(procs, sigs);
         self.watched.insert(id, procs.to_vec());
+        self.watch_calls += 1;
         n
     }
     fn watch_cgroup(&mut self, id: SessionId, _cgroup: &str) {

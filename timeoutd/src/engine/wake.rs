@@ -24,6 +24,10 @@ pub(super) const DISCOVERY_WINDOW: Duration = Duration::from_secs(120);
 const DISCOVERY_MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Sessions are looked at at least this often, to notice a leader that died silently.
 const LIVENESS_INTERVAL: Duration = Duration::from_secs(600);
+/// A session whose leader is gone is woken by the exit of what is left of
+/// it at most this often: a process that forks and exits in a loop must
+/// not make the daemon scan its scope at every hop.
+pub(super) const LEADERLESS_REWATCH: Duration = Duration::from_secs(1);
 /// `tamper_suspected` is logged at most this often per session.
 const TAMPER_LOG_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -148,6 +152,7 @@ impl<S: System> Engine<S> {
             }
             // Nothing is signalled: the last of them to exit wakes the session.
             self.sys.signal_watched(s.id, &left, &[]);
+            self.leaderless.insert(s.id, now);
         }
         self.refresh_conn(s, now);
         self.refresh_ttys(s, now, leader_alive);

@@ -18,6 +18,7 @@ use crate::core::session::{KillStep, Phase, ProcRef, Session, SessionId};
 use crate::core::state::record::JournalEntry;
 use crate::core::time::clock::Timestamp;
 use crate::engine::ending::kill::{Due, Final};
+use crate::engine::wake::LEADERLESS_REWATCH;
 use crate::engine::{Engine, System};
 
 /// Exits without a cgroup are proved together, this long after the first of
@@ -45,9 +46,14 @@ impl<S: System> Engine<S> {
     pub(crate) fn on_exits(&mut self) {
         let now = self.sys.now();
         for id in self.sys.exits_seen() {
-            // A live session's leader exited: look at the session now.
+            // A live session's leader exited, or what was left after it:
+            // look at the session now, or a second after the last such look.
             if self.session(id).is_some_and(Session::is_active) {
-                self.schedule(id, now);
+                let at = self
+                    .leaderless
+                    .get(&id)
+                    .map_or(now, |&last| (last + LEADERLESS_REWATCH).max(now));
+                self.schedule(id, at);
                 continue;
             }
             let Some(s) = self.sessions.get(&id).filter(|s| signalled(s)) else {

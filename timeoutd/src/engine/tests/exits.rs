@@ -187,8 +187,9 @@ fn a_live_sessions_leader_exit_closes_it_at_once_and_so_does_the_exit_of_a_nohup
     // What is left is watched, and nothing was sent to it.
     assert!(e.sys.watched.contains_key(&id));
     assert!(e.sys.signals.is_empty(), "{:?}", e.sys.signals);
-    // Its last process exits: the session is closed on the next turns, not
-    // at its timer.
+    // Seconds later its last process exits: the session is closed on the
+    // next turns, not at its timer.
+    turn(&mut e, 5_000);
     e.sys.procs.clear();
     turn(&mut e, 1);
     turn(&mut e, 1);
@@ -226,4 +227,30 @@ fn a_logout_ends_the_leader_watch() {
     );
     assert!(e.session(id).is_none());
     assert!(e.sys.watched_leaders.is_empty());
+}
+
+#[test]
+fn a_process_hopping_after_its_leader_is_looked_at_once_a_second_at_most() {
+    let mut e = engine(limits(Some(15 * 60), None, &[]));
+    let id = registered_id(e.register(registration(), ROOT));
+    turn(&mut e, 5_000);
+    e.sys.leader_alive = false;
+    e.sys.procs.retain(|p| p.proc.pid == 501);
+    turn(&mut e, 1);
+    turn(&mut e, 1);
+    assert_eq!(e.sys.watch_calls, 1);
+    // Every 50 ms the watched process forks a new one and exits, for 2 s.
+    for hop in 0..40 {
+        e.sys.procs = vec![proc(600 + hop, USER_UID)];
+        turn(&mut e, 50);
+    }
+    let calls = e.sys.watch_calls;
+    assert!((2..=4).contains(&calls), "{calls} looks in 2 s of hops");
+    assert!(e.session(id).is_some_and(|s| s.is_active()));
+    // The hopping stops with nothing left: closed within the second.
+    e.sys.procs.clear();
+    for _ in 0..11 {
+        turn(&mut e, 100);
+    }
+    assert_eq!(find(&e, "session_close").get("reason"), Some("leader_gone"));
 }
