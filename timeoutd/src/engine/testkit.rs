@@ -71,6 +71,9 @@ pub(crate) struct Fake {
     pub(crate) watched_leaders: Vec<(SessionId, ProcRef)>,
     /// How many times `signal_watched` was asked to watch.
     pub(crate) watch_calls: usize,
+    /// Compaction asked for after every journal entry, and what it wrote.
+    pub(crate) compact_always: bool,
+    pub(crate) snapshot: Vec<SessionRecord>,
 }
 
 impl System for Fake {
@@ -153,9 +156,11 @@ impl System for Fake {
         self.journal.push(entry);
     }
     fn wants_compaction(&self, _live: usize) -> bool {
-        false
+        self.compact_always
     }
-    fn compact(&mut self, _live: &mut dyn Iterator<Item = SessionRecord>) {}
+    fn compact(&mut self, live: &mut dyn Iterator<Item = SessionRecord>) {
+        self.snapshot = live.collect();
+    }
 
     // --- The kill scope (issue 13).
     fn cgroup_attach(&mut self, _leader: ProcRef, id: SessionId, _nested: bool) -> Option<String> {

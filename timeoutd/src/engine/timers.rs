@@ -39,6 +39,11 @@ impl Timers {
     }
 
     /// Drops the session's wake-up, if it has one.
+    /// When `id` is due, if it has a timer.
+    pub(crate) fn due_of(&self, id: SessionId) -> Option<Timestamp> {
+        self.due.get(&id).copied()
+    }
+
     pub(crate) fn cancel(&mut self, id: SessionId) {
         self.due.remove(&id);
     }

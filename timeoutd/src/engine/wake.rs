@@ -91,11 +91,15 @@ impl<S: System> Engine<S> {
         };
         // The table still holds the session as it was before the wake.
         let changed = self.sessions.get(&id).is_none_or(|b| s.record_differs(b));
-        if matches!(after, After::Keep) && changed {
+        let persist = matches!(after, After::Keep) && changed;
+        if persist {
             self.sys.persist(JournalEntry::Upsert(Box::new(s.record())));
-            self.maybe_compact();
         }
         self.apply(id, s, after, next);
+        // After the table holds the change: a snapshot replaces the journal.
+        if persist {
+            self.maybe_compact();
+        }
     }
 
     pub(super) fn apply(

@@ -152,12 +152,29 @@ impl System for Host {
     }
 
     fn signal_watched(&mut self, id: SessionId, procs: &[ProcRef], sigs: &[i32]) -> usize {
+        // Past the budget the pidfds are not opened at all (each would be
+        // one fd less for the signals and the connections): signalled one
+        // at a time, not watched.
+        if !self
+            .exits
+            .as_ref()
+            .is_some_and(|w| w.has_room(id, procs.len()))
+        {
+            if let Some(w) = self.exits.as_mut() {
+                w.unwatch(id);
+            }
+            return if sigs.is_empty() {
+                0
+            } else {
+                self.signal(procs, sigs)
+            };
+        }
         let mut pidfds = Vec::with_capacity(procs.len());
         let mut all_known = true;
         for p in procs {
-            // A pinned leader is signalled through its pin, which the
-            // ending's watch takes over.
-            let pinned = self.leaders.as_mut().and_then(|l| l.take(*p));
+            // The session's own pinned leader is signalled through its pin,
+            // which the ending's watch takes over.
+            let pinned = self.leaders.as_mut().and_then(|l| l.take(id, *p));
             let sent = match pinned {
                 Some(fd) => signals::send_through(&fd, sigs).map(|()| fd),
                 None => signals::signal_pinned(*p, sigs),
@@ -303,7 +320,7 @@ impl System for Host {
             return seen;
         }
         procfs::read_stat(p.pid)
-            .is_ok_and(|st| st.start_time == p.start_time && matches!(st.state, 'T' | 't'))
+            .is_ok_and(|st| st.start_time == p.start_time && matches!(st.state, 'T' | 't' | 'Z'))
     }
 
     fn allocate_id(&mut self) -> u64 {

@@ -53,6 +53,8 @@ impl<S: System> Engine<S> {
                     .leaderless
                     .get(&id)
                     .map_or(now, |&last| (last + LEADERLESS_REWATCH).max(now));
+                // Never later than a warning or deadline already due.
+                let at = self.timers.due_of(id).map_or(at, |due| due.min(at));
                 self.schedule(id, at);
                 continue;
             }

@@ -142,3 +142,20 @@ fn a_restored_session_of_a_revoked_user_is_ended() {
     assert_eq!(find(&e, "session_revoked").get("by_uid"), Some("0"));
     assert_eq!(e.sys.signals[0].0, libc::SIGHUP);
 }
+
+#[test]
+fn a_snapshot_taken_at_a_wake_holds_what_the_wake_changed() {
+    let mut e = engine(limits(Some(600), None, &[]));
+    e.sys.compact_always = true;
+    let id = registered_id(e.register(registration(), ROOT));
+    // The first wake finds the terminal: a change, persisted, and then the
+    // table is compacted into a snapshot.
+    run_until(&mut e, 1003);
+    let live = e.session(id).unwrap().record();
+    assert_eq!(live.ttys, ["pts/4"]);
+    assert_eq!(
+        e.sys.snapshot,
+        [live],
+        "the snapshot is the table after the wake"
+    );
+}

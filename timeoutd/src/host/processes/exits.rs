@@ -72,6 +72,13 @@ impl ExitWatch {
         !self.ready.is_empty()
     }
 
+    /// Whether `n` pidfds of `id` could be watched, in place of those of
+    /// `id` watched now, within the budget.
+    pub(crate) fn has_room(&self, id: SessionId, n: usize) -> bool {
+        let now = self.sessions.get(&id).map_or(0, |w| w.pidfds.len());
+        self.held - now + n <= self.max_held
+    }
+
     /// Watches the pidfds of the processes of `id` just signalled, in place
     /// of those watched before. None at all (every one was gone): `id` is
     /// named at once. Returns false, watching nothing, past the fd budget.

@@ -104,11 +104,15 @@ impl LeaderPins {
         }
     }
 
-    /// The pidfd of a pinned leader, taken out of the pins (and out of
-    /// their epoll set: its exit is no longer theirs to report).
-    pub(crate) fn take(&mut self, p: ProcRef) -> Option<OwnedFd> {
-        self.pending.retain(|(_, q)| *q != p);
-        let id = self.by_leader.remove(&p)?;
+    /// The pidfd of `p` if it is the pinned leader of session `id`, taken
+    /// out of the pins (and out of their epoll set: its exit is no longer
+    /// theirs to report). Another session's pin is left alone.
+    pub(crate) fn take(&mut self, id: SessionId, p: ProcRef) -> Option<OwnedFd> {
+        self.pending.retain(|pending| *pending != (id, p));
+        if self.by_leader.get(&p) != Some(&id) {
+            return None;
+        }
+        self.by_leader.remove(&p);
         let fd = self.by_session.remove(&id)?.fd;
         // Only fails for an fd not in the set, which then reports nothing.
         let _ = self.epoll.remove(fd.as_raw_fd());
@@ -240,7 +244,9 @@ mod tests {
         let (mut kid, p) = sleeper();
         pins.pin(SessionId(5), p);
         assert!(pins.take_gone().is_empty());
-        let fd = pins.take(p).unwrap();
+        assert!(pins.take(SessionId(6), p).is_none(), "not session 6's pin");
+        assert_eq!(pins.alive(p), Some(true));
+        let fd = pins.take(SessionId(5), p).unwrap();
         assert_eq!(pins.alive(p), None);
         signals::send_through(&fd, &[libc::SIGKILL]).unwrap();
         kid.wait().unwrap();
@@ -269,8 +275,8 @@ mod tests {
             kids.push((kid, p));
         }
         assert!(pins.take_gone().is_empty());
-        for (_, p) in &kids {
-            fds.push(pins.take(*p).unwrap());
+        for (i, (_, p)) in kids.iter().enumerate() {
+            fds.push(pins.take(SessionId(i as u64), *p).unwrap());
         }
         for ((kid, _), fd) in kids.iter_mut().zip(&fds) {
             signals::send_through(fd, &[libc::SIGKILL]).unwrap();
