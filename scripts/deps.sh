@@ -29,6 +29,8 @@ packages=(
     autolog
     libpam0g-dev libpam-wrapper pamtester
     tmux screen procps passwd util-linux bsdutils iproute2 ca-certificates
+    # the tests' helper processes (a pid hopper, a process whose main thread exits)
+    perl
     "${build_packages[@]}"
     # timeoutctl report's SVG test renders the picture (rsvg-convert)
     librsvg2-bin

@@ -28,6 +28,8 @@ pub struct Proc {
     pub audit_session: u32,
     /// Bit `n - 1` is set if signal `n` is ignored (`SigIgn:`).
     pub sig_ignored: u64,
+    /// `Threads:` of its status.
+    pub threads: u32,
     pub argv: Vec<String>,
 }
 
@@ -45,6 +47,11 @@ impl Proc {
             .find_map(|l| l.strip_prefix("SigIgn:"))
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .unwrap_or(0);
+        let threads = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1);
         let (ruid, euid) = procs::uids(pid)?;
         let audit_session = fs::read_to_string(format!("/proc/{pid}/sessionid"))
             .ok()
@@ -62,13 +69,19 @@ impl Proc {
             euid,
             audit_session,
             sig_ignored,
+            threads,
             argv: procs::cmdline(pid),
         })
     }
 
-    /// Neither a zombie nor dead.
+    /// Neither a zombie nor dead. A process whose main thread ended shows
+    /// `Z` too, and lives in its other threads.
     pub fn live(&self) -> bool {
-        !matches!(self.state, 'Z' | 'X' | 'x')
+        match self.state {
+            'X' | 'x' => false,
+            'Z' => self.threads > 1,
+            _ => true,
+        }
     }
 
     pub fn ignores(&self, sig: i32) -> bool {

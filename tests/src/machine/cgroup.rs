@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The cgroup2 mount point of this mount namespace, if any.
@@ -18,6 +19,22 @@ pub fn mount() -> Option<PathBuf> {
         let mount = left.split(' ').nth(4)?;
         (right.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mount))
     })
+}
+
+/// A script in `dir` that runs `timeoutd` where it sees no writable
+/// cgroup2: `unshare` into a private mount namespace, remount the cgroup2
+/// mount read-only there, then exec the daemon (same pid).
+pub fn without_cgroups(dir: &Path, timeoutd: &Path) -> PathBuf {
+    let mount = mount().expect("a cgroup2 mount on this machine");
+    let path = dir.join("timeoutd-without-cgroups");
+    let script = format!(
+        "#!/bin/sh\nexec unshare --mount --propagation private -- /bin/sh -c 'mount -o remount,bind,ro \"$0\" && exec \"$@\"' {} {} \"$@\"\n",
+        mount.display(),
+        timeoutd.display()
+    );
+    fs::write(&path, script).expect("writing the wrapper");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod of the wrapper");
+    path
 }
 
 /// The daemon's TAG for `state_dir`: FNV-1a of its bytes, 8 hex digits

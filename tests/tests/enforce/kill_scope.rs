@@ -283,31 +283,8 @@ fn k06_root_processes_outside_a_nested_session_are_spared() {
     }
 }
 
-/// The cgroup2 mount point, from mountinfo.
-fn cgroup2_mount() -> PathBuf {
-    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    text.lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let mount = left.split(' ').nth(4)?;
-            (right.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mount))
-        })
-        .expect("a cgroup2 mount on this machine")
-}
-
-/// `unshare` into a private mount namespace where the cgroup2 mount is
-/// read-only, then exec the daemon (same pid): it sees no writable cgroup2.
 fn no_cgroup_wrapper(env: &Env) -> PathBuf {
-    let bins = e2e::binaries();
-    let path = env.dir().join("timeoutd-without-cgroups");
-    let script = format!(
-        "#!/bin/sh\nexec unshare --mount --propagation private -- /bin/sh -c 'mount -o remount,bind,ro \"$0\" && exec \"$@\"' {} {} \"$@\"\n",
-        cgroup2_mount().display(),
-        bins.timeoutd.display()
-    );
-    fs::write(&path, script).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    path
+    e2e::machine::cgroup::without_cgroups(env.dir(), &e2e::binaries().timeoutd)
 }
 
 /// Where no writable cgroup2 exists the fallback (stop-then-kill) still

@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 use crate::host::cgroup::parse::{
     is_logind_session_scope, parse_events_populated, parse_mountinfo, parse_proc_cgroup,
 };
+use crate::host::processes::signals;
+use crate::host::procfs;
 
 /// Name of the leaf the daemon moves itself into when it owns its cgroup.
 const DAEMON_LEAF: &str = "daemon";
@@ -72,6 +74,25 @@ pub(crate) fn writable_mount() -> Result<PathBuf, Unavailable> {
     match mounts.first() {
         Some(m) => Err(Unavailable::ReadOnly(m.mount_point.clone())),
         None => Err(Unavailable::NoMount),
+    }
+}
+
+/// SIGKILL to `pid` through a pidfd, if the process it pins is in
+/// `cgroup` or below it.
+fn kill_if_in(cgroup: &str, pid: u32) {
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    let Ok(fd) = signals::pidfd_open(raw) else {
+        return;
+    };
+    let inside = cgroup_of(pid).is_some_and(|c| {
+        c == cgroup
+            || c.strip_prefix(cgroup)
+                .is_some_and(|rest| rest.starts_with('/'))
+    });
+    if inside {
+        let _ = signals::pidfd_send_signal(&fd, libc::SIGKILL);
     }
 }
 
@@ -210,9 +231,25 @@ impl Cgroups {
     }
 
     /// Kills every process in the cgroup and below it at once (forks in
-    /// flight included).
+    /// flight included), then, one at a time, what `cgroup.kill` passes
+    /// over: a process whose main thread has ended while its other threads
+    /// run on (state `Z`; measured on Linux 6.18, where such a process
+    /// survived `cgroup.kill`). Each is pinned by a pidfd and SIGKILLed only
+    /// if the pinned process is still in the cgroup, so a reused pid is
+    /// never hit.
     pub(crate) fn kill(&self, cgroup: &str) -> io::Result<()> {
-        fs::write(self.abs(cgroup).join("cgroup.kill"), b"1\n")
+        fs::write(self.abs(cgroup).join("cgroup.kill"), b"1\n")?;
+        let me = std::process::id();
+        for (pid, _) in self.members(cgroup) {
+            let in_threads_only = pid > 1
+                && pid != me
+                && procfs::read_stat(pid)
+                    .is_ok_and(|st| st.state == 'Z' && !procfs::has_exited(pid, 'Z'));
+            if in_threads_only {
+                kill_if_in(cgroup, pid);
+            }
+        }
+        Ok(())
     }
 
     /// The cgroup's `cgroup.events` (pollable: see `host::processes::exits`).

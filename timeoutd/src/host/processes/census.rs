@@ -106,10 +106,10 @@ impl Census {
             let Ok(p) = procfs::proc_info(pid) else {
                 continue; // gone since it was listed
             };
-            if p.state == 'Z' || p.sessionid != sid {
+            if p.sessionid != sid || p.exited() {
                 continue;
             }
-            let stopped = matches!(p.state, 'T' | 't');
+            let stopped = p.stopped();
             let member = Member {
                 facts: facts_of(p),
                 stopped,

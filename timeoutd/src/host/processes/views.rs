@@ -63,7 +63,7 @@ impl Host {
         pids.into_iter()
             .filter(|pid| *pid > 1 && *pid != me)
             .filter_map(|pid| procfs::proc_info(pid).ok())
-            .filter(|p| p.state != 'Z' && p.sessionid == sid)
+            .filter(|p| p.sessionid == sid && !p.exited())
             .map(facts_of)
             .collect()
     }
@@ -73,7 +73,7 @@ impl Host {
 pub(crate) fn proc_facts(pid: u32) -> Option<ProcFacts> {
     procfs::proc_info(pid)
         .ok()
-        .filter(|p| p.state != 'Z')
+        .filter(|p| !p.exited())
         .map(facts_of)
 }
 

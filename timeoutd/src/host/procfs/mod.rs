@@ -55,6 +55,20 @@ pub(crate) struct ProcInfo {
     pub(crate) sessionid: u32,
 }
 
+impl ProcInfo {
+    /// Whether it has exited (see [`has_exited`]).
+    pub(crate) fn exited(&self) -> bool {
+        has_exited(self.pid, self.state)
+    }
+
+    /// Whether it is stopped. A process living only in threads other than
+    /// its main one (its state says `Z`) counts as stopped: its threads'
+    /// states are not its own, and the final SIGKILL ends them all.
+    pub(crate) fn stopped(&self) -> bool {
+        matches!(self.state, 'T' | 't' | 'Z')
+    }
+}
+
 fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("malformed {what}"))
 }
@@ -169,13 +183,29 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
     read_stat(pid).ok().map(|s| s.start_time)
 }
 
-/// The start time of `pid` if it is running: `None` for a zombie (it has
-/// exited; only its parent has not reaped it yet) as for a pid not in use.
+/// The start time of `pid` if it is running: `None` for a process that
+/// has exited (see [`has_exited`]) as for a pid not in use.
 pub(crate) fn live_start_time(pid: u32) -> Option<u64> {
     read_stat(pid)
         .ok()
-        .filter(|s| s.state != 'Z')
+        .filter(|s| !has_exited(pid, s.state))
         .map(|s| s.start_time)
+}
+
+/// Whether a process in `state` has exited. A zombie has, unless other
+/// threads of it still run: a process whose main thread ended
+/// (`pthread_exit`) shows `Z` as well, and is alive in its threads.
+pub(crate) fn has_exited(pid: u32, state: char) -> bool {
+    state == 'Z' && threads(pid).is_none_or(|n| n <= 1)
+}
+
+/// `Threads:` of /proc/PID/status; `None` if unreadable (gone).
+fn threads(pid: u32) -> Option<u32> {
+    let buf = read_small(&format!("/proc/{pid}/status")).ok()?;
+    let text = std::str::from_utf8(&buf).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn read_audit_id(pid: u32, file: &str) -> Option<u32> {
@@ -313,6 +343,26 @@ mod tests {
         assert_eq!(live_start_time(pid), None);
         child.wait().unwrap();
         assert_eq!(live_start_time(pid), None);
+    }
+
+    #[test]
+    fn a_process_whose_main_thread_ended_lives_in_its_other_threads() {
+        let mut child = Command::new("perl")
+            .args([
+                "-e",
+                "use threads; threads->create(sub { sleep 100 })->detach; syscall(60, 0);",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("perl (with its threads module) is needed by this test");
+        let pid = child.id();
+        let zombie = wait_for(|| read_stat(pid).ok().filter(|s| s.state == 'Z'));
+        assert!(zombie.is_some(), "the main thread did not exit");
+        assert_eq!(threads(pid), Some(2));
+        assert!(!has_exited(pid, 'Z'));
+        assert!(live_start_time(pid).is_some());
+        kill(&mut child);
+        assert!(has_exited(pid, 'Z'));
     }
 
     fn kill(child: &mut Child) {

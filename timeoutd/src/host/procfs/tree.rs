@@ -95,7 +95,7 @@ pub(crate) fn session_processes_indexed<'a>(
     sessionid: Option<u32>,
 ) -> Vec<&'a ProcInfo> {
     let me = std::process::id();
-    let keep = |p: &&ProcInfo| p.state != 'Z' && p.pid > 1 && p.pid != me;
+    let keep = |p: &&ProcInfo| p.pid > 1 && p.pid != me && !p.exited();
     match sessionid.filter(|s| *s != AUDIT_UNSET) {
         Some(s) => snap
             .iter()
