@@ -78,6 +78,10 @@ fn measure(
     d: &crate::harness::daemon::Daemon,
 ) -> Result<(), String> {
     let payloads = probe_payloads(ctx, d)?;
+    // The probe's own session_open must be in the sink before the loops
+    // count theirs (it arrived during them once: 2201 for 2200).
+    ctx.sink
+        .wait_count(d.pid, "session_open", 1, Duration::from_secs(5));
     let logins = run_logins(ctx, d)?;
     let floor = measure_floor(
         ctx,
