@@ -240,6 +240,35 @@ impl Env {
         &self.dir.0
     }
 
+    /// Starts this test's daemon (built with `.daemon(false)`) where it sees
+    /// no writable cgroup2 (`machine::cgroup::without_cgroups`), with an
+    /// idle limit of `idle` and `grace`, and waits for its `cgroup_v2`
+    /// posture warning. Returns the wrapper, which also runs `--posture`.
+    pub fn start_daemon_without_cgroups(&mut self, idle: &str, grace: &str) -> PathBuf {
+        let wrapper =
+            crate::machine::cgroup::without_cgroups(self.dir(), &crate::binaries().timeoutd);
+        let limits = crate::Limits {
+            grace: grace.into(),
+            ..crate::Limits::new(idle, "off", &[])
+        };
+        let daemon = crate::daemon::start(
+            &wrapper,
+            self.dir(),
+            &self.socket,
+            &self.syslog,
+            &limits,
+            &crate::ConfigExtra::default(),
+        );
+        self.daemon = Some(daemon);
+        self.expect_event(
+            "posture_warning",
+            &[("check", "cgroup_v2")],
+            crate::login::EVENT,
+            None,
+        );
+        wrapper
+    }
+
     /// A copy of `binary` that the test users can run: `<dir>/bin/NAME`,
     /// mode 0755 in 0755 directories, removed with the test's directory.
     /// The build directory may not be theirs to reach (a clone in /root,

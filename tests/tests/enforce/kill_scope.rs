@@ -283,31 +283,17 @@ fn k06_root_processes_outside_a_nested_session_are_spared() {
     }
 }
 
-fn no_cgroup_wrapper(env: &Env) -> PathBuf {
-    e2e::machine::cgroup::without_cgroups(env.dir(), &e2e::binaries().timeoutd)
-}
-
 /// Where no writable cgroup2 exists the fallback (stop-then-kill) still
 /// ends a 20 ms hopper, and posture reports the fallback.
 #[test]
 fn k07_fallback_without_cgroups_kills_a_20ms_hopper() {
     let mut env = idle_env().daemon(false).start();
-    let wrapper = no_cgroup_wrapper(&env);
-    let limits = e2e::Limits {
-        grace: "1s".into(),
-        ..e2e::Limits::new("5s", "off", &[])
-    };
-    let daemon = e2e::daemon::start(
-        &wrapper,
-        env.dir(),
-        &env.socket,
-        &env.syslog,
-        &limits,
-        &e2e::ConfigExtra::default(),
-    );
-    let pid = daemon.pid().to_string();
-    env.daemon = Some(daemon);
-    let warn = env.expect_event("posture_warning", &[("check", "cgroup_v2")], EVENT, None);
+    let wrapper = env.start_daemon_without_cgroups("5s", "1s");
+    let pid = env.daemon.as_ref().expect("daemon").pid().to_string();
+    let warn = env
+        .syslog
+        .find("posture_warning", &[("check", "cgroup_v2")])
+        .expect("its posture warning");
     assert!(
         warn.get("problem")
             .unwrap_or_default()
@@ -418,21 +404,7 @@ fn k09_a_login_dead_at_sighup_is_terminated_at_once_through_its_cgroup() {
 #[test]
 fn k10_a_login_dead_at_sighup_is_terminated_at_once_without_cgroups() {
     let mut env = idle_env().daemon(false).start();
-    let wrapper = no_cgroup_wrapper(&env);
-    let limits = e2e::Limits {
-        grace: "10m".into(),
-        ..e2e::Limits::new("5s", "off", &[])
-    };
-    let daemon = e2e::daemon::start(
-        &wrapper,
-        env.dir(),
-        &env.socket,
-        &env.syslog,
-        &limits,
-        &e2e::ConfigExtra::default(),
-    );
-    env.daemon = Some(daemon);
-    env.expect_event("posture_warning", &[("check", "cgroup_v2")], EVENT, None);
+    env.start_daemon_without_cgroups("5s", "10m");
     let done = ends_when_its_processes_die_at_sighup(&env);
     let id = done.get("id").unwrap_or_default();
     let open = env

@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use e2e::audit::Proc;
-use e2e::login::EVENT;
 use e2e::{Env, Login};
 
 const IDLE: Duration = Duration::from_secs(5);
@@ -72,21 +71,7 @@ fn z1_it_ends_with_its_login_through_the_cgroup() {
 #[test]
 fn z2_it_ends_with_its_login_through_stop_then_kill() {
     let mut env = env_builder().daemon(false).start();
-    let wrapper = e2e::machine::cgroup::without_cgroups(env.dir(), &e2e::binaries().timeoutd);
-    let limits = e2e::Limits {
-        grace: "1s".into(),
-        ..e2e::Limits::new("5s", "off", &[])
-    };
-    let daemon = e2e::daemon::start(
-        &wrapper,
-        env.dir(),
-        &env.socket,
-        &env.syslog,
-        &limits,
-        &e2e::ConfigExtra::default(),
-    );
-    env.daemon = Some(daemon);
-    env.expect_event("posture_warning", &[("check", "cgroup_v2")], EVENT, None);
+    env.start_daemon_without_cgroups("5s", "1s");
     let done = ends_with_its_login(&env);
     let id = done.get("id").unwrap_or_default();
     let open = env
