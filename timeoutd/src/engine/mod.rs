@@ -10,7 +10,7 @@
 //! `timers.rs` (the queue).
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::core::audit::event::{Event, EventName};
 use crate::core::policy::Policy;
@@ -73,6 +73,9 @@ pub(crate) struct Engine<S: System> {
     /// Live sessions whose leader is gone: when what was left of them was
     /// last set to be watched (see `wake.rs`).
     leaderless: HashMap<SessionId, Timestamp>,
+    /// Leaders a revocation hung up in its first pass, before their
+    /// sessions' own passes (see `kill.rs`).
+    hung_up: HashSet<ProcRef>,
 }
 
 impl<S: System> Engine<S> {
@@ -91,6 +94,7 @@ impl<S: System> Engine<S> {
             exited: Vec::new(),
             exit_check_at: None,
             leaderless: HashMap::new(),
+            hung_up: HashSet::new(),
         }
     }
 

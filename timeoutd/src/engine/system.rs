@@ -117,9 +117,18 @@ pub(crate) trait System {
     /// [`System::signal`], then watches the processes signalled: once every
     /// one of them has exited, [`System::exits_seen`] names session `id`.
     /// Replaces what was watched of `id`'s processes before. With no `sigs`
-    /// the processes are only watched.
-    fn signal_watched(&mut self, _id: SessionId, procs: &[ProcRef], sigs: &[i32]) -> usize {
-        self.signal(procs, sigs)
+    /// the processes are only watched; those in `sent_before` had `sigs`
+    /// already (a revocation's first pass), and are watched and counted but
+    /// not signalled again.
+    fn signal_watched(
+        &mut self,
+        _id: SessionId,
+        procs: &[ProcRef],
+        sigs: &[i32],
+        sent_before: &[ProcRef],
+    ) -> usize {
+        let rest = without(procs, sent_before);
+        self.signal(&rest, sigs) + (procs.len() - rest.len())
     }
     /// Watches the session's cgroup: [`System::exits_seen`] names `id` when
     /// `cgroup.events` says nothing is left in it.
@@ -187,4 +196,13 @@ pub struct Peer {
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
+}
+
+/// `procs` without those in `skip` (a short list: one leader), in order.
+pub(crate) fn without(procs: &[ProcRef], skip: &[ProcRef]) -> Vec<ProcRef> {
+    procs
+        .iter()
+        .filter(|p| !skip.contains(p))
+        .copied()
+        .collect()
 }

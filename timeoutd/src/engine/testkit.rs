@@ -194,8 +194,15 @@ impl System for Fake {
         self.stopped.contains(&p.pid)
     }
     // Ending sessions watched (issue 16).
-    fn signal_watched(&mut self, id: SessionId, procs: &[ProcRef], sigs: &[i32]) -> usize {
-        let n = self.signal(procs, sigs);
+    fn signal_watched(
+        &mut self,
+        id: SessionId,
+        procs: &[ProcRef],
+        sigs: &[i32],
+        sent_before: &[ProcRef],
+    ) -> usize {
+        let rest = crate::engine::system::without(procs, sent_before);
+        let n = self.signal(&rest, sigs) + (procs.len() - rest.len());
         self.watched.insert(id, procs.to_vec());
         self.watch_calls += 1;
         n

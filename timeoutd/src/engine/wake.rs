@@ -155,7 +155,7 @@ impl<S: System> Engine<S> {
                 return (After::Forget, None);
             }
             // Nothing is signalled: the last of them to exit wakes the session.
-            self.sys.signal_watched(s.id, &left, &[]);
+            self.sys.signal_watched(s.id, &left, &[], &[]);
             self.leaderless.insert(s.id, now);
         }
         self.refresh_conn(s, now);

@@ -151,7 +151,13 @@ impl System for Host {
             .count()
     }
 
-    fn signal_watched(&mut self, id: SessionId, procs: &[ProcRef], sigs: &[i32]) -> usize {
+    fn signal_watched(
+        &mut self,
+        id: SessionId,
+        procs: &[ProcRef],
+        sigs: &[i32],
+        sent_before: &[ProcRef],
+    ) -> usize {
         // Past the budget the pidfds are not opened at all (each would be
         // one fd less for the signals and the connections): signalled one
         // at a time, not watched.
@@ -163,15 +169,21 @@ impl System for Host {
             if let Some(w) = self.exits.as_mut() {
                 w.unwatch(id);
             }
+            let rest = crate::engine::system::without(procs, sent_before);
             return if sigs.is_empty() {
                 0
             } else {
-                self.signal(procs, sigs)
+                self.signal(&rest, sigs) + (procs.len() - rest.len())
             };
         }
         let mut pidfds = Vec::with_capacity(procs.len());
         let mut all_known = true;
         for p in procs {
+            let sigs = if sent_before.contains(p) {
+                &[][..]
+            } else {
+                sigs
+            };
             // The session's own pinned leader is signalled through its pin,
             // which the ending's watch takes over.
             let pinned = self.leaders.as_mut().and_then(|l| l.take(id, *p));

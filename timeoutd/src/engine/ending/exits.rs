@@ -27,16 +27,26 @@ use crate::engine::{Engine, System};
 const EXIT_SETTLE: Duration = Duration::from_millis(10);
 
 impl<S: System> Engine<S> {
-    /// Sends `sigs` to the session's targets, logs `session_signal`, and has
-    /// the host watch for them to be gone.
-    pub(in crate::engine) fn send_watched(&mut self, s: &Session, procs: &[ProcRef], sigs: &[i32]) {
+    /// Sends `sigs` to the session's targets (but not again to those in
+    /// `sent_before`), logs `session_signal`, and has the host watch for
+    /// them to be gone.
+    pub(in crate::engine) fn send_watched(
+        &mut self,
+        s: &Session,
+        procs: &[ProcRef],
+        sigs: &[i32],
+        sent_before: &[ProcRef],
+    ) {
         let count = match Self::final_of(s) {
             Final::Cgroup(cg) => {
-                let count = self.sys.signal(procs, sigs);
+                let rest = crate::engine::system::without(procs, sent_before);
+                let count = self.sys.signal(&rest, sigs) + (procs.len() - rest.len());
                 self.sys.watch_cgroup(s.id, &cg);
                 count
             }
-            Final::StopThenKill | Final::LeaderOnly => self.sys.signal_watched(s.id, procs, sigs),
+            Final::StopThenKill | Final::LeaderOnly => {
+                self.sys.signal_watched(s.id, procs, sigs, sent_before)
+            }
         };
         self.log_signal(s, sigs, count, None);
     }

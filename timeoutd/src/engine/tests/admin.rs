@@ -321,3 +321,49 @@ fn status_counts_input_typed_since_the_last_look() {
     // Credited at the end of the kernel's window [1096, 1104).
     assert_eq!((before, after), (1000 + 900, 1104 + 900));
 }
+
+fn revoke_alice(e: &mut crate::engine::Engine<Fake>) {
+    e.handle(
+        Request::Revoke {
+            target: Target::User("alice".into()),
+            ttl_secs: 60,
+            reason: String::new(),
+        },
+        ROOT,
+    );
+}
+
+#[test]
+fn revoke_hangs_up_the_leaders_first_and_signals_each_process_once() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    let id = registered_id(e.register(registration(), ROOT));
+    revoke_alice(&mut e);
+    // The first pass: the leader alone, before the session's scope is read.
+    assert_eq!(e.sys.signals[0], (libc::SIGHUP, vec![LEADER.pid]));
+    assert_eq!(e.sys.signals[1], (libc::SIGCONT, vec![LEADER.pid]));
+    // The session's own pass: the rest of its targets (root's 900 spared),
+    // not the leader again, which is watched with them.
+    assert_eq!(e.sys.signals[2], (libc::SIGHUP, vec![501, 502, 901]));
+    let hups = e.sys.signals.iter().filter(|(s, _)| *s == libc::SIGHUP);
+    assert_eq!(
+        hups.filter(|(_, p)| p.contains(&LEADER.pid)).count(),
+        1,
+        "{:?}",
+        e.sys.signals
+    );
+    assert!(e.sys.watched[&id].contains(&LEADER), "{:?}", e.sys.watched);
+    assert_eq!(find(&e, "session_signal").get("pids"), Some("4"));
+    assert!(e.hung_up.is_empty());
+}
+
+#[test]
+fn revoke_leaves_a_cgroup_session_to_its_own_pass() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    e.sys.cgroups = true;
+    e.register(registration(), ROOT);
+    revoke_alice(&mut e);
+    // One SIGHUP for the cgroup's members, the leader among them.
+    let (sig, pids) = &e.sys.signals[0];
+    assert_eq!(*sig, libc::SIGHUP);
+    assert!(pids.contains(&LEADER.pid) && pids.len() > 1, "{pids:?}");
+}

@@ -317,6 +317,7 @@ impl<S: System> Engine<S> {
         self.save_revocations();
         self.sys.begin_batch();
         self.sys.hold_log();
+        self.hang_up_leaders(&victims);
         for id in &victims {
             if let Some(s) = self.session(*id) {
                 let ev = session_event(EventName::SessionRevoked, s)
@@ -327,6 +328,7 @@ impl<S: System> Engine<S> {
             }
             self.end_now(*id, EndReason::Revoked { by_uid: peer.uid });
         }
+        self.hung_up.clear(); // each pass took its own; none may outlive the request
         self.sys.release_log();
         let ttl = match until {
             Some(u) => format!("until {u} UTC ({})", Human(u.since(now))),

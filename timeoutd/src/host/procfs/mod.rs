@@ -102,9 +102,7 @@ impl ProcDir {
         // SAFETY: `fd` was just returned by openat, is open and owned by no
         // one else; OwnedFd takes over closing it.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut buf = Vec::with_capacity(1024);
-        File::from(owned).read_to_end(&mut buf)?;
-        Ok(buf)
+        read_whole(File::from(owned))
     }
 }
 
@@ -125,14 +123,20 @@ pub(crate) fn read_stat(pid: u32) -> io::Result<Stat> {
     parse_stat_of(pid, &read_small(&format!("/proc/{pid}/stat"))?)
 }
 
-/// Room for a small /proc file in one read (a stat line is < 1.2 KiB).
-const SMALL_BUF: usize = 2048;
+/// Room for a small /proc file in one read (a stat line is < 1.2 KiB, a
+/// `status` about 1.5 KiB).
+const SMALL_BUF: usize = 4096;
 
 /// Reads a small /proc file that the kernel prints in one go (`stat`,
-/// `sessionid`, `loginuid`, `cgroup`): one `read(2)` into a buffer, read
-/// on to the end only if it filled the buffer.
+/// `status`, `sessionid`, `loginuid`, `cgroup`). See [`read_whole`].
 pub(crate) fn read_small(path: &str) -> io::Result<Vec<u8>> {
-    let mut file = File::open(path)?;
+    read_whole(File::open(path)?)
+}
+
+/// One `read(2)` into a buffer, read on to the end only if it filled the
+/// buffer: open, read, close, where `read_to_end` also stats the file,
+/// seeks, and reads again until EOF.
+fn read_whole(mut file: File) -> io::Result<Vec<u8>> {
     let mut buf = [0u8; SMALL_BUF];
     let n = file.read(&mut buf)?;
     let mut out = buf[..n].to_vec();
