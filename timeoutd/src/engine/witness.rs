@@ -47,7 +47,7 @@ impl<S: System> Engine<S> {
                     .field("activity_source", "client");
                 self.sys.log(ev);
                 let cap = s.registered_at + DISCOVERY_WINDOW;
-                s.conn = Some(ConnWatch::new(conn, cap));
+                s.conn = Some(Box::new(ConnWatch::new(conn, cap)));
                 s.conn_settled = true;
                 return;
             }

@@ -174,7 +174,8 @@ pub struct Session {
     /// What the looks since the last credited input found.
     pub looks: Looks,
     /// The login's SSH connection, the witness of its activity (issue 12).
-    pub conn: Option<ConnWatch>,
+    /// Boxed: 184 bytes that most sessions (console, su, no ssh) never use.
+    pub conn: Option<Box<ConnWatch>>,
     /// The look for the connection is over (found, none, or given up).
     pub conn_settled: bool,
     /// A fall back to today's rules was logged (`session_connection activity_source=`).
@@ -286,11 +287,14 @@ impl Session {
         }
     }
 
-    /// Appends to a bounded history list.
+    /// Appends to a bounded history list, growing it by one entry at a
+    /// time (most sessions keep one or two; a first `push` would make room
+    /// for four, in each of 10,000 sessions).
     pub fn remember<T>(list: &mut Vec<T>, item: T) {
         if list.len() >= HISTORY_LIMIT {
             list.remove(0);
         }
+        list.reserve_exact(1);
         list.push(item);
     }
 
@@ -393,5 +397,18 @@ mod tests {
         let mut other = before.clone();
         other.ttys = vec![TtyWatch::new("pts/4".into(), Timestamp(0))];
         assert!(other.record_differs(&renamed));
+    }
+
+    #[test]
+    fn history_grows_one_entry_at_a_time_and_keeps_the_newest() {
+        let mut one = Vec::new();
+        Session::remember(&mut one, 7u64);
+        assert_eq!((one.len(), one.capacity()), (1, 1));
+        let mut l = Vec::new();
+        for i in 0..HISTORY_LIMIT + 3 {
+            Session::remember(&mut l, i);
+        }
+        assert_eq!(l.len(), HISTORY_LIMIT);
+        assert_eq!((l[0], l[HISTORY_LIMIT - 1]), (3, HISTORY_LIMIT + 2));
     }
 }
