@@ -158,6 +158,7 @@ fn main() -> ExitCode {
         Mode::Explain(path, words) => explain(&path, &words),
         Mode::Run(opts) => run(&opts),
         Mode::AccountCheck { service, user } => {
+            pam_account::yield_cpu();
             let code = pam_account::check_in_this_process(&service, &user);
             print!("{}", pam_account::child_output(code));
             ExitCode::SUCCESS
