@@ -127,7 +127,16 @@ pub(crate) trait System {
         sigs: &[i32],
         sent_before: &[ProcRef],
     ) -> usize {
-        let rest = without(procs, sent_before);
+        self.signal_except(procs, sigs, sent_before)
+    }
+    /// [`System::signal`] to `procs` but those in `sent_before` (a short
+    /// list: one leader), which count as signalled.
+    fn signal_except(&mut self, procs: &[ProcRef], sigs: &[i32], sent_before: &[ProcRef]) -> usize {
+        let rest: Vec<ProcRef> = procs
+            .iter()
+            .filter(|p| !sent_before.contains(p))
+            .copied()
+            .collect();
         self.signal(&rest, sigs) + (procs.len() - rest.len())
     }
     /// Watches the session's cgroup: [`System::exits_seen`] names `id` when
@@ -196,13 +205,4 @@ pub struct Peer {
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
-}
-
-/// `procs` without those in `skip` (a short list: one leader), in order.
-pub(crate) fn without(procs: &[ProcRef], skip: &[ProcRef]) -> Vec<ProcRef> {
-    procs
-        .iter()
-        .filter(|p| !skip.contains(p))
-        .copied()
-        .collect()
 }

@@ -201,8 +201,7 @@ impl System for Fake {
         sigs: &[i32],
         sent_before: &[ProcRef],
     ) -> usize {
-        let rest = crate::engine::system::without(procs, sent_before);
-        let n = self.signal(&rest, sigs) + (procs.len() - rest.len());
+        let n = self.signal_except(procs, sigs, sent_before);
         self.watched.insert(id, procs.to_vec());
         self.watch_calls += 1;
         n

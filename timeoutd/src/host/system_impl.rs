@@ -169,11 +169,10 @@ impl System for Host {
             if let Some(w) = self.exits.as_mut() {
                 w.unwatch(id);
             }
-            let rest = crate::engine::system::without(procs, sent_before);
             return if sigs.is_empty() {
                 0
             } else {
-                self.signal(&rest, sigs) + (procs.len() - rest.len())
+                self.signal_except(procs, sigs, sent_before)
             };
         }
         let mut pidfds = Vec::with_capacity(procs.len());

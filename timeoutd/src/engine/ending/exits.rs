@@ -39,8 +39,7 @@ impl<S: System> Engine<S> {
     ) {
         let count = match Self::final_of(s) {
             Final::Cgroup(cg) => {
-                let rest = crate::engine::system::without(procs, sent_before);
-                let count = self.sys.signal(&rest, sigs) + (procs.len() - rest.len());
+                let count = self.sys.signal_except(procs, sigs, sent_before);
                 self.sys.watch_cgroup(s.id, &cg);
                 count
             }
