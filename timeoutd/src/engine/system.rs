@@ -29,6 +29,10 @@ pub(crate) trait System {
     fn now(&self) -> Timestamp;
     /// Called before a batch of wake-ups, so probes may cache one /proc scan.
     fn begin_batch(&mut self) {}
+    /// Takes the batch's view of /proc now (it is otherwise taken at its
+    /// first use), so the batch sees the processes as they were before
+    /// what it is about to signal.
+    fn view_processes(&mut self) {}
     /// The terminals of the login itself (not ones opened inside it), for a
     /// leader just proven alive. With `check_notty`, also tell whether the
     /// login will never have one.

@@ -71,6 +71,8 @@ pub(crate) struct Fake {
     pub(crate) watched_leaders: Vec<(SessionId, ProcRef)>,
     /// How many times `signal_watched` was asked to watch.
     pub(crate) watch_calls: usize,
+    /// How many signals had been sent when the view of /proc was taken.
+    pub(crate) viewed_after_signals: Option<usize>,
     /// Compaction asked for after every journal entry, and what it wrote.
     pub(crate) compact_always: bool,
     pub(crate) snapshot: Vec<SessionRecord>,
@@ -192,6 +194,9 @@ impl System for Fake {
     }
     fn stopped(&mut self, p: ProcRef) -> bool {
         self.stopped.contains(&p.pid)
+    }
+    fn view_processes(&mut self) {
+        self.viewed_after_signals = Some(self.signals.len());
     }
     // Ending sessions watched (issue 16).
     fn signal_watched(

@@ -32,6 +32,10 @@ impl System for Host {
         self.census_pair_complete = false;
     }
 
+    fn view_processes(&mut self) {
+        self.processes();
+    }
+
     fn rescan(&mut self) {
         self.snapshot = None;
         self.by_sessionid = None;

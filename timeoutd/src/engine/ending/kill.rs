@@ -101,19 +101,24 @@ impl<S: System> Engine<S> {
     /// signals the rest of it (about 50 µs a session; so the thousandth
     /// login is not hung up 50 ms after the first). The leader is a target
     /// of every rule (see [`Engine::split`]); the session's pass watches it
-    /// with the rest and does not signal it again. Sessions with a cgroup
-    /// are left to their own pass: there the targets are the cgroup's
-    /// members, and root may have moved the leader out.
+    /// with the rest and does not signal it again. The batch's view of
+    /// /proc is taken first, so a subtree is still found from a leader that
+    /// died at its SIGHUP, with the parent links it had. Left to their own
+    /// pass: sessions with a cgroup (the targets are the cgroup's members,
+    /// and root may have moved the leader out) and root logins (their rule
+    /// follows the leader's live descendants, which its death reparents).
     pub(in crate::engine) fn hang_up_leaders(&mut self, ids: &[SessionId]) {
         let leaders: Vec<ProcRef> = ids
             .iter()
             .filter_map(|id| self.session(*id))
-            .filter(|s| s.is_active() && !matches!(Self::final_of(s), Final::Cgroup(_)))
+            .filter(|s| s.is_active() && s.login.uid != 0)
+            .filter(|s| !matches!(Self::final_of(s), Final::Cgroup(_)))
             .map(|s| s.leader)
             .collect();
         if leaders.is_empty() {
             return;
         }
+        self.sys.view_processes();
         self.sys.signal(&leaders, &[libc::SIGHUP, libc::SIGCONT]);
         self.hung_up.extend(leaders);
     }

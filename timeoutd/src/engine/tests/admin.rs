@@ -354,6 +354,28 @@ fn revoke_hangs_up_the_leaders_first_and_signals_each_process_once() {
     assert!(e.sys.watched[&id].contains(&LEADER), "{:?}", e.sys.watched);
     assert_eq!(find(&e, "session_signal").get("pids"), Some("4"));
     assert!(e.hung_up.is_empty());
+    // The scopes were read as they were before the leader's SIGHUP.
+    assert_eq!(e.sys.viewed_after_signals, Some(0));
+}
+
+#[test]
+fn revoke_leaves_a_root_login_to_its_own_pass() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    let mut reg = registration();
+    (reg.user, reg.uid, reg.loginuid) = ("root".into(), 0, 0);
+    e.register(reg, ROOT);
+    e.handle(
+        Request::Revoke {
+            target: Target::User("root".into()),
+            ttl_secs: 60,
+            reason: String::new(),
+        },
+        ROOT,
+    );
+    // One SIGHUP for the leader and what its rule ends, together.
+    let (sig, pids) = &e.sys.signals[0];
+    assert_eq!(*sig, libc::SIGHUP);
+    assert!(pids.contains(&LEADER.pid) && pids.len() > 1, "{pids:?}");
 }
 
 #[test]
