@@ -2,10 +2,12 @@
 //! [`MAX_RUNNING`] at once (the rest wait in line), and holds the replies
 //! of `timeoutctl revalidate` until the checks they wait for are answered.
 //!
-//! Nothing here blocks the event loop: each running child contributes a
-//! pidfd to the loop's poll set and a deadline to its timeout; the loop then
-//! calls [`Checks::step`], which starts what may start, collects what ended
-//! and kills what is overdue.
+//! Nothing here blocks the event loop: children are started on a thread of
+//! their own ([`CheckStarter`]), whose bell and each running child's pidfd
+//! are in the loop's poll set, with each child's deadline in its timeout;
+//! the loop then calls [`Checks::step`], which hands over what may start,
+//! takes the children that started, collects what ended and kills what is
+//! overdue.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::os::fd::RawFd;
@@ -17,6 +19,7 @@ use session_timeout_proto::Response;
 use crate::config::revalidate::RevalidateConfig;
 use crate::core::revalidate::{verdict, CheckOutcome, Verdict};
 use crate::engine::Check;
+use crate::host::identity::check_starter::{CheckStarter, StartRequest, Started};
 use crate::host::identity::pam_account::RunningCheck;
 
 /// Checks running at once; a directory is never asked more than this in parallel.
@@ -46,6 +49,11 @@ pub(crate) struct Checks {
     service: String,
     timeout: Duration,
     waiting: VecDeque<Check>,
+    /// Handed to the starter, by tag; they count as running.
+    starting: Vec<(u64, Check)>,
+    next_tag: u64,
+    /// None if its thread could not be made: then checks start in the loop.
+    starter: Option<CheckStarter>,
     running: Vec<(Check, RunningCheck)>,
     /// Killed children not reaped yet.
     dying: Vec<RunningCheck>,
@@ -60,6 +68,9 @@ impl Checks {
             service: String::new(),
             timeout: cfg.timeout,
             waiting: VecDeque::new(),
+            starting: Vec::new(),
+            next_tag: 0,
+            starter: CheckStarter::new().ok(),
             running: Vec::new(),
             dying: Vec::new(),
             held: Vec::new(),
@@ -95,11 +106,12 @@ impl Checks {
         });
     }
 
-    /// The pidfds of the running children, for the poll set.
+    /// The starter's bell and the pidfds of the running children, for the
+    /// poll set.
     pub(crate) fn poll_fds(&self) -> Vec<RawFd> {
-        self.running
-            .iter()
-            .filter_map(|(_, r)| r.exit_fd())
+        let bell = self.starter.as_ref().map(CheckStarter::bell_fd);
+        bell.into_iter()
+            .chain(self.running.iter().filter_map(|(_, r)| r.exit_fd()))
             .collect()
     }
 
@@ -115,10 +127,10 @@ impl Checks {
             .map(|at| at.saturating_duration_since(now))
     }
 
-    /// Starts what may start and collects what ended; a child that cannot
-    /// be started is an answer too (`Failed`).
+    /// Takes what started, collects what ended and hands over what may
+    /// start; a child that cannot be started is an answer too (`Failed`).
     pub(crate) fn step(&mut self, now: Instant) -> Vec<(Check, CheckOutcome)> {
-        let mut done = Vec::new();
+        let mut done = self.take_started();
         let mut i = 0;
         while i < self.running.len() {
             match self.running[i].1.poll(now) {
@@ -133,16 +145,74 @@ impl Checks {
             }
         }
         self.dying.retain_mut(|c| !c.reaped());
-        while self.running.len() < MAX_RUNNING {
+        while self.running.len() + self.starting.len() < MAX_RUNNING {
             let Some(check) = self.waiting.pop_front() else {
                 break;
             };
-            match RunningCheck::start(&self.exe, &self.service, &check.user, self.timeout) {
-                Ok(child) => self.running.push((check, child)),
-                Err(_) => done.push((check, CheckOutcome::Failed)),
+            if let Some(failed) = self.start(check) {
+                done.push((failed, CheckOutcome::Failed));
             }
         }
         done
+    }
+
+    /// The started children join the running ones; a start that failed is
+    /// an answer.
+    fn take_started(&mut self) -> Vec<(Check, CheckOutcome)> {
+        let Some(starter) = self.starter.as_mut() else {
+            return Vec::new();
+        };
+        let mut failed = Vec::new();
+        for Started { tag, check: child } in starter.take_started() {
+            let Some(at) = self.starting.iter().position(|(t, _)| *t == tag) else {
+                continue;
+            };
+            let (_, check) = self.starting.swap_remove(at);
+            match child {
+                Ok(child) => self.running.push((check, child)),
+                Err(_) => failed.push((check, CheckOutcome::Failed)),
+            }
+        }
+        failed
+    }
+
+    /// Hands `check` to the starter (or starts it here if there is none);
+    /// gives it back if it could not start.
+    fn start(&mut self, check: Check) -> Option<Check> {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let req = StartRequest {
+            tag,
+            exe: self.exe.clone(),
+            service: self.service.clone(),
+            user: check.user.clone(),
+            timeout: self.timeout,
+        };
+        let req = match &self.starter {
+            Some(starter) => match starter.submit(req) {
+                Ok(()) => {
+                    self.starting.push((tag, check));
+                    return None;
+                }
+                Err(req) => {
+                    // The thread is gone: start in the loop from now on,
+                    // and again what it had not given back.
+                    self.starter = None;
+                    for (_, c) in self.starting.drain(..).rev() {
+                        self.waiting.push_front(c);
+                    }
+                    req
+                }
+            },
+            None => req,
+        };
+        match RunningCheck::start(&req.exe, &req.service, &req.user, req.timeout) {
+            Ok(child) => {
+                self.running.push((check, child));
+                None
+            }
+            Err(_) => Some(check),
+        }
     }
 
     /// One answer, for the replies that wait for it.
@@ -259,9 +329,19 @@ mod tests {
         let mut c = Checks::new(&cfg(5000)).with_exe(script.to_str().unwrap());
         c.enqueue((1..=6).map(check).collect());
         assert!(c.step(Instant::now()).is_empty());
-        assert_eq!(c.running.len(), MAX_RUNNING);
-        assert_eq!(c.poll_fds().len(), MAX_RUNNING);
+        // Handed to the starter, not started by the loop itself.
+        assert_eq!(c.starting.len(), MAX_RUNNING);
+        assert!(c.running.is_empty());
+        assert_eq!(c.poll_fds().len(), 1, "the starter's bell");
         assert_eq!(c.waiting.len(), 2);
+        let until = Instant::now() + Duration::from_secs(10);
+        while c.running.len() < MAX_RUNNING {
+            assert!(Instant::now() < until, "the starter did not start them");
+            assert!(c.step(Instant::now()).is_empty());
+            assert_eq!(c.running.len() + c.starting.len(), MAX_RUNNING);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(c.poll_fds().len(), 1 + MAX_RUNNING);
         let got = answers(&mut c, 6);
         assert!(got.iter().all(|(_, o)| *o == CheckOutcome::Returned(0)));
         let _ = std::fs::remove_file(&script);
@@ -276,7 +356,7 @@ mod tests {
         assert_eq!(got[0].1, CheckOutcome::Failed);
         let mut c = Checks::new(&cfg(100)).with_exe("/nonexistent/timeoutd");
         c.enqueue(vec![check(2)]);
-        assert_eq!(c.step(Instant::now())[0].1, CheckOutcome::Failed);
+        assert_eq!(answers(&mut c, 1)[0].1, CheckOutcome::Failed);
         let script = std::env::temp_dir().join(format!("st-hang-{}.sh", std::process::id()));
         std::fs::write(&script, "#!/bin/sh\nsleep 30\n").unwrap();
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
@@ -294,6 +374,21 @@ mod tests {
         }
         assert_eq!(outcome, CheckOutcome::TimedOut);
         let _ = std::fs::remove_file(&script);
+    }
+
+    #[test]
+    fn without_a_starter_the_loop_starts_checks_itself() {
+        let mut c = Checks::new(&cfg(5000)).with_exe("/bin/true");
+        c.starter = None;
+        c.enqueue(vec![check(1), check(2)]);
+        assert!(c.step(Instant::now()).is_empty());
+        assert_eq!(c.running.len(), 2);
+        assert!(c.starting.is_empty());
+        let got = answers(&mut c, 2);
+        assert!(
+            got.iter().all(|(_, o)| *o == CheckOutcome::Failed),
+            "{got:?}"
+        );
     }
 
     #[test]
