@@ -159,7 +159,8 @@ impl Checks {
     /// The started children join the running ones; a start that failed is
     /// an answer.
     fn take_started(&mut self) -> Vec<(Check, CheckOutcome)> {
-        let Some(starter) = self.starter.as_mut() else {
+        // The bell rings only for a start handed over.
+        let Some(starter) = self.starter.as_mut().filter(|_| !self.starting.is_empty()) else {
             return Vec::new();
         };
         let mut failed = Vec::new();
