@@ -47,7 +47,9 @@ pub(crate) fn run(
         }
         let mut fds = checks.poll_fds();
         fds.extend(engine.sys.exit_watch_fds());
-        for incoming in server.poll_with(wait, &fds) {
+        let incoming = server.poll_with(wait, &fds);
+        engine.sys.note_readable(&server.readable_extra);
+        for incoming in incoming {
             let mut ctx = Ctx {
                 engine,
                 server,

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -53,6 +53,8 @@ pub(crate) struct Server {
     new_per_uid: WindowLimiter<u32>,
     /// Events about clients (malformed requests, limits) for the caller to log.
     pub(crate) notices: Vec<Event>,
+    /// The fds of `poll_with`'s `extra` that its last poll found readable.
+    pub(crate) readable_extra: Vec<RawFd>,
 }
 
 /// Creates the socket: parent directory 0755, socket 0666 (every request is
@@ -131,6 +133,7 @@ impl Server {
             limit_log: LimitLog::default(),
             new_per_uid: WindowLimiter::new(Duration::from_secs(1), NEW_PER_USER_PER_SEC),
             notices: Vec::new(),
+            readable_extra: Vec::new(),
         }
     }
 
@@ -142,7 +145,8 @@ impl Server {
     }
 
     /// [`Server::poll`], also woken when one of `extra` becomes readable
-    /// (the pidfds of re-validation checks; the caller looks at them itself).
+    /// (the checks' fds and the exit watches; the caller looks at them
+    /// itself, told which were readable by `readable_extra`).
     pub(crate) fn poll_with(&mut self, timeout: Duration, extra: &[RawFd]) -> Vec<Incoming> {
         let timeout = conn::poll_timeout(
             self.clients.values().map(|c| &c.conn),
@@ -153,7 +157,15 @@ impl Server {
         let mut fds = self.registration(&tokens);
         fds.extend(extra.iter().map(|fd| pollfd(*fd, libc::POLLIN)));
         let mut out = Vec::new();
+        self.readable_extra.clear();
         if wait(&mut fds, timeout) {
+            let first_extra = fds.len() - extra.len();
+            self.readable_extra.extend(
+                fds[first_extra..]
+                    .iter()
+                    .filter(|p| p.revents != 0)
+                    .map(|p| p.fd),
+            );
             if fds[1].revents != 0 {
                 self.read_signals(&mut out);
             }
@@ -222,8 +234,8 @@ impl Server {
         // of ended windows needs clearing.
         let _ = self.new_per_uid.drain(SystemClock.now());
         loop {
-            let stream = match self.listener.accept() {
-                Ok((s, _)) => s,
+            let stream = match accept_nonblocking(&self.listener) {
+                Ok(s) => s,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => {
                     self.limit_notice(&format!("accept failed: {e}"));
@@ -251,13 +263,13 @@ impl Server {
                     .push(conn::refused_notice(peer.uid, &refused.to_string()));
                 continue;
             }
-            if stream.set_nonblocking(true).is_err() {
-                continue;
-            }
             let token = self.next_token;
             self.next_token += 1;
             let conn = Conn::new(peer, Instant::now());
             self.clients.insert(token, Client { stream, conn });
+            // A client writes its request as soon as it is connected: it is
+            // usually there already, and is then taken in this turn.
+            self.read_from(token);
         }
     }
 
@@ -280,7 +292,14 @@ impl Server {
                     conn.end_of_input();
                     break;
                 }
-                Ok(n) => conn.received(&buf[..n]),
+                Ok(n) => {
+                    conn.received(&buf[..n]);
+                    // Short: nothing more is there now, and poll says
+                    // when there is (one read less per request).
+                    if n < room {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => {
@@ -331,6 +350,31 @@ impl Server {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// accept4(2) of one connection, non-blocking and close-on-exec from the
+/// start (std's `accept` needs one more call to make it non-blocking).
+fn accept_nonblocking(listener: &UnixListener) -> io::Result<UnixStream> {
+    loop {
+        // SAFETY: accept4 on the listener's open fd; null address pointers
+        // ask for no peer address, so no memory of ours is written.
+        let fd = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: accept4 returned a new connected socket nothing else owns.
+            return Ok(unsafe { UnixStream::from_raw_fd(fd) });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }

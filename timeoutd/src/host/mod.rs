@@ -81,6 +81,10 @@ pub(crate) struct Host {
     exits: Option<exits::ExitWatch>,
     /// The leaders of live sessions, pinned (issue 16); `None` as for `exits`.
     leaders: Option<LeaderPins>,
+    /// Whether the loop's last poll found each watch's fd readable, so that
+    /// an idle turn asks the kernel nothing (true until the loop says).
+    exits_readable: bool,
+    leaders_readable: bool,
 }
 
 impl Host {
@@ -110,7 +114,17 @@ impl Host {
             held_log: None,
             exits: exits::ExitWatch::new().ok(),
             leaders: LeaderPins::new().ok(),
+            exits_readable: true,
+            leaders_readable: true,
         }
+    }
+
+    /// What the loop's poll found readable: the watches whose fd is in
+    /// `fds` are read at the next `exits_seen`, the others are not.
+    pub(crate) fn note_readable(&mut self, fds: &[std::os::fd::RawFd]) {
+        let has = |fd: Option<std::os::fd::RawFd>| fd.is_some_and(|fd| fds.contains(&fd));
+        self.exits_readable = has(self.exits.as_ref().map(exits::ExitWatch::fd));
+        self.leaders_readable = has(self.leaders.as_ref().map(LeaderPins::fd));
     }
 
     /// Ends sessions through cgroup v2 (see `host::cgroup`).

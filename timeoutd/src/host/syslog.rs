@@ -50,6 +50,9 @@ pub(crate) const SEND_TIMEOUT: Duration = Duration::from_millis(25);
 pub(crate) struct Syslog {
     path: PathBuf,
     sock: Mutex<Option<UnixDatagram>>,
+    /// The pid in every line. A `Syslog` is made after the daemon detaches
+    /// and it never forks without exec, so this stays true.
+    pid: u32,
     stderr: bool,
     dropped: AtomicU64,
     /// Dropped lines not yet reported with `log_lines_dropped`.
@@ -64,6 +67,7 @@ impl Syslog {
         Syslog {
             path: path.to_path_buf(),
             sock: Mutex::new(connect(path).ok()),
+            pid: std::process::id(),
             stderr: false,
             dropped: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
@@ -126,7 +130,7 @@ impl Syslog {
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         let stamp = timestamp(now);
-        let line = format_line(severity, &stamp, std::process::id(), &body);
+        let line = format_line(severity, &stamp, self.pid, &body);
         if self.stderr {
             // One write(2) per line (stderr is unbuffered: `writeln!` would
             // make one per piece). Ignore errors: a closed stderr must not
@@ -158,12 +162,7 @@ impl Syslog {
             .with_severity(Severity::Warning)
             .field("count", lost)
             .field("total", self.dropped_total());
-        let line = format_line(
-            ev.severity(),
-            stamp,
-            std::process::id(),
-            &one_line(&ev.to_string()),
-        );
+        let line = format_line(ev.severity(), stamp, self.pid, &one_line(&ev.to_string()));
         if !self.deliver(line.as_bytes()) {
             self.unreported.fetch_add(lost, Ordering::Relaxed);
         }

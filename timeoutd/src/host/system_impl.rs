@@ -12,8 +12,7 @@ use crate::core::time::clock::{Clock, Timestamp};
 use crate::engine::{ConnSearch, ProcFacts, System, TtyProbe};
 use crate::host::clock::SystemClock;
 use crate::host::identity::nss;
-use crate::host::processes::leaders::LeaderPins;
-use crate::host::processes::{exits, proc_facts, signals};
+use crate::host::processes::{proc_facts, signals};
 use crate::host::terminal::{connection, login_probe, pty};
 use crate::host::{procfs, store};
 use crate::host::{Host, DEADLINES_FILE, REVOCATIONS_FILE};
@@ -232,15 +231,16 @@ impl System for Host {
     }
 
     fn exits_seen(&mut self) -> Vec<SessionId> {
+        let (exits, leaders) = (self.exits_readable, self.leaders_readable);
         let mut seen = self
             .exits
             .as_mut()
-            .map(exits::ExitWatch::take_ready)
+            .map(|w| w.take_ready_when(exits))
             .unwrap_or_default();
         seen.extend(
             self.leaders
                 .as_mut()
-                .map(LeaderPins::take_gone)
+                .map(|p| p.take_gone_when(leaders))
                 .unwrap_or_default(),
         );
         seen.sort_unstable();

@@ -149,9 +149,18 @@ impl ExitWatch {
     }
 
     /// The sessions named since the last call (see the module doc).
+    #[cfg(test)]
     pub(crate) fn take_ready(&mut self) -> Vec<SessionId> {
+        self.take_ready_when(true)
+    }
+
+    /// [`ExitWatch::take_ready`], asking the kernel only if `look`: the
+    /// loop's poll found the set's fd readable (or cannot say).
+    pub(crate) fn take_ready_when(&mut self, look: bool) -> Vec<SessionId> {
         let mut seen = Vec::new();
-        self.epoll.take_ready(|token| seen.push(token));
+        if look {
+            self.epoll.take_ready(|token| seen.push(token));
+        }
         for token in seen {
             self.seen(token);
         }

@@ -142,10 +142,20 @@ impl LeaderPins {
     }
 
     /// The sessions whose leader exited since the last call; their pins are gone.
+    #[cfg(test)]
     pub(crate) fn take_gone(&mut self) -> Vec<SessionId> {
+        self.take_gone_when(true)
+    }
+
+    /// [`LeaderPins::take_gone`], asking the kernel for exits only if
+    /// `look`: the loop's poll found the set's fd readable (or cannot say).
+    /// What was asked for is pinned either way.
+    pub(crate) fn take_gone_when(&mut self, look: bool) -> Vec<SessionId> {
         self.settle();
         let mut seen = Vec::new();
-        self.epoll.take_ready(|token| seen.push(SessionId(token)));
+        if look {
+            self.epoll.take_ready(|token| seen.push(SessionId(token)));
+        }
         for id in seen {
             // Closing the pidfd takes it out of the epoll set.
             if self.by_session.contains_key(&id) {
@@ -193,6 +203,27 @@ mod tests {
             // SAFETY: one valid pollfd for the call.
             unsafe { libc::poll(&mut p, 1, 100) };
         }
+    }
+
+    #[test]
+    fn without_a_look_a_leader_is_pinned_but_its_exit_waits_for_one() {
+        let mut pins = LeaderPins::new().unwrap();
+        let (mut kid, p) = sleeper();
+        pins.pin(SessionId(4), p);
+        assert!(pins.take_gone_when(false).is_empty());
+        assert_eq!(pins.alive(p), Some(true), "pinned without a look");
+        kid.kill().unwrap();
+        kid.wait().unwrap();
+        let mut ready = libc::pollfd {
+            fd: pins.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the call.
+        let n = unsafe { libc::poll(&mut ready, 1, 5000) };
+        assert_eq!(n, 1, "the set's fd is readable");
+        assert!(pins.take_gone_when(false).is_empty(), "not asked");
+        assert_eq!(pins.take_gone_when(true), [SessionId(4)]);
     }
 
     #[test]
