@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Some("__spawner") => return ExitCode::from(load::leader::spawner_main() as u8),
         Some("__pam-loop") => return phases::overhead::pam_loop_main(&args[1..]),
         Some("__floor-server") => return phases::overhead::floor_server_main(&args[1..]),
+        Some(phases::report::MAXRSS_MODE) => return phases::report::maxrss_main(&args[1..]),
         _ => {}
     }
     let opts = match Opts::parse(&args) {

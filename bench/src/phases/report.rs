@@ -4,9 +4,17 @@
 //! then the release `timeoutctl report FILE --what-if idle=10m,max=8h --by
 //! host --svg FILE`, timed from spawn to reaping, its peak RSS from wait4's
 //! rusage (ru_maxrss: the child's own high-water mark, not a sampled value).
+//!
+//! timeoutctl is started by a fresh helper process ([`maxrss_main`]), not by
+//! st-bench itself: a child started with posix_spawn shares its parent's
+//! memory until it execs, and at execve the kernel folds that memory's peak
+//! into the child's ru_maxrss (`setmax_mm_hiwater_rss` in fs/exec.c). Started
+//! by st-bench, timeoutctl reported st-bench's own peak, set by the phases
+//! before it (66 to 115 MiB), instead of its own (about 8 MiB).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -74,24 +82,29 @@ fn binaries(bin_dir: &Path) -> Result<(PathBuf, PathBuf), String> {
     Ok((ctl, gen))
 }
 
-/// One `timeoutctl report`, reaped with wait4 for its rusage.
+/// One `timeoutctl report`, through the helper.
 fn report_once(ctl: &Path, corpus: &Path, dir: &Path, i: usize) -> Result<Run, String> {
     let svg = dir.join(format!("report-{i}.svg"));
     let out_path = dir.join(format!("report-{i}.txt"));
+    let measured = dir.join(format!("report-{i}.rusage"));
     let out = File::create(&out_path).map_err(|e| format!("{}: {e}", out_path.display()))?;
-    let t = Instant::now();
-    let child = Command::new(ctl)
+    let me = std::env::current_exe().map_err(|e| format!("st-bench's own path: {e}"))?;
+    let helper = Command::new(me)
+        .arg(MAXRSS_MODE)
+        .arg(&measured)
+        .arg(ctl)
         .arg("report")
         .arg(corpus)
         .args(["--what-if", "idle=10m,max=8h", "--by", "host", "--svg"])
         .arg(&svg)
         .stdin(Stdio::null())
         .stdout(out)
-        .spawn()
-        .map_err(|e| format!("{}: {e}", ctl.display()))?;
-    let (status, maxrss_kib) =
-        sys::wait_rusage(child.id()).map_err(|e| format!("wait4 on timeoutctl: {e}"))?;
-    let secs = t.elapsed().as_secs_f64();
+        .status()
+        .map_err(|e| format!("st-bench {MAXRSS_MODE}: {e}"))?;
+    let line = std::fs::read_to_string(&measured).unwrap_or_default();
+    let Some((status, maxrss_kib, secs)) = parse_measured(&line) else {
+        return Err(format!("st-bench {MAXRSS_MODE} ({helper}) wrote {line:?}"));
+    };
     if status != 0 {
         return Err(format!(
             "timeoutctl report exited with wait status {status:#x}"
@@ -110,6 +123,49 @@ fn report_once(ctl: &Path, corpus: &Path, dir: &Path, i: usize) -> Result<Run, S
         return Err("timeoutctl report wrote no per-host table or no SVG".into());
     }
     Ok(run)
+}
+
+/// The helper's hidden first argument.
+pub const MAXRSS_MODE: &str = "__maxrss";
+
+/// `st-bench __maxrss RESULT CMD ARGS...`: runs CMD with this process's
+/// stdio, reaps it with wait4 and writes `STATUS MAXRSS_KIB SECONDS` (spawn
+/// to reaping) to RESULT. Run as a fresh process, whose few MiB are below
+/// what it measures (see the module doc).
+pub fn maxrss_main(args: &[String]) -> ExitCode {
+    let [result, cmd, rest @ ..] = args else {
+        eprintln!("usage: st-bench {MAXRSS_MODE} RESULT CMD [ARGS...]");
+        return ExitCode::from(2);
+    };
+    let t = Instant::now();
+    let measured = Command::new(cmd)
+        .args(rest)
+        .spawn()
+        .map_err(|e| format!("{cmd}: {e}"))
+        .and_then(|c| sys::wait_rusage(c.id()).map_err(|e| format!("wait4: {e}")));
+    let secs = t.elapsed().as_secs_f64();
+    match measured {
+        Ok((status, kib)) => match std::fs::write(result, format!("{status} {kib} {secs}\n")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("st-bench {MAXRSS_MODE}: {result}: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Err(e) => {
+            eprintln!("st-bench {MAXRSS_MODE}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The helper's line: wait status, peak RSS (KiB), seconds.
+fn parse_measured(line: &str) -> Option<(i32, u64, f64)> {
+    let mut it = line.split_whitespace();
+    let status = it.next()?.parse().ok()?;
+    let kib = it.next()?.parse().ok()?;
+    let secs = it.next()?.parse().ok()?;
+    it.next().is_none().then_some((status, kib, secs))
 }
 
 fn record(r: &mut Report, runs: &[Run], size: u64, gen_secs: f64) {
@@ -135,7 +191,7 @@ fn record(r: &mut Report, runs: &[Run], size: u64, gen_secs: f64) {
         worst(&mib),
         "MiB",
         RSS_TARGET_MIB,
-        "ru_maxrss from wait4",
+        "ru_maxrss from wait4, reaped by a fresh helper process",
     );
     let mut md = format!(
         "{LINES} lines ({:.1} MiB, traditional auth.log, timeoutctl's `report_corpus` mix, written in {gen_secs:.1} s), \
@@ -163,4 +219,19 @@ fn record(r: &mut Report, runs: &[Run], size: u64, gen_secs: f64) {
             ("peak_rss_mib", summary_json(summarize(&mib))),
         ]),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_helpers_line_is_read_back_and_anything_else_is_refused() {
+        assert_eq!(parse_measured("0 8260 0.84\n"), Some((0, 8260, 0.84)));
+        assert_eq!(parse_measured("256 9000 1.5"), Some((256, 9000, 1.5)));
+        assert_eq!(parse_measured(""), None);
+        assert_eq!(parse_measured("0 8260"), None);
+        assert_eq!(parse_measured("0 8260 0.8 extra"), None);
+        assert_eq!(parse_measured("0 x 0.8"), None);
+    }
 }
