@@ -113,10 +113,10 @@ impl<S: System> Engine<S> {
                 self.deny(&other, peer, "admin verbs need root or the admin group")
             }
             Request::List => {
-                let mut list: Vec<SessionInfo> =
-                    self.sessions_all().map(|s| self.info(s)).collect();
-                list.sort_by_key(|i| i.id);
-                Response::Sessions(list)
+                // The references are sorted, not the entries built from them.
+                let mut all: Vec<&Session> = self.sessions_all().collect();
+                all.sort_unstable_by_key(|s| s.id);
+                Response::Sessions(all.into_iter().map(|s| self.info(s)).collect())
             }
             Request::Show { id } => match self.session(SessionId(id)).cloned() {
                 Some(s) => {
