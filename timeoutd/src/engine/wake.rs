@@ -89,7 +89,19 @@ impl<S: System> Engine<S> {
             Phase::Active => self.wake_active(&mut s, now),
             Phase::Terminating { reason, step } => self.continue_kill(&mut s, reason, step, now),
         };
-        // The table still holds the session as it was before the wake.
+        self.put_back(id, s, after, next);
+    }
+
+    /// Puts a session taken out for a wake or a round back: journals it if
+    /// it stays and its record changed (the table still holds it as it was
+    /// before), then applies the outcome.
+    pub(super) fn put_back(
+        &mut self,
+        id: SessionId,
+        s: Session,
+        after: After,
+        next: Option<Timestamp>,
+    ) {
         let changed = self.sessions.get(&id).is_none_or(|b| s.record_differs(b));
         let persist = matches!(after, After::Keep) && changed;
         if persist {

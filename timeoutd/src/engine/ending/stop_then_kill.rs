@@ -3,7 +3,6 @@
 //! scope is empty (see [`Engine::stop_then_kill_rounds`]).
 
 use crate::core::session::{KillStep, Phase, ProcRef, Session, SessionId};
-use crate::core::state::record::JournalEntry;
 use crate::core::time::clock::Timestamp;
 use crate::engine::ending::kill::{note_spared, Due, Final, Split, KILL_WAIT};
 use crate::engine::wake::After;
@@ -109,17 +108,7 @@ impl<S: System> Engine<S> {
         let results = self.stop_then_kill_rounds(&mut due, now);
         drop(due);
         for ((id, s), (after, next)) in taken.into_iter().zip(results) {
-            // The table still holds each session as it was before the round.
-            let changed = self.sessions.get(&id).is_none_or(|b| s.record_differs(b));
-            let persist = matches!(after, After::Keep) && changed;
-            if persist {
-                self.sys.persist(JournalEntry::Upsert(Box::new(s.record())));
-            }
-            self.apply(id, s, after, next);
-            // After the table holds the change: a snapshot replaces the journal.
-            if persist {
-                self.maybe_compact();
-            }
+            self.put_back(id, s, after, next);
         }
     }
 

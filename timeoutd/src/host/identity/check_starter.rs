@@ -24,7 +24,7 @@ use std::time::Duration;
 use crate::host::identity::pam_account::{self, RunningCheck};
 
 /// One child to start: `exe --pam-account-check SERVICE USER`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StartRequest {
     /// The caller's name for this start, given back with its result.
     pub tag: u64,
