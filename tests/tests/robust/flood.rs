@@ -307,3 +307,104 @@ fn f01_a_flood_costs_a_few_lines_and_session_expired_arrives_on_time() {
         "{daemon_lines} daemon lines reached rsyslog: enough for its rate limit to drop some"
     );
 }
+
+/// Lines the daemon is made to log while rsyslogd is stopped: far more than
+/// a unix datagram socket queues unread (`net.unix.max_dgram_qlen`, 10 by
+/// default), and under rsyslog's burst.
+const LINES_WHILE_STOPPED: usize = 150;
+
+/// Sends one malformed frame as root (whose lines are never limited) and
+/// waits for the daemon to close the connection: one `request_malformed`.
+fn junk_as_root(socket: &Path) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.write_all(b"junk junk junk\n").unwrap();
+    s.set_read_timeout(Some(EVENT)).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+}
+
+#[test]
+fn f02_a_stopped_syslogd_delays_the_log_not_the_enforcement_and_loses_no_line() {
+    let mut env = Env::builder()
+        .idle("3s")
+        .max("off")
+        .warn(&[])
+        .grace("1s")
+        .daemon(false)
+        .start();
+    let rs = Rsyslog::start(env.dir(), &env.syslog.path);
+    let limits = e2e::Limits {
+        grace: "1s".into(),
+        ..e2e::Limits::new("3s", "off", &[])
+    };
+    env.daemon = Some(e2e::daemon::start_logging_to(
+        &e2e::binaries().timeoutd,
+        env.dir(),
+        &env.socket,
+        &rs.socket,
+        &env.syslog,
+        &limits,
+        &e2e::ConfigExtra::default(),
+    ));
+    let login = Login::start(&env);
+    let typed = login.run("true");
+
+    // rsyslogd is ours: stopped by its PID, continued below (its Drop ends it).
+    let pid = i32::try_from(rs.child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid, not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let stopped_at = Instant::now();
+    for _ in 0..LINES_WHILE_STOPPED {
+        junk_as_root(&env.socket);
+    }
+    let junk_took = stopped_at.elapsed();
+    // The session still ends on time with nobody reading the log.
+    let exit = login.wait_exit(typed, IDLE + ATIME_GRANULARITY + END_SLACK);
+    let before_expiry_logged = rs
+        .auth_lines()
+        .iter()
+        .any(|l| event_of(l) == Some("session_expired"));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    eprintln!(
+        "{LINES_WHILE_STOPPED} malformed requests answered in {junk_took:?} with rsyslogd stopped; \
+         the login ended {:?} after its last input",
+        exit.at.saturating_duration_since(typed)
+    );
+    assert!(
+        !before_expiry_logged,
+        "rsyslogd wrote session_expired while stopped: it was not stopped"
+    );
+    // Every line arrives once rsyslogd reads again, in order, none dropped.
+    login.expect_terminated_clean();
+    let malformed = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| {
+                event_of(l) == Some("request_malformed") && field(l, "peer_uid") == Some("0")
+            })
+            .count()
+    };
+    st_testkit::wait::wait_until(EVENT, Duration::from_millis(50), || {
+        malformed(&rs.auth_lines()) >= LINES_WHILE_STOPPED
+    });
+    let lines = rs.auth_lines();
+    assert_eq!(
+        malformed(&lines),
+        LINES_WHILE_STOPPED,
+        "request_malformed lines in rsyslog's file"
+    );
+    let dropped: Vec<&String> = lines
+        .iter()
+        .filter(|l| event_of(l) == Some("log_lines_dropped"))
+        .collect();
+    assert!(dropped.is_empty(), "lines were dropped: {dropped:?}");
+    let pos = |ev: &str| {
+        lines
+            .iter()
+            .position(|l| event_of(l) == Some(ev) && field(l, "id") == Some(&login.id))
+            .unwrap_or_else(|| panic!("no {ev} of {} in rsyslog's file", login.id))
+    };
+    assert!(pos("session_expired") < pos("session_terminated"));
+}

@@ -1,6 +1,7 @@
 //! The event loop: wait on the socket, the signalfd, the connections, the
-//! re-validation children and the processes of ending sessions (one epoll
-//! fd, `host::processes::exits`) until the engine's next timer is due, answer what
+//! re-validation children, the processes of ending sessions (one epoll
+//! fd, `host::processes::exits`) and, while log lines wait, the syslog
+//! socket's room for them, until the engine's next timer is due, answer what
 //! came in, run what is due. SIGHUP and `timeoutctl reload` reload the
 //! policy; SIGTERM and SIGINT stop.
 
@@ -47,8 +48,9 @@ pub(crate) fn run(
         }
         let mut fds = checks.poll_fds();
         fds.extend(engine.sys.exit_watch_fds());
-        let incoming = server.poll_with(wait, &fds);
+        let incoming = server.poll_with(wait, &fds, syslog.waiting_fd());
         engine.sys.note_readable(&server.readable_extra);
+        syslog.flush();
         for incoming in incoming {
             let mut ctx = Ctx {
                 engine,

@@ -53,7 +53,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Serves until SIGTERM or SIGINT, then removes the socket, the pidfile
-    /// and the empty cgroups it made.
+    /// and the empty cgroups it made, and sends the log lines still waiting.
     pub fn serve(mut self) {
         event_loop::run(
             &mut self.engine,
@@ -67,6 +67,7 @@ impl Daemon {
         if let Some(p) = &self.pidfile {
             detach::remove_pidfile(p);
         }
+        self.syslog.drain();
     }
 }
 

@@ -141,13 +141,18 @@ impl Server {
     /// complete requests and signals.
     #[cfg(test)]
     pub(crate) fn poll(&mut self, timeout: Duration) -> Vec<Incoming> {
-        self.poll_with(timeout, &[])
+        self.poll_with(timeout, &[], None)
     }
 
     /// [`Server::poll`], also woken when one of `extra` becomes readable
     /// (the checks' fds and the exit watches; the caller looks at them
     /// itself, told which were readable by `readable_extra`).
-    pub(crate) fn poll_with(&mut self, timeout: Duration, extra: &[RawFd]) -> Vec<Incoming> {
+    pub(crate) fn poll_with(
+        &mut self,
+        timeout: Duration,
+        extra: &[RawFd],
+        writable: Option<RawFd>,
+    ) -> Vec<Incoming> {
         let timeout = conn::poll_timeout(
             self.clients.values().map(|c| &c.conn),
             timeout,
@@ -155,13 +160,14 @@ impl Server {
         );
         let tokens: Vec<u64> = self.clients.keys().copied().collect();
         let mut fds = self.registration(&tokens);
+        let first_extra = fds.len();
         fds.extend(extra.iter().map(|fd| pollfd(*fd, libc::POLLIN)));
+        fds.extend(writable.map(|fd| pollfd(fd, libc::POLLOUT)));
         let mut out = Vec::new();
         self.readable_extra.clear();
         if wait(&mut fds, timeout) {
-            let first_extra = fds.len() - extra.len();
             self.readable_extra.extend(
-                fds[first_extra..]
+                fds[first_extra..first_extra + extra.len()]
                     .iter()
                     .filter(|p| p.revents != 0)
                     .map(|p| p.fd),

@@ -1,27 +1,25 @@
-//! Minimal syslog client: RFC 3164 lines over a unix datagram socket.
+//! Minimal syslog client: RFC 3164 lines (`line`) over a unix datagram
+//! socket (`outbox`).
 //!
-//! - Facility authpriv (10), ident `timeoutd`:
-//!   `<PRI>Mmm dd hh:mm:ss timeoutd[PID]: MESSAGE`, PRI = 10*8 + severity.
-//! - The timestamp is local time (`localtime_r`), UTC if that fails.
-//! - [`Syslog::new`] never fails. A socket that is missing or not connected is
-//!   (re)connected on the next send.
-//! - A send never blocks for long: the socket has a 25 ms send timeout. A
-//!   syslogd that does not read (queue full, send timed out) costs one timeout
-//!   and the line is dropped and counted. Any other error (syslogd restarted,
-//!   socket gone) reconnects once and retries once, then drops and counts.
-//! - Control characters in a message are escaped (`\xNN`, `\u{..}`), so a
-//!   message is always a single line. Messages are cut at 8 KiB.
+//! - A send never blocks: a line syslogd has no room for yet waits in the
+//!   outbox, and the event loop sends it when the socket is writable
+//!   ([`Syslog::waiting_fd`], [`Syslog::flush`]). Lines that cannot be
+//!   delivered (no socket, or the outbox full) are dropped and counted, and
+//!   the count is logged (`log_lines_dropped`) once a line gets through.
 //! - [`Syslog::with_stderr`] mirrors every line to stderr (`--foreground`).
 //! - Lines that a caller without rights can cause at will (see
 //!   [`Event::caused_by`]) pass [`CALLER_LINES_PER_WINDOW`] times per uid and
 //!   event per [`CALLER_WINDOW`]; the rest are counted and reported by
 //!   [`Syslog::report_suppressed`] as one `log_suppressed` line each.
+//! - Dropping a `Syslog` waits up to [`DRAIN_AT_EXIT`] for the lines still
+//!   waiting.
 
-use std::borrow::Cow;
+mod line;
+mod outbox;
+
 use std::io::{self, Write as _};
-use std::mem::MaybeUninit;
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::os::fd::RawFd;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,26 +28,21 @@ use crate::core::audit::event::{Event, EventName, Severity};
 use crate::core::audit::ratelimit::WindowLimiter;
 use crate::core::time::clock::{Clock, Timestamp};
 use crate::host::clock::SystemClock;
+use line::{format_line, one_line, timestamp};
+use outbox::{Delivery, Outbox};
 
 /// The window of the per-caller limit on lines.
 pub(crate) const CALLER_WINDOW: Duration = Duration::from_secs(10);
 /// Lines a caller without rights may cause per event name and window.
 pub(crate) const CALLER_LINES_PER_WINDOW: u32 = 5;
 
-/// Syslog facility authpriv.
-pub(crate) const FACILITY_AUTHPRIV: u8 = 10;
-/// Program name in every line.
-pub(crate) const IDENT: &str = "timeoutd";
-/// Longest message (after escaping) sent, in bytes.
-pub(crate) const MAX_MESSAGE: usize = 8 * 1024;
-/// Send timeout on the socket.
-pub(crate) const SEND_TIMEOUT: Duration = Duration::from_millis(25);
+/// How long dropping a [`Syslog`] waits for the lines still waiting.
+pub(crate) const DRAIN_AT_EXIT: Duration = Duration::from_secs(2);
 
 /// A syslog connection. Cheap to share: every method takes `&self`.
 #[derive(Debug)]
 pub(crate) struct Syslog {
-    path: PathBuf,
-    sock: Mutex<Option<UnixDatagram>>,
+    outbox: Mutex<Outbox>,
     /// The pid in every line. A `Syslog` is made after the daemon detaches
     /// and it never forks without exec, so this stays true.
     pid: u32,
@@ -65,8 +58,7 @@ impl Syslog {
     /// Tries to connect now; if that fails, each send tries again.
     pub(crate) fn new(path: &Path) -> Syslog {
         Syslog {
-            path: path.to_path_buf(),
-            sock: Mutex::new(connect(path).ok()),
+            outbox: Mutex::new(Outbox::new(path)),
             pid: std::process::id(),
             stderr: false,
             dropped: AtomicU64::new(0),
@@ -120,9 +112,13 @@ impl Syslog {
         self.callers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends one line. Never blocks longer than about one [`SEND_TIMEOUT`]
-    /// (two if the socket has to be reconnected), never fails: an undeliverable
-    /// line is counted in `dropped`.
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends one line, or leaves it waiting for room in syslogd's queue.
+    /// Never blocks, never fails: an undeliverable line is counted in
+    /// `dropped`.
     pub(crate) fn send(&self, severity: Severity, msg: &str) {
         let body = one_line(msg);
         let now = SystemTime::now()
@@ -138,12 +134,32 @@ impl Syslog {
             let copy = format!("{stamp} {severity}: {body}\n");
             let _ = io::stderr().lock().write_all(copy.as_bytes());
         }
-        if !self.deliver(line.as_bytes()) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            self.unreported.fetch_add(1, Ordering::Relaxed);
-            return;
+        let mut outbox = self.outbox();
+        let (delivery, lost) = outbox.push(line.into_bytes());
+        let lost = lost + u64::from(delivery == Delivery::Dropped);
+        self.count_lost(lost);
+        if delivery != Delivery::Dropped {
+            self.report_dropped(&mut outbox, &stamp);
         }
-        self.report_dropped(&stamp);
+    }
+
+    /// Sends the lines that wait, as far as syslogd has room; the event loop
+    /// calls this after every poll.
+    pub(crate) fn flush(&self) {
+        let lost = self.outbox().flush();
+        self.count_lost(lost);
+    }
+
+    /// The socket to poll for `POLLOUT` while lines wait.
+    pub(crate) fn waiting_fd(&self) -> Option<RawFd> {
+        self.outbox().waiting_fd()
+    }
+
+    fn count_lost(&self, lost: u64) {
+        if lost > 0 {
+            self.dropped.fetch_add(lost, Ordering::Relaxed);
+            self.unreported.fetch_add(lost, Ordering::Relaxed);
+        }
     }
 
     /// Lines that could not be delivered since the daemon started.
@@ -151,9 +167,9 @@ impl Syslog {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Once delivery works again, says how many lines were lost before
+    /// Once a line gets through again, says how many were lost before
     /// (`log_lines_dropped count=N`), so a gap in the log is never silent.
-    fn report_dropped(&self, stamp: &str) {
+    fn report_dropped(&self, outbox: &mut Outbox, stamp: &str) {
         let lost = self.unreported.swap(0, Ordering::Relaxed);
         if lost == 0 {
             return;
@@ -163,151 +179,36 @@ impl Syslog {
             .field("count", lost)
             .field("total", self.dropped_total());
         let line = format_line(ev.severity(), stamp, self.pid, &one_line(&ev.to_string()));
-        if !self.deliver(line.as_bytes()) {
+        let (delivery, more) = outbox.push(line.into_bytes());
+        if delivery == Delivery::Dropped {
+            // Said with the next line that gets through.
             self.unreported.fetch_add(lost, Ordering::Relaxed);
         }
+        self.count_lost(more);
     }
 
-    fn deliver(&self, line: &[u8]) -> bool {
-        let mut guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sock) = guard.as_ref() {
-            match sock.send(line) {
-                Ok(_) => return true,
-                // syslogd is alive but not reading: waiting again would only
-                // stall the daemon twice as long.
-                Err(e) if is_busy(&e) => return false,
-                Err(_) => {}
-            }
-        }
-        *guard = connect(&self.path).ok();
-        match guard.as_ref() {
-            Some(sock) => sock.send(line).is_ok(),
-            None => false,
-        }
+    /// Waits up to [`DRAIN_AT_EXIT`] for the lines still waiting; for the
+    /// daemon's last lines before it exits.
+    pub(crate) fn drain(&self) {
+        let lost = self.outbox().drain_for(DRAIN_AT_EXIT);
+        self.count_lost(lost);
     }
 }
 
-fn is_busy(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-fn connect(path: &Path) -> io::Result<UnixDatagram> {
-    let sock = UnixDatagram::unbound()?;
-    sock.set_write_timeout(Some(SEND_TIMEOUT))?;
-    sock.connect(path)?;
-    Ok(sock)
-}
-
-/// Builds `<PRI>STAMP timeoutd[PID]: BODY`.
-fn format_line(severity: Severity, stamp: &str, pid: u32, body: &str) -> String {
-    let pri = u32::from(FACILITY_AUTHPRIV) * 8 + u32::from(severity.code());
-    format!("<{pri}>{stamp} {IDENT}[{pid}]: {body}")
-}
-
-/// Escapes every control character (including newline and tab) and cuts
-/// the result at [`MAX_MESSAGE`] bytes on a character boundary.
-fn one_line(msg: &str) -> Cow<'_, str> {
-    // Most lines have nothing to escape and fit: used as they are. A
-    // control character is a C0 byte, DEL, or a C1 character (U+0080 to
-    // U+009F, encoded 0xC2 0x80..0x9F): lines with none of those bytes are
-    // passed without decoding them.
-    let may_have_control = msg.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
-    if msg.len() <= MAX_MESSAGE && !(may_have_control && msg.chars().any(char::is_control)) {
-        return Cow::Borrowed(msg);
+impl Drop for Syslog {
+    fn drop(&mut self) {
+        self.drain();
     }
-    let mut out = String::with_capacity(msg.len().min(MAX_MESSAGE));
-    let mut piece = String::with_capacity(12);
-    for c in msg.chars() {
-        piece.clear();
-        if c.is_control() {
-            crate::core::audit::escape::push_escape(&mut piece, c);
-        } else {
-            piece.push(c);
-        }
-        if out.len() + piece.len() > MAX_MESSAGE {
-            break;
-        }
-        out.push_str(&piece);
-    }
-    Cow::Owned(out)
-}
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// Broken-down time: month 0..=11, day 1..=31, hour, minute, second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Civil {
-    month: usize,
-    day: u32,
-    hour: u32,
-    min: u32,
-    sec: u32,
-}
-
-/// `Mmm dd hh:mm:ss` (day space-padded) for unix time `t`, in local time.
-fn timestamp(t: i64) -> String {
-    let c = local_civil(t).unwrap_or_else(|| utc_civil(t));
-    format_civil(c)
-}
-
-fn format_civil(c: Civil) -> String {
-    let mon = MONTHS.get(c.month).copied().unwrap_or("Jan");
-    format!("{mon} {:>2} {:02}:{:02}:{:02}", c.day, c.hour, c.min, c.sec)
-}
-
-/// UTC broken-down time (days-from-civil inverse, H. Hinnant's algorithm).
-fn utc_civil(t: i64) -> Civil {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let z = days + 719_468;
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 }; // 1..=12
-    Civil {
-        month: usize::try_from(month - 1).unwrap_or(0),
-        day: u32::try_from(day).unwrap_or(1),
-        hour: u32::try_from(secs / 3600).unwrap_or(0),
-        min: u32::try_from(secs % 3600 / 60).unwrap_or(0),
-        sec: u32::try_from(secs % 60).unwrap_or(0),
-    }
-}
-
-/// Local broken-down time through `localtime_r(3)`.
-fn local_civil(t: i64) -> Option<Civil> {
-    let tt: libc::time_t = t;
-    let mut tm = MaybeUninit::<libc::tm>::uninit();
-    // SAFETY: `tt` is a valid time_t and `tm` points to writable storage for
-    // one `struct tm`; localtime_r writes only into it and returns either that
-    // pointer (fully initialised) or NULL on failure.
-    let tm = unsafe {
-        if libc::localtime_r(&tt, tm.as_mut_ptr()).is_null() {
-            return None;
-        }
-        tm.assume_init()
-    };
-    Some(Civil {
-        month: usize::try_from(tm.tm_mon).ok().filter(|m| *m < 12)?,
-        day: u32::try_from(tm.tm_mday).ok()?,
-        hour: u32::try_from(tm.tm_hour).ok()?,
-        min: u32::try_from(tm.tm_min).ok()?,
-        sec: u32::try_from(tm.tm_sec).ok()?,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::audit::event::EventName;
+    use line::MAX_MESSAGE;
+    use std::os::unix::net::UnixDatagram;
+    use std::path::PathBuf;
     use std::sync::atomic::AtomicUsize;
-    use std::time::Instant;
 
     impl Syslog {
         /// How many lines could not be delivered to the socket so far.
@@ -346,50 +247,6 @@ mod tests {
         let mut buf = vec![0u8; 65536];
         let n = s.recv(&mut buf).expect("recv");
         String::from_utf8(buf[..n].to_vec()).expect("utf8")
-    }
-
-    #[test]
-    fn timestamp_format() {
-        // 2024-03-05 07:08:09 UTC
-        let c = utc_civil(1_709_622_489);
-        assert_eq!(format_civil(c), "Mar  5 07:08:09");
-        // 2000-12-31 23:59:59 UTC
-        assert_eq!(format_civil(utc_civil(978_307_199)), "Dec 31 23:59:59");
-        assert_eq!(format_civil(utc_civil(0)), "Jan  1 00:00:00");
-        // 2024-02-29 (leap day)
-        assert_eq!(format_civil(utc_civil(1_709_208_000)), "Feb 29 12:00:00");
-        // Before the epoch does not panic.
-        assert_eq!(format_civil(utc_civil(-1)), "Dec 31 23:59:59");
-        assert_eq!(timestamp(1_709_622_489).len(), 15);
-    }
-
-    #[test]
-    fn local_time_matches_utc_offset_shape() {
-        let s = timestamp(1_709_622_489);
-        let b = s.as_bytes();
-        assert_eq!(b[3], b' ');
-        assert_eq!(b[9], b':');
-        assert_eq!(b[12], b':');
-    }
-
-    #[test]
-    fn line_format_and_priority() {
-        let l = format_line(Severity::Info, "Mar  5 07:08:09", 42, "hi");
-        assert_eq!(l, "<86>Mar  5 07:08:09 timeoutd[42]: hi");
-        let l = format_line(Severity::Err, "Mar  5 07:08:09", 42, "x");
-        assert!(l.starts_with("<83>"));
-        assert!(format_line(Severity::Warning, "", 1, "").starts_with("<84>"));
-        assert!(format_line(Severity::Notice, "", 1, "").starts_with("<85>"));
-    }
-
-    #[test]
-    fn one_line_escapes_and_truncates() {
-        assert_eq!(one_line("a\nb\tc\u{1b}\u{9b}"), "a\\x0ab\\x09c\\x1b\\u{9b}");
-        let long = "é".repeat(10_000);
-        let cut = one_line(&long);
-        assert!(cut.len() <= MAX_MESSAGE);
-        assert!(cut.len() > MAX_MESSAGE - 4);
-        assert!(cut.chars().all(|c| c == 'é'));
     }
 
     #[test]
@@ -453,25 +310,41 @@ mod tests {
     }
 
     #[test]
-    fn stuck_syslogd_does_not_block() {
+    fn lines_a_stuck_syslogd_has_no_room_for_wait_and_arrive_in_order() {
         let dir = TempDir::new();
         let path = dir.0.join("log");
-        let _srv = server(&path); // never reads
+        let srv = server(&path); // does not read yet
         let log = Syslog::new(&path);
-        let mut sent = 0;
-        while log.dropped() == 0 && sent < 100_000 {
-            log.send(Severity::Info, "filler line");
-            sent += 1;
+        for i in 0..1000 {
+            log.send(Severity::Info, &format!("line {i}"));
         }
-        assert!(log.dropped() > 0, "queue never filled");
-        let t = Instant::now();
-        log.send(Severity::Info, "one more");
-        assert!(
-            t.elapsed() < Duration::from_millis(500),
-            "{:?}",
-            t.elapsed()
-        );
-        assert_eq!(log.dropped(), 2);
+        assert!(log.waiting_fd().is_some(), "lines wait for room");
+        assert_eq!(log.dropped(), 0);
+        let mut got = Vec::new();
+        while got.len() < 1000 {
+            log.flush();
+            got.push(recv(&srv));
+        }
+        for (i, l) in got.iter().enumerate() {
+            assert!(l.ends_with(&format!(": line {i}")), "{i}: {l}");
+        }
+        assert!(log.waiting_fd().is_none());
+    }
+
+    #[test]
+    fn dropping_the_client_sends_what_waits() {
+        let dir = TempDir::new();
+        let path = dir.0.join("log");
+        let srv = server(&path);
+        let log = Syslog::new(&path);
+        for i in 0..100 {
+            log.send(Severity::Info, &format!("line {i}"));
+        }
+        assert!(log.waiting_fd().is_some());
+        let reader = std::thread::spawn(move || (0..100).map(|_| recv(&srv)).collect::<Vec<_>>());
+        drop(log);
+        let got = reader.join().expect("reader");
+        assert!(got[99].ends_with(": line 99"), "{:?}", got.last());
     }
 
     #[test]
@@ -502,8 +375,13 @@ mod tests {
             log.log(&Event::new(EventName::SessionExpired).field("user", "alice"));
         }
         log.log(&junk(1001));
-        let lines = reader.join().unwrap();
+        assert!(
+            log.next_report().is_some(),
+            "the held-back lines will be reported"
+        );
         assert_eq!(log.dropped(), 0);
+        drop(log); // sends what waits
+        let lines = reader.join().unwrap();
         let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
         assert_eq!(count("peer_uid=1000"), CALLER_LINES_PER_WINDOW as usize);
         assert_eq!(
@@ -516,10 +394,6 @@ mod tests {
             count("event=session_expired"),
             50,
             "session events are never limited"
-        );
-        assert!(
-            log.next_report().is_some(),
-            "the held-back lines will be reported"
         );
     }
 }
