@@ -85,6 +85,19 @@ pub(crate) struct Host {
     /// an idle turn asks the kernel nothing (true until the loop says).
     exits_readable: bool,
     leaders_readable: bool,
+    /// The last process `alive` proved outside the pins, for the rest of
+    /// the turn (see [`Proven`]).
+    proven: Option<Proven>,
+}
+
+/// A process proven alive through a pidfd opened before its `stat` was
+/// read, so the pidfd names it: a registration reads the leader's `stat`
+/// once, for `alive`, `parent_sessionid` and the pin. Forgotten at every
+/// loop turn and batch, so the parent it names is never older than that.
+pub(crate) struct Proven {
+    pub(crate) p: crate::core::session::ProcRef,
+    pub(crate) ppid: u32,
+    pub(crate) fd: std::os::fd::OwnedFd,
 }
 
 impl Host {
@@ -116,6 +129,7 @@ impl Host {
             leaders: LeaderPins::new().ok(),
             exits_readable: true,
             leaders_readable: true,
+            proven: None,
         }
     }
 
@@ -125,6 +139,7 @@ impl Host {
         let has = |fd: Option<std::os::fd::RawFd>| fd.is_some_and(|fd| fds.contains(&fd));
         self.exits_readable = has(self.exits.as_ref().map(exits::ExitWatch::fd));
         self.leaders_readable = has(self.leaders.as_ref().map(LeaderPins::fd));
+        self.proven = None;
     }
 
     /// Ends sessions through cgroup v2 (see `host::cgroup`).

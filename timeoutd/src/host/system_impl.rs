@@ -15,7 +15,7 @@ use crate::host::identity::nss;
 use crate::host::processes::{proc_facts, signals};
 use crate::host::terminal::{connection, login_probe, pty};
 use crate::host::{procfs, store};
-use crate::host::{Host, DEADLINES_FILE, REVOCATIONS_FILE};
+use crate::host::{Host, Proven, DEADLINES_FILE, REVOCATIONS_FILE};
 
 impl System for Host {
     fn now(&self) -> Timestamp {
@@ -29,6 +29,7 @@ impl System for Host {
         self.census = None;
         self.census_chain = None;
         self.census_pair_complete = false;
+        self.proven = None;
     }
 
     fn view_processes(&mut self) {
@@ -94,19 +95,38 @@ impl System for Host {
     }
 
     fn alive(&mut self, p: ProcRef) -> bool {
-        match self.leaders.as_ref().and_then(|l| l.alive(p)) {
-            Some(alive) => alive,
-            None => procfs::live_start_time(p.pid) == Some(p.start_time),
+        if let Some(alive) = self.leaders.as_ref().and_then(|l| l.alive(p)) {
+            return alive;
+        }
+        match signals::pin_with_stat(p) {
+            Ok((fd, stat)) if !procfs::has_exited(p.pid, stat.state) => {
+                let ppid = stat.ppid;
+                self.proven = Some(Proven { p, ppid, fd });
+                true
+            }
+            Ok(_) | Err(signals::SignalError::Gone) => false,
+            Err(signals::SignalError::Os(_)) => {
+                procfs::live_start_time(p.pid) == Some(p.start_time)
+            }
         }
     }
 
     fn parent_sessionid(&mut self, p: ProcRef) -> Option<u32> {
-        let stat = procfs::read_stat(p.pid).ok()?;
-        if stat.start_time != p.start_time || stat.ppid == 0 {
+        let ppid = match self.proven.as_ref().filter(|v| v.p == p) {
+            Some(v) => v.ppid,
+            None => {
+                let stat = procfs::read_stat(p.pid).ok()?;
+                if stat.start_time != p.start_time {
+                    return None;
+                }
+                stat.ppid
+            }
+        };
+        if ppid == 0 {
             return None;
         }
         // Unset (4294967295) is a value here; only an unreadable entry is None.
-        let buf = procfs::read_small(&format!("/proc/{}/sessionid", stat.ppid)).ok()?;
+        let buf = procfs::read_small(&format!("/proc/{ppid}/sessionid")).ok()?;
         std::str::from_utf8(&buf).ok()?.trim().parse().ok()
     }
 
@@ -216,8 +236,15 @@ impl System for Host {
     }
 
     fn watch_leader(&mut self, id: SessionId, leader: ProcRef) {
-        if let Some(l) = self.leaders.as_mut() {
-            l.pin(id, leader);
+        let Some(l) = self.leaders.as_mut() else {
+            return;
+        };
+        match self.proven.take() {
+            Some(v) if v.p == leader => l.pin_proven(id, leader, v.fd),
+            other => {
+                self.proven = other;
+                l.pin(id, leader);
+            }
         }
     }
 

@@ -32,8 +32,9 @@ pub(crate) struct LeaderPins {
     by_session: HashMap<SessionId, Pin>,
     by_leader: HashMap<ProcRef, SessionId>,
     /// Asked for, pinned at the next [`LeaderPins::take_gone`] (after the
-    /// loop turn's replies, off the login's path).
-    pending: Vec<(SessionId, ProcRef)>,
+    /// loop turn's replies, off the login's path), with the pidfd if the
+    /// caller has one that names the leader already.
+    pending: Vec<(SessionId, ProcRef, Option<OwnedFd>)>,
     gone: Vec<SessionId>,
     max: usize,
 }
@@ -67,17 +68,24 @@ impl LeaderPins {
     /// Pins the leader of session `id` at the next [`LeaderPins::take_gone`].
     pub(crate) fn pin(&mut self, id: SessionId, leader: ProcRef) {
         self.unpin(id);
-        self.pending.push((id, leader));
+        self.pending.push((id, leader, None));
+    }
+
+    /// [`LeaderPins::pin`] with `fd`, a pidfd opened before the leader's
+    /// start time was checked (so it names the leader).
+    pub(crate) fn pin_proven(&mut self, id: SessionId, leader: ProcRef, fd: OwnedFd) {
+        self.unpin(id);
+        self.pending.push((id, leader, Some(fd)));
     }
 
     /// Pins what was asked for. A leader already gone names its session;
     /// past the budget nothing is pinned.
     fn settle(&mut self) {
-        for (id, leader) in std::mem::take(&mut self.pending) {
+        for (id, leader, proven) in std::mem::take(&mut self.pending) {
             if self.by_session.len() >= self.max || self.by_leader.contains_key(&leader) {
                 continue;
             }
-            let fd = match signals::pin(leader) {
+            let fd = match proven.map_or_else(|| signals::pin(leader), Ok) {
                 Ok(fd) => fd,
                 Err(signals::SignalError::Gone) => {
                     self.gone.push(id);
@@ -98,7 +106,7 @@ impl LeaderPins {
 
     /// Forgets the pin of session `id`, if any.
     pub(crate) fn unpin(&mut self, id: SessionId) {
-        self.pending.retain(|(p, _)| *p != id);
+        self.pending.retain(|(p, _, _)| *p != id);
         if let Some(pin) = self.by_session.remove(&id) {
             self.by_leader.remove(&pin.leader);
         }
@@ -108,7 +116,7 @@ impl LeaderPins {
     /// out of the pins (and out of their epoll set: its exit is no longer
     /// theirs to report). Another session's pin is left alone.
     pub(crate) fn take(&mut self, id: SessionId, p: ProcRef) -> Option<OwnedFd> {
-        self.pending.retain(|pending| *pending != (id, p));
+        self.pending.retain(|(i, l, _)| (*i, *l) != (id, p));
         if self.by_leader.get(&p) != Some(&id) {
             return None;
         }
@@ -203,6 +211,27 @@ mod tests {
             // SAFETY: one valid pollfd for the call.
             unsafe { libc::poll(&mut p, 1, 100) };
         }
+    }
+
+    #[test]
+    fn a_leader_proven_through_its_pidfd_is_pinned_with_that_pidfd_even_if_gone_since() {
+        let mut pins = LeaderPins::new().unwrap();
+        let (mut kid, p) = sleeper();
+        let (fd, stat) = signals::pin_with_stat(p).unwrap();
+        assert_eq!(stat.pid, p.pid);
+        // Gone and reaped before the pin is settled: a pin that opened its
+        // own pidfd now would find no process and name the session without
+        // a look; the proven pidfd still names the leader, and its exit is
+        // read through it.
+        kid.kill().unwrap();
+        kid.wait().unwrap();
+        pins.pin_proven(SessionId(9), p, fd);
+        assert!(
+            pins.take_gone_when(false).is_empty(),
+            "no pidfd opened anew"
+        );
+        assert_eq!(gone_within(&mut pins), vec![SessionId(9)]);
+        assert!(pins.fd_of(p).is_none(), "unpinned at its exit");
     }
 
     #[test]

@@ -110,6 +110,11 @@ pub(crate) fn send_through(pidfd: &OwnedFd, sigs: &[i32]) -> Result<(), SignalEr
 /// start time `p.start_time` (checked after the pidfd is open, so it names
 /// that process and no later one). Errors as [`signal_each`]'s.
 pub(crate) fn pin(p: ProcRef) -> Result<OwnedFd, SignalError> {
+    pin_with_stat(p).map(|(fd, _)| fd)
+}
+
+/// [`pin`], with the `stat` line read to check it (its state and parent).
+pub(crate) fn pin_with_stat(p: ProcRef) -> Result<(OwnedFd, procfs::Stat), SignalError> {
     let pid = libc::pid_t::try_from(p.pid).map_err(|_| {
         SignalError::Os(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -130,11 +135,10 @@ pub(crate) fn pin(p: ProcRef) -> Result<OwnedFd, SignalError> {
     }
     let pidfd = pidfd_open(pid).map_err(os_error_to_signal_error)?;
     // The pidfd now pins one process; make sure it is the one we mean.
-    match procfs::start_time(p.pid) {
-        Some(t) if t == p.start_time => {}
-        _ => return Err(SignalError::Gone),
+    match procfs::read_stat(p.pid) {
+        Ok(stat) if stat.start_time == p.start_time => Ok((pidfd, stat)),
+        _ => Err(SignalError::Gone),
     }
-    Ok(pidfd)
 }
 
 /// The name of a signal number, `"SIG?"` if unknown.
