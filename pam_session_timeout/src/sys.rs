@@ -1,6 +1,7 @@
 //! Facts about the calling process and the user database.
 
 use std::ffi::CString;
+use std::io::Read as _;
 
 use session_timeout_proto::AUDIT_UNSET;
 
@@ -17,13 +18,27 @@ pub fn caller() -> Caller {
 }
 
 fn read_u32(path: &str) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    read_small(path)?.trim().parse().ok()
+}
+
+/// A small /proc file that the kernel prints in one go, in one `read(2)`
+/// (`read_to_string` also stats the file and reads until EOF: six reads of
+/// `stat` on every open and close). A file that fills the buffer is read on.
+fn read_small(path: &str) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buf = [0u8; 2048];
+    let n = file.read(&mut buf).ok()?;
+    let mut out = buf[..n].to_vec();
+    if n == buf.len() {
+        file.read_to_end(&mut out).ok()?;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Field 22 of /proc/self/stat. The comm field may hold spaces and ')', so
 /// the fields are counted from the last ')'.
 fn read_self_start_time() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = read_small("/proc/self/stat")?;
     parse_start_time(&stat)
 }
 
@@ -80,6 +95,25 @@ mod tests {
         let c = caller();
         assert_eq!(c.pid, std::process::id());
         assert!(c.start_time > 0);
+    }
+
+    #[test]
+    fn the_one_read_sees_what_a_read_to_the_end_sees() {
+        let c = caller();
+        let full = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert_eq!(Some(c.start_time), parse_start_time(&full));
+        let sid = std::fs::read_to_string("/proc/self/sessionid").unwrap();
+        assert_eq!(c.sessionid.to_string(), sid.trim());
+        let long = std::env::temp_dir().join(format!("st-sys-{}", std::process::id()));
+        let text = "7".repeat(5000);
+        std::fs::write(&long, &text).unwrap();
+        let read = read_small(long.to_str().unwrap());
+        std::fs::remove_file(&long).unwrap();
+        assert_eq!(
+            read.as_deref(),
+            Some(text.as_str()),
+            "a file past the buffer is read on"
+        );
     }
 
     #[test]
