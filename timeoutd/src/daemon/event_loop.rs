@@ -147,6 +147,8 @@ fn answer(incoming: Incoming, ctx: &mut Ctx) -> Flow {
             }
         }
         Incoming::Request { conn, req, peer } => {
+            // The request's lines go out after its reply.
+            let held = syslog.hold();
             let resp = match req {
                 Request::Reload if engine.is_admin(peer) => {
                     reload(engine, checks, config_path, syslog)
@@ -154,6 +156,7 @@ fn answer(incoming: Incoming, ctx: &mut Ctx) -> Flow {
                 other => engine.handle(other, peer),
             };
             server.reply(conn, &resp);
+            drop(held);
         }
         Incoming::Signal(libc::SIGHUP) => {
             reload(engine, checks, config_path, syslog);

@@ -7,6 +7,9 @@
 //!   delivered (no socket, or the outbox full) are dropped and counted, and
 //!   the count is logged (`log_lines_dropped`) once a line gets through.
 //! - [`Syslog::with_stderr`] mirrors every line to stderr (`--foreground`).
+//! - While a [`Held`] from [`Syslog::hold`] lives (the event loop holds one
+//!   while it answers a request), lines and their stderr copies wait, and
+//!   are sent when it is dropped: after the reply, off the caller's path.
 //! - Lines that a caller without rights can cause at will (see
 //!   [`Event::caused_by`]) pass [`CALLER_LINES_PER_WINDOW`] times per uid and
 //!   event per [`CALLER_WINDOW`]; the rest are counted and reported by
@@ -20,7 +23,7 @@ mod outbox;
 use std::io::{self, Write as _};
 use std::os::fd::RawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +39,9 @@ pub(crate) const CALLER_WINDOW: Duration = Duration::from_secs(10);
 /// Lines a caller without rights may cause per event name and window.
 pub(crate) const CALLER_LINES_PER_WINDOW: u32 = 5;
 
+/// Held stderr copies past this many bytes are written at once.
+const MAX_HELD_COPIES: usize = 64 * 1024;
+
 /// How long dropping a [`Syslog`] waits for the lines still waiting.
 pub(crate) const DRAIN_AT_EXIT: Duration = Duration::from_secs(2);
 
@@ -47,6 +53,10 @@ pub(crate) struct Syslog {
     /// and it never forks without exec, so this stays true.
     pid: u32,
     stderr: bool,
+    /// Whether a [`Held`] lives: lines are queued, not sent.
+    held: AtomicBool,
+    /// The stderr copies made while held, written in one go at the release.
+    held_copies: Mutex<String>,
     dropped: AtomicU64,
     /// Dropped lines not yet reported with `log_lines_dropped`.
     unreported: AtomicU64,
@@ -61,6 +71,8 @@ impl Syslog {
             outbox: Mutex::new(Outbox::new(path)),
             pid: std::process::id(),
             stderr: false,
+            held: AtomicBool::new(false),
+            held_copies: Mutex::new(String::new()),
             dropped: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
             callers: Mutex::new(WindowLimiter::new(CALLER_WINDOW, CALLER_LINES_PER_WINDOW)),
@@ -127,20 +139,58 @@ impl Syslog {
             .unwrap_or(0);
         let stamp = timestamp(now);
         let line = format_line(severity, &stamp, self.pid, &body);
+        let held = self.held.load(Ordering::Relaxed);
         if self.stderr {
-            // One write(2) per line (stderr is unbuffered: `writeln!` would
-            // make one per piece). Ignore errors: a closed stderr must not
-            // stop the daemon.
-            let copy = format!("{stamp} {severity}: {body}\n");
-            let _ = io::stderr().lock().write_all(copy.as_bytes());
+            self.copy_to_stderr(held, &format!("{stamp} {severity}: {body}\n"));
         }
         let mut outbox = self.outbox();
-        let (delivery, lost) = outbox.push(line.into_bytes());
+        let (delivery, lost) = if held {
+            (outbox.queue(line.into_bytes()), 0)
+        } else {
+            outbox.push(line.into_bytes())
+        };
         let lost = lost + u64::from(delivery == Delivery::Dropped);
         self.count_lost(lost);
         if delivery != Delivery::Dropped {
-            self.report_dropped(&mut outbox, &stamp);
+            self.report_dropped(&mut outbox, &stamp, held);
         }
+    }
+
+    /// One write(2) per line, or per held batch (stderr is unbuffered:
+    /// `writeln!` would make one per piece). Errors are ignored: a closed
+    /// stderr must not stop the daemon.
+    fn copy_to_stderr(&self, held: bool, copy: &str) {
+        if !held {
+            let _ = io::stderr().lock().write_all(copy.as_bytes());
+            return;
+        }
+        let mut copies = self.copies();
+        copies.push_str(copy);
+        if copies.len() > MAX_HELD_COPIES {
+            let _ = io::stderr().lock().write_all(copies.as_bytes());
+            copies.clear();
+        }
+    }
+
+    fn copies(&self) -> std::sync::MutexGuard<'_, String> {
+        self.held_copies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds lines back until the returned [`Held`] is dropped.
+    pub(crate) fn hold(&self) -> Held<'_> {
+        self.held.store(true, Ordering::Relaxed);
+        Held(self)
+    }
+
+    fn release(&self) {
+        self.held.store(false, Ordering::Relaxed);
+        let mut copies = self.copies();
+        if !copies.is_empty() {
+            let _ = io::stderr().lock().write_all(copies.as_bytes());
+            copies.clear();
+        }
+        drop(copies);
+        self.flush();
     }
 
     /// Sends the lines that wait, as far as syslogd has room; the event loop
@@ -169,7 +219,7 @@ impl Syslog {
 
     /// Once a line gets through again, says how many were lost before
     /// (`log_lines_dropped count=N`), so a gap in the log is never silent.
-    fn report_dropped(&self, outbox: &mut Outbox, stamp: &str) {
+    fn report_dropped(&self, outbox: &mut Outbox, stamp: &str, held: bool) {
         let lost = self.unreported.swap(0, Ordering::Relaxed);
         if lost == 0 {
             return;
@@ -179,7 +229,11 @@ impl Syslog {
             .field("count", lost)
             .field("total", self.dropped_total());
         let line = format_line(ev.severity(), stamp, self.pid, &one_line(&ev.to_string()));
-        let (delivery, more) = outbox.push(line.into_bytes());
+        let (delivery, more) = if held {
+            (outbox.queue(line.into_bytes()), 0)
+        } else {
+            outbox.push(line.into_bytes())
+        };
         if delivery == Delivery::Dropped {
             // Said with the next line that gets through.
             self.unreported.fetch_add(lost, Ordering::Relaxed);
@@ -192,6 +246,16 @@ impl Syslog {
     pub(crate) fn drain(&self) {
         let lost = self.outbox().drain_for(DRAIN_AT_EXIT);
         self.count_lost(lost);
+    }
+}
+
+/// Lines wait while this lives; dropping it sends them (see [`Syslog::hold`]).
+#[must_use = "lines are sent when the Held is dropped"]
+pub(crate) struct Held<'a>(&'a Syslog);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }
 
@@ -247,6 +311,30 @@ mod tests {
         let mut buf = vec![0u8; 65536];
         let n = s.recv(&mut buf).expect("recv");
         String::from_utf8(buf[..n].to_vec()).expect("utf8")
+    }
+
+    #[test]
+    fn held_lines_are_sent_in_order_when_the_hold_ends() {
+        let dir = TempDir::new();
+        let path = dir.0.join("log");
+        let srv = server(&path);
+        srv.set_nonblocking(true).expect("nonblocking");
+        let log = Syslog::new(&path);
+        let held = log.hold();
+        log.send(Severity::Info, "first");
+        log.send(Severity::Info, "second");
+        assert!(srv.recv(&mut [0u8; 64]).is_err(), "nothing sent while held");
+        assert!(
+            log.waiting_fd().is_some(),
+            "the loop polls for room meanwhile"
+        );
+        drop(held);
+        srv.set_nonblocking(false).expect("blocking");
+        assert!(recv(&srv).ends_with(": first"));
+        assert!(recv(&srv).ends_with(": second"));
+        log.send(Severity::Info, "third");
+        assert!(recv(&srv).ends_with(": third"), "sent at once again");
+        assert_eq!(log.dropped(), 0);
     }
 
     #[test]

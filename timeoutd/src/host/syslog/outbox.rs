@@ -81,12 +81,18 @@ impl Outbox {
                 Sent::Full => {}
             }
         }
+        (self.queue(line), lost)
+    }
+
+    /// Queues `line` behind the lines already waiting without trying to
+    /// send it: [`Outbox::flush`] sends it. Dropped only past the limit.
+    pub(crate) fn queue(&mut self, line: Vec<u8>) -> Delivery {
         if self.waiting_bytes + line.len() > self.limit {
-            return (Delivery::Dropped, lost);
+            return Delivery::Dropped;
         }
         self.waiting_bytes += line.len();
         self.waiting.push_back(line);
-        (Delivery::Waiting, lost)
+        Delivery::Waiting
     }
 
     /// Sends what waits until syslogd's queue is full again. Returns the
@@ -277,6 +283,21 @@ mod tests {
         let got = read_all(&srv);
         assert_eq!(got.len(), 2, "the line that filled the queue, then x");
         assert_eq!(got[1], "x".repeat(10));
+    }
+
+    #[test]
+    fn a_queued_line_waits_for_the_flush_behind_none() {
+        let dir = TempDir::new();
+        let path = dir.0.join("log");
+        let srv = UnixDatagram::bind(&path).expect("bind");
+        let mut out = Outbox::new(&path);
+        assert_eq!(out.queue(b"one".to_vec()), Delivery::Waiting);
+        assert_eq!(out.queue(b"two".to_vec()), Delivery::Waiting);
+        assert!(read_all(&srv).is_empty(), "nothing sent before the flush");
+        assert!(out.waiting_fd().is_some());
+        assert_eq!(out.flush(), 0);
+        assert_eq!(read_all(&srv), vec!["one", "two"]);
+        assert!(out.waiting_fd().is_none());
     }
 
     #[test]
