@@ -2,14 +2,19 @@
 //! all within one deadline. The PAM module, `timeoutctl`, the benchmark and
 //! the tests all use it.
 //!
-//! Every blocking read and write gets only the time left until the deadline,
-//! so a daemon that answers a byte at a time cannot stretch the bound. The
+//! The stream is non-blocking, and each read or write that would block
+//! waits in poll(2) for only the time left until the deadline, so a daemon
+//! that answers a byte at a time cannot stretch the bound. (A read blocked
+//! in recv would also be woken for nothing when the daemon reads the
+//! request: the kernel signals the sender's room to write, and only poll
+//! filters that out.) The
 //! caller may connect however it needs to: [`exchange`] connects with std,
 //! and [`exchange_on`] takes a stream connected some other way (the module
 //! connects non-blocking, so that a full listen backlog fails at once).
 
 use std::fmt;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -54,7 +59,7 @@ pub fn exchange(
 }
 
 /// Sends `req` on an already connected stream and returns the reply (at most
-/// `max_reply` bytes), all before `deadline`. The stream is left blocking.
+/// `max_reply` bytes), all before `deadline`. The stream is left non-blocking.
 pub fn exchange_on(
     stream: &UnixStream,
     req: &Request,
@@ -62,7 +67,7 @@ pub fn exchange_on(
     max_reply: usize,
 ) -> Result<Response, ClientError> {
     stream
-        .set_nonblocking(false)
+        .set_nonblocking(true)
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
     let mut bounded = DeadlineStream { stream, deadline };
     write_frame(&mut bounded, &req.encode()).map_err(io_to_client)?;
@@ -86,19 +91,57 @@ impl DeadlineStream<'_> {
             .filter(|d| !d.is_zero())
             .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
     }
+
+    /// Runs `op` until it does not block, waiting for `events` in between,
+    /// at most until the deadline.
+    fn until_ready<T>(
+        &mut self,
+        events: libc::c_short,
+        mut op: impl FnMut(&UnixStream) -> io::Result<T>,
+    ) -> io::Result<T> {
+        loop {
+            match op(self.stream) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait_for(self.stream, events, self.left()?)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Waits up to `limit` (rounded up to a millisecond) for `events` on the
+/// stream; returns early on a signal, and the caller looks again.
+fn wait_for(stream: &UnixStream, events: libc::c_short, limit: Duration) -> io::Result<()> {
+    let mut p = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    let ms = limit.as_micros().div_ceil(1000);
+    let ms = libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `p` is one live pollfd and the count passed is 1; poll only
+    // writes its `revents`.
+    let rc = unsafe { libc::poll(&raw mut p, 1, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 impl io::Read for DeadlineStream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.set_read_timeout(Some(self.left()?))?;
-        io::Read::read(&mut self.stream, buf)
+        self.until_ready(libc::POLLIN, |mut s| io::Read::read(&mut s, buf))
     }
 }
 
 impl io::Write for DeadlineStream<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.set_write_timeout(Some(self.left()?))?;
-        io::Write::write(&mut self.stream, buf)
+        self.until_ready(libc::POLLOUT, |mut s| io::Write::write(&mut s, buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {
