@@ -49,6 +49,7 @@ pub(crate) fn run(
         let mut fds = checks.poll_fds();
         fds.extend(engine.sys.exit_watch_fds());
         let incoming = server.poll_with(wait, &fds, syslog.waiting_fd());
+        let turn_began = SystemClock.now();
         engine.sys.note_readable(&server.readable_extra);
         syslog.flush();
         for incoming in incoming {
@@ -69,7 +70,7 @@ pub(crate) fn run(
         syslog.report_suppressed();
         engine.run_due();
         revalidate(engine, server, checks);
-        engine.on_exits();
+        engine.on_exits(turn_began);
     }
 }
 

@@ -21,9 +21,11 @@ use crate::engine::ending::kill::{Due, Final};
 use crate::engine::wake::LEADERLESS_REWATCH;
 use crate::engine::{Engine, System};
 
-/// Exits without a cgroup are proved together, this long after the first of
-/// them is seen: a revocation's thousand sessions end in a few passes over
-/// /proc, not one pair per session.
+/// Exits without a cgroup are proved together, this long after the turn in
+/// which the first of them was seen began (it may have happened any time
+/// since): a revocation's thousand sessions end in a few passes over /proc,
+/// not one pair per session, and a turn longer than this (the revocation
+/// itself) waits no more.
 const EXIT_SETTLE: Duration = Duration::from_millis(10);
 
 impl<S: System> Engine<S> {
@@ -51,8 +53,9 @@ impl<S: System> Engine<S> {
     }
 
     /// Acts on the sessions the host saw emptied, and proves the ones due;
-    /// the event loop calls this on every turn.
-    pub(crate) fn on_exits(&mut self) {
+    /// the event loop calls this on every turn, which began (its poll
+    /// returned) at `turn_began`.
+    pub(crate) fn on_exits(&mut self, turn_began: Timestamp) {
         let now = self.sys.now();
         for id in self.sys.exits_seen() {
             // A live session's leader exited, or what was left after it:
@@ -78,7 +81,8 @@ impl<S: System> Engine<S> {
                 }
                 Final::StopThenKill | Final::LeaderOnly => {
                     self.exited.push(id);
-                    self.exit_check_at.get_or_insert(now + EXIT_SETTLE);
+                    self.exit_check_at
+                        .get_or_insert((turn_began + EXIT_SETTLE).max(now));
                 }
             }
         }

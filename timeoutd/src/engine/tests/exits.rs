@@ -29,7 +29,7 @@ fn until_hangup(e: &mut Engine<Fake>) {
 fn turn(e: &mut Engine<Fake>, ms: u64) {
     e.sys.now = e.sys.now + Duration::from_millis(ms);
     e.run_due();
-    e.on_exits();
+    e.on_exits(e.sys.now);
 }
 
 fn sent(e: &Engine<Fake>, sig: i32) -> bool {
@@ -88,6 +88,35 @@ fn without_a_cgroup_the_exits_are_proved_together_then_terminated() {
     assert_eq!(done.get("root_spared"), Some("1"));
     assert_eq!(signal_lines(&e), ["SIGHUP,SIGCONT"]);
     assert!(!sent(&e, libc::SIGTERM) && !sent(&e, libc::SIGSTOP) && !sent(&e, libc::SIGKILL));
+    assert!(e.is_empty());
+}
+
+#[test]
+fn after_a_turn_longer_than_the_settle_the_exits_are_proved_in_that_turn() {
+    let mut e = engine(limits(Some(15), None, &[]));
+    let id = registered_id(e.register(registration(), ROOT));
+    until_hangup(&mut e);
+    assert!(e.sys.watched.contains_key(&id));
+    // A turn that began 3 ms ago waits for the rest of the settle.
+    let began = e.sys.now;
+    e.sys.now = began + Duration::from_millis(3);
+    e.on_exits(began);
+    assert!(!names(&e).contains(&"session_terminated"));
+    e.sys.now = began + Duration::from_millis(9);
+    e.on_exits(e.sys.now);
+    assert!(!names(&e).contains(&"session_terminated"), "due at 10 ms");
+    e.sys.now = began + Duration::from_millis(10);
+    e.on_exits(e.sys.now);
+    assert_eq!(find(&e, "session_terminated").get("survivors"), Some("0"));
+
+    // A turn of 30 ms (a revocation) proves what it saw before it ends.
+    let mut e = engine(limits(Some(15), None, &[]));
+    registered_id(e.register(registration(), ROOT));
+    until_hangup(&mut e);
+    let began = e.sys.now;
+    e.sys.now = began + Duration::from_millis(30);
+    e.on_exits(began);
+    assert_eq!(find(&e, "session_terminated").get("survivors"), Some("0"));
     assert!(e.is_empty());
 }
 
