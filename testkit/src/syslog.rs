@@ -96,7 +96,11 @@ impl SyslogSink {
     }
 
     /// Waits until `look` finds something in the lines received so far.
-    fn wait_for<T>(&self, timeout: Duration, look: impl Fn(&[LogLine]) -> Option<T>) -> Option<T> {
+    fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        mut look: impl FnMut(&[LogLine]) -> Option<T>,
+    ) -> Option<T> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.lock();
         loop {
@@ -174,10 +178,20 @@ impl SyslogSink {
         self.lock().iter().filter(|l| l.is(pid, event)).count()
     }
 
-    /// Waits until daemon `pid` logged at least `n` `event` lines.
+    /// Waits until daemon `pid` logged at least `n` `event` lines. Each
+    /// wake counts only the lines that came since the last (the reader
+    /// waits for the lock meanwhile: a scan of every line on every line
+    /// slowed the delivery it waited for).
     pub fn wait_count(&self, pid: u32, event: &str, n: usize, timeout: Duration) -> bool {
+        let (mut scanned, mut count) = (0, 0);
         self.wait_for(timeout, |lines| {
-            (lines.iter().filter(|l| l.is(pid, event)).count() >= n).then_some(())
+            if lines.len() < scanned {
+                // Lines were forgotten meanwhile: count afresh.
+                (scanned, count) = (0, 0);
+            }
+            count += lines[scanned..].iter().filter(|l| l.is(pid, event)).count();
+            scanned = lines.len();
+            (count >= n).then_some(())
         })
         .is_some()
     }
@@ -188,29 +202,59 @@ impl SyslogSink {
     }
 }
 
-/// The reader thread: until `stop`, parses and keeps every datagram.
+/// The most datagrams the reader takes from the socket per lock.
+const BATCH: usize = 256;
+
+/// The reader thread: until `stop`, parses and keeps every datagram. It
+/// takes what is queued in one go (each stamped as it is received) and
+/// then locks and wakes the waiters once: a lock and a wake per line let a
+/// waiter's scans throttle a burst of thousands of lines.
 fn receive(rx: &UnixDatagram, shared: &Shared, stop: &AtomicBool) {
     let mut buf = vec![0u8; 65536];
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
         match rx.recv(&mut buf) {
-            Ok(n) => {
-                if n == 0 && stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                let (at, t_ns) = (Instant::now(), now_ns());
-                let text = String::from_utf8_lossy(&buf[..n]);
-                let text = text.trim_end_matches(['\n', '\0']);
-                shared
-                    .lines
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(parse_line(text, at, t_ns));
-                shared.cond.notify_all();
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(0) if stop.load(Ordering::SeqCst) => return,
+            Ok(n) => batch.push(stamped(&buf[..n])),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         }
+        while batch.len() < BATCH {
+            match recv_queued(rx, &mut buf) {
+                Some(n) => batch.push(stamped(&buf[..n])),
+                None => break,
+            }
+        }
+        shared
+            .lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(&mut batch);
+        shared.cond.notify_all();
     }
+}
+
+/// One more datagram if one is queued, without waiting. A 0-byte read ends
+/// the batch (after the shutdown that stops the reader every read is 0, so
+/// the blocking recv sees the stop).
+fn recv_queued(rx: &UnixDatagram, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: `buf` is live and writable for `buf.len()` bytes; the
+    // descriptor is open for as long as `rx` is borrowed.
+    let n = unsafe {
+        libc::recv(
+            rx.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).ok().filter(|&n| n > 0)
+}
+
+fn stamped(raw: &[u8]) -> LogLine {
+    let (at, t_ns) = (Instant::now(), now_ns());
+    let text = String::from_utf8_lossy(raw);
+    parse_line(text.trim_end_matches(['\n', '\0']), at, t_ns)
 }
 
 /// SO_RCVBUFFORCE (best effort).
@@ -237,5 +281,42 @@ impl Drop for SyslogSink {
             let _ = r.join();
         }
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(to: &Path, pid: u32, event: &str) {
+        let line = format!("<86>Dec  3 05:33:12 timeoutd[{pid}]: event={event} user=x");
+        UnixDatagram::unbound()
+            .and_then(|s| s.send_to(line.as_bytes(), to))
+            .expect("send");
+    }
+
+    #[test]
+    fn wait_count_counts_lines_that_come_while_it_waits_and_after_a_forget() {
+        let dir = std::env::temp_dir().join(format!("st-sink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let sink = SyslogSink::start(&path, SinkOptions::default()).unwrap();
+        send(&path, 7, "session_open");
+        send(&path, 8, "session_open");
+        let p = path.clone();
+        let later = std::thread::spawn(move || {
+            for _ in 0..3 {
+                send(&p, 7, "session_open");
+            }
+        });
+        assert!(sink.wait_count(7, "session_open", 4, Duration::from_secs(10)));
+        later.join().unwrap();
+        assert!(!sink.wait_count(7, "session_open", 5, Duration::from_millis(50)));
+        sink.forget(8);
+        send(&path, 7, "session_closed");
+        assert!(sink.wait_count(7, "session_open", 4, Duration::from_secs(10)));
+        assert!(!sink.wait_count(8, "session_open", 1, Duration::from_millis(50)));
+        drop(sink);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
