@@ -323,6 +323,28 @@ fn install_puts_files_in_place_with_modes_and_adds_the_pam_line_once() {
     s.assert_host_unchanged();
 }
 
+/// The unit's sandbox must let the daemon open every socket it needs: its
+/// own and syslog's (AF_UNIX), and sock_diag for the connection witness
+/// (AF_NETLINK, `host/tcpinfo`). A family left out fails only under systemd,
+/// with EAFNOSUPPORT, and loses that feature.
+#[test]
+fn the_unit_allows_every_socket_family_the_daemon_opens() {
+    let unit = fs::read_to_string(workspace().join("etc/timeoutd.service")).unwrap();
+    let allowed: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("RestrictAddressFamilies="))
+        .flat_map(str::split_whitespace)
+        .collect();
+    let tcpinfo = fs::read_to_string(workspace().join("timeoutd/src/host/tcpinfo/mod.rs")).unwrap();
+    assert!(
+        tcpinfo.contains("libc::AF_NETLINK"),
+        "the witness uses netlink"
+    );
+    for family in ["AF_UNIX", "AF_NETLINK"] {
+        assert!(allowed.contains(&family), "{family} not in {allowed:?}");
+    }
+}
+
 #[test]
 fn uninstall_restores_the_scratch_tree_exactly() {
     let s = Scratch::new("roundtrip");
