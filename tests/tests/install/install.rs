@@ -345,6 +345,47 @@ fn the_unit_allows_every_socket_family_the_daemon_opens() {
     }
 }
 
+/// Logins without a logind scope, and the root processes spared from them,
+/// are moved into cgroups below the unit's own (`Delegate=yes`). systemd
+/// kills a unit's whole cgroup on stop unless `KillMode=process`, and
+/// applies a unit's cgroup limits and BPF filters to the whole subtree: with
+/// `IPAddressDeny=any` those users could open no IP socket, with
+/// `DevicePolicy=closed` no device but a terminal, and every upgrade (a
+/// restart) logged them all out.
+#[test]
+fn the_unit_neither_ends_nor_fences_the_logins_in_its_cgroup() {
+    let unit = fs::read_to_string(workspace().join("etc/timeoutd.service")).unwrap();
+    let lines: Vec<&str> = unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    assert!(lines.contains(&"Delegate=yes"));
+    assert!(lines.contains(&"KillMode=process"), "{unit}");
+    assert!(lines.contains(&"TasksMax=infinity"), "{unit}");
+    let subtree_wide = [
+        "IPAddressDeny=",
+        "IPAddressAllow=",
+        "IPIngressFilterPath=",
+        "IPEgressFilterPath=",
+        "DevicePolicy=",
+        "DeviceAllow=",
+        "PrivateDevices=",
+        "ProtectClock=",
+        "MemoryMax=",
+        "MemoryHigh=",
+        "CPUQuota=",
+        "RestrictNetworkInterfaces=",
+        "SocketBindDeny=",
+    ];
+    for l in &lines {
+        assert!(
+            !subtree_wide.iter().any(|d| l.starts_with(d)),
+            "{l}: applies to the logins below the unit too"
+        );
+    }
+}
+
 #[test]
 fn uninstall_restores_the_scratch_tree_exactly() {
     let s = Scratch::new("roundtrip");
