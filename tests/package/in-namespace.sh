@@ -284,6 +284,16 @@ check_pam_profile_enabled() {
             fail "/etc/pam.d/$svc: pam_loginuid before @include common-session"
     done
     grep -E '^@include common-session$' /etc/pam.d/su >/dev/null || fail "/etc/pam.d/su includes common-session"
+    # pam_systemd (libpam-systemd, same priority, ordered by name) comes first,
+    # so a login is already in its logind scope when it registers.
+    if grep -q 'pam_systemd\.so' /etc/pam.d/common-session; then
+        awk '/pam_systemd\.so/ && !s { s = NR } /pam_session_timeout\.so/ && !t { t = NR }
+             END { exit !(s && t && s < t) }' /etc/pam.d/common-session ||
+            fail "common-session: pam_systemd before pam_session_timeout"
+        ok "common-session: pam_systemd before pam_session_timeout"
+    else
+        ok "common-session: no pam_systemd (libpam-systemd not installed), nothing to order"
+    fi
 }
 
 run_packages() {
