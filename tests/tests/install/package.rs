@@ -295,6 +295,8 @@ fn packages_install_enforce_upgrade_remove_and_purge_in_a_private_overlay() {
             "files, unit, init script, profile, module and man pages installed",
             "conffile defaults idle 15m, max 12h, warn 5m and 1m",
             "pam-auth-update --enable session-timeout",
+            // "pam_systemd before pam_session_timeout", or that there is none.
+            "common-session: ",
             "timeoutctl reload: non-zero on a rejected file",
             "events reach rsyslog's file",
             "registered (timeoutctl list, event=session_open) through common-session",

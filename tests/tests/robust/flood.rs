@@ -170,8 +170,9 @@ fn realtime_ns() -> i64 {
     st_testkit::now_ns()
 }
 
-#[test]
-fn f01_a_flood_costs_a_few_lines_and_session_expired_arrives_on_time() {
+/// A daemon (idle 3 s, grace 1 s) that logs to a real rsyslogd, which
+/// writes to files and forwards every line to the test's sink.
+fn daemon_behind_rsyslog() -> (Env, Rsyslog) {
     let mut env = Env::builder()
         .idle("3s")
         .max("off")
@@ -193,6 +194,12 @@ fn f01_a_flood_costs_a_few_lines_and_session_expired_arrives_on_time() {
         &limits,
         &e2e::ConfigExtra::default(),
     ));
+    (env, rs)
+}
+
+#[test]
+fn f01_a_flood_costs_a_few_lines_and_session_expired_arrives_on_time() {
+    let (env, rs) = daemon_behind_rsyslog();
     let flooder = env.second_user();
     let script = env.dir().join("flood.pl");
     fs::write(&script, FLOOD).unwrap();
@@ -326,27 +333,7 @@ fn junk_as_root(socket: &Path) {
 
 #[test]
 fn f02_a_stopped_syslogd_delays_the_log_not_the_enforcement_and_loses_no_line() {
-    let mut env = Env::builder()
-        .idle("3s")
-        .max("off")
-        .warn(&[])
-        .grace("1s")
-        .daemon(false)
-        .start();
-    let rs = Rsyslog::start(env.dir(), &env.syslog.path);
-    let limits = e2e::Limits {
-        grace: "1s".into(),
-        ..e2e::Limits::new("3s", "off", &[])
-    };
-    env.daemon = Some(e2e::daemon::start_logging_to(
-        &e2e::binaries().timeoutd,
-        env.dir(),
-        &env.socket,
-        &rs.socket,
-        &env.syslog,
-        &limits,
-        &e2e::ConfigExtra::default(),
-    ));
+    let (env, rs) = daemon_behind_rsyslog();
     let login = Login::start(&env);
     let typed = login.run("true");
 

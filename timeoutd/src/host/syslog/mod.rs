@@ -265,38 +265,42 @@ impl Drop for Syslog {
     }
 }
 
+/// A directory for a test's sockets, removed when dropped.
+#[cfg(test)]
+struct TempDir(std::path::PathBuf);
+
+#[cfg(test)]
+impl TempDir {
+    fn new() -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "timeoutd-syslog-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+}
+
+#[cfg(test)]
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::audit::event::EventName;
     use line::MAX_MESSAGE;
     use std::os::unix::net::UnixDatagram;
-    use std::path::PathBuf;
-    use std::sync::atomic::AtomicUsize;
 
     impl Syslog {
         /// How many lines could not be delivered to the socket so far.
         fn dropped(&self) -> u64 {
             self.dropped_total()
-        }
-    }
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new() -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "timeoutd-syslog-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&p).expect("temp dir");
-            TempDir(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 

@@ -199,27 +199,8 @@ fn wait_writable(fd: RawFd, limit: Duration) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::TempDir;
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new() -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "timeoutd-outbox-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&p).expect("temp dir");
-            TempDir(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn read_all(srv: &UnixDatagram) -> Vec<String> {
         srv.set_nonblocking(true).expect("nonblocking");
