@@ -25,14 +25,16 @@
 #
 # With --files, the files are copied one by one (for hosts without dpkg, and
 # for the tests' scratch roots): the daemon, the module, the sample config,
-# the systemd unit and one marked PAM line appended to /etc/pam.d/sshd.
+# the systemd unit, the re-validation PAM service /etc/pam.d/session-timeout
+# and one marked PAM line appended to /etc/pam.d/sshd.
 # Options for that mode only:
 #   --from DIR      take the already-built timeoutd, libpam_session_timeout.so
 #                   (and timeoutctl, if there) from DIR; implies --no-build.
 #   --pam-dir DIR   PAM module directory (path on the target system). Default:
 #                   asked of pkg-config, dpkg-architecture or gcc, e.g.
 #                   /lib/x86_64-linux-gnu/security on Debian 12.
-# It never overwrites an existing /etc/session-timeout.toml and adds the PAM
+# It never overwrites an existing /etc/session-timeout.toml or
+# /etc/pam.d/session-timeout and adds the PAM
 # line only once. Every file and directory it creates is listed in
 # /var/lib/session-timeout/install-manifest, which scripts/uninstall.sh uses to
 # remove exactly those.
@@ -42,6 +44,7 @@ umask 022
 readonly MARKER='# session-timeout:managed'
 readonly CONFIG=/etc/session-timeout.toml
 readonly PAM_FILE=/etc/pam.d/sshd
+readonly REVALIDATE_PAM=/etc/pam.d/session-timeout
 readonly STATE_DIR=/var/lib/session-timeout
 readonly MANIFEST=$STATE_DIR/install-manifest
 readonly UNIT=/lib/systemd/system/timeoutd.service
@@ -264,6 +267,11 @@ if [ -e "$destdir$CONFIG" ]; then
     say "kept the existing $destdir$CONFIG"
 else
     install_file "$repo/etc/session-timeout.toml" "$CONFIG" 0644
+fi
+if [ -e "$destdir$REVALIDATE_PAM" ]; then
+    say "kept the existing $destdir$REVALIDATE_PAM"
+else
+    install_file "$repo/etc/pam.d/session-timeout" "$REVALIDATE_PAM" 0644
 fi
 
 # The PAM line goes last among the files, once the module is in place: a

@@ -286,6 +286,14 @@ fn install_puts_files_in_place_with_modes_and_adds_the_pam_line_once() {
     );
     assert_eq!(mode(&config), 0o644);
 
+    let service = s.path("/etc/pam.d/session-timeout");
+    assert_eq!(
+        fs::read(&service).unwrap(),
+        fs::read(workspace().join("etc/pam.d/session-timeout")).unwrap(),
+        "the re-validation PAM service, as the .deb ships it"
+    );
+    assert_eq!(mode(&service), 0o644);
+
     let unit = s.path("/lib/systemd/system/timeoutd.service");
     assert_eq!(
         fs::read(&unit).unwrap(),
@@ -419,6 +427,28 @@ fn an_existing_config_is_neither_overwritten_nor_removed() {
         admin
     );
     assert_eq!(mode(&s.path("/etc/session-timeout.toml")), 0o640);
+
+    s.uninstall();
+    assert_eq!(s.snapshot(), before);
+    s.assert_host_unchanged();
+}
+
+#[test]
+fn an_existing_revalidation_pam_service_is_neither_overwritten_nor_removed() {
+    let s = Scratch::new("admin-pam-service");
+    let admin = b"account required pam_sss.so\n";
+    write_mode(&s.path("/etc/pam.d/session-timeout"), admin, 0o644);
+    let before = s.snapshot();
+
+    let out = s.install();
+    assert!(
+        out.contains("kept the existing") && out.contains("/etc/pam.d/session-timeout"),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read(s.path("/etc/pam.d/session-timeout")).unwrap(),
+        admin
+    );
 
     s.uninstall();
     assert_eq!(s.snapshot(), before);
