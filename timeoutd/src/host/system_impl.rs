@@ -12,6 +12,7 @@ use crate::core::time::clock::{Clock, Timestamp};
 use crate::engine::{ConnSearch, ProcFacts, System, TtyProbe};
 use crate::host::clock::SystemClock;
 use crate::host::identity::nss;
+use crate::host::processes::leaders::LeaderPins;
 use crate::host::processes::{proc_facts, signals};
 use crate::host::terminal::{connection, login_probe, pty};
 use crate::host::{procfs, store};
@@ -97,6 +98,11 @@ impl System for Host {
     fn alive(&mut self, p: ProcRef) -> bool {
         if let Some(alive) = self.leaders.as_ref().and_then(|l| l.alive(p)) {
             return alive;
+        }
+        // A pidfd only where a pin can follow (a registration); else the
+        // one `stat` read, as for a leader left unpinned past the budget.
+        if !self.leaders.as_ref().is_some_and(LeaderPins::has_room) {
+            return procfs::live_start_time(p.pid) == Some(p.start_time);
         }
         match signals::pin_with_stat(p) {
             Ok((fd, stat)) if !procfs::has_exited(p.pid, stat.state) => {

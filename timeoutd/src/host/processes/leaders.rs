@@ -60,6 +60,11 @@ impl LeaderPins {
         self.epoll.fd()
     }
 
+    /// Whether one more leader would be pinned (the fd budget has room).
+    pub(crate) fn has_room(&self) -> bool {
+        self.by_session.len() + self.pending.len() < self.max
+    }
+
     /// Whether a session is named already (the loop must not sleep).
     pub(crate) fn has_gone(&self) -> bool {
         !self.gone.is_empty()

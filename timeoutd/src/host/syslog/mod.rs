@@ -144,11 +144,7 @@ impl Syslog {
             self.copy_to_stderr(held, &format!("{stamp} {severity}: {body}\n"));
         }
         let mut outbox = self.outbox();
-        let (delivery, lost) = if held {
-            (outbox.queue(line.into_bytes()), 0)
-        } else {
-            outbox.push(line.into_bytes())
-        };
+        let (delivery, lost) = add(&mut outbox, line.into_bytes(), held);
         let lost = lost + u64::from(delivery == Delivery::Dropped);
         self.count_lost(lost);
         if delivery != Delivery::Dropped {
@@ -167,8 +163,7 @@ impl Syslog {
         let mut copies = self.copies();
         copies.push_str(copy);
         if copies.len() > MAX_HELD_COPIES {
-            let _ = io::stderr().lock().write_all(copies.as_bytes());
-            copies.clear();
+            write_out(&mut copies);
         }
     }
 
@@ -184,12 +179,7 @@ impl Syslog {
 
     fn release(&self) {
         self.held.store(false, Ordering::Relaxed);
-        let mut copies = self.copies();
-        if !copies.is_empty() {
-            let _ = io::stderr().lock().write_all(copies.as_bytes());
-            copies.clear();
-        }
-        drop(copies);
+        write_out(&mut self.copies());
         self.flush();
     }
 
@@ -229,11 +219,7 @@ impl Syslog {
             .field("count", lost)
             .field("total", self.dropped_total());
         let line = format_line(ev.severity(), stamp, self.pid, &one_line(&ev.to_string()));
-        let (delivery, more) = if held {
-            (outbox.queue(line.into_bytes()), 0)
-        } else {
-            outbox.push(line.into_bytes())
-        };
+        let (delivery, more) = add(outbox, line.into_bytes(), held);
         if delivery == Delivery::Dropped {
             // Said with the next line that gets through.
             self.unreported.fetch_add(lost, Ordering::Relaxed);
@@ -246,6 +232,23 @@ impl Syslog {
     pub(crate) fn drain(&self) {
         let lost = self.outbox().drain_for(DRAIN_AT_EXIT);
         self.count_lost(lost);
+    }
+}
+
+/// Queues `line` while held; else sends it, or queues it if it must wait.
+fn add(outbox: &mut Outbox, line: Vec<u8>, held: bool) -> (Delivery, u64) {
+    if held {
+        (outbox.queue(line), 0)
+    } else {
+        outbox.push(line)
+    }
+}
+
+/// Writes the held stderr copies in one write(2) and forgets them.
+fn write_out(copies: &mut String) {
+    if !copies.is_empty() {
+        let _ = io::stderr().lock().write_all(copies.as_bytes());
+        copies.clear();
     }
 }
 
