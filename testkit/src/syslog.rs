@@ -1,6 +1,6 @@
 //! A syslog of our own: a unix datagram socket the daemon's `[daemon] syslog`
 //! points at. One thread receives every datagram, stamps it on both clocks
-//! and parses it ([`crate::events`]); callers wait on what arrived.
+//! with the moment it was sent (the kernel's stamp) and parses it ([`crate::events`]); callers wait on what arrived.
 
 use std::io;
 use std::net::Shutdown;
@@ -59,6 +59,7 @@ impl SyslogSink {
         if let Some(bytes) = opts.rcvbuf {
             set_rcvbuf_force(&socket, bytes);
         }
+        set_timestamps(&socket)?;
         let shared = Arc::new(Shared::default());
         let stop = Arc::new(AtomicBool::new(false));
         let rx = socket.try_clone()?;
@@ -206,23 +207,25 @@ impl SyslogSink {
 const BATCH: usize = 256;
 
 /// The reader thread: until `stop`, parses and keeps every datagram. It
-/// takes what is queued in one go (each stamped as it is received) and
+/// takes what is queued in one go (each with the kernel's stamp of its send) and
 /// then locks and wakes the waiters once: a lock and a wake per line let a
 /// waiter's scans throttle a burst of thousands of lines.
 fn receive(rx: &UnixDatagram, shared: &Shared, stop: &AtomicBool) {
     let mut buf = vec![0u8; 65536];
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        match rx.recv(&mut buf) {
-            Ok(0) if stop.load(Ordering::SeqCst) => return,
-            Ok(n) => batch.push(stamped(&buf[..n])),
+        match recv_stamped(rx, &mut buf, 0) {
+            Ok((0, _)) if stop.load(Ordering::SeqCst) => return,
+            Ok((n, sent)) => batch.push(stamped(&buf[..n], sent)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         }
+        // A 0-byte read ends the batch (after the shutdown that stops the
+        // reader every read is 0, so the blocking recv sees the stop).
         while batch.len() < BATCH {
-            match recv_queued(rx, &mut buf) {
-                Some(n) => batch.push(stamped(&buf[..n])),
-                None => break,
+            match recv_stamped(rx, &mut buf, libc::MSG_DONTWAIT) {
+                Ok((n, sent)) if n > 0 => batch.push(stamped(&buf[..n], sent)),
+                _ => break,
             }
         }
         shared
@@ -234,27 +237,83 @@ fn receive(rx: &UnixDatagram, shared: &Shared, stop: &AtomicBool) {
     }
 }
 
-/// One more datagram if one is queued, without waiting. A 0-byte read ends
-/// the batch (after the shutdown that stops the reader every read is 0, so
-/// the blocking recv sees the stop).
-fn recv_queued(rx: &UnixDatagram, buf: &mut [u8]) -> Option<usize> {
-    // SAFETY: `buf` is live and writable for `buf.len()` bytes; the
-    // descriptor is open for as long as `rx` is borrowed.
-    let n = unsafe {
-        libc::recv(
-            rx.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
+/// One datagram and the wall-clock time (ns) the kernel stamped on it when
+/// it was sent (SO_TIMESTAMPNS; a unix datagram is stamped in the sender's
+/// sendmsg), if it was. That stamp is when the line was logged, whatever
+/// the reader thread waited for a CPU before it read it.
+fn recv_stamped(rx: &UnixDatagram, buf: &mut [u8], flags: i32) -> io::Result<(usize, Option<i64>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
     };
-    usize::try_from(n).ok().filter(|&n| n > 0)
+    // u64s: aligned for the cmsghdr the kernel writes.
+    let mut control = [0u64; 8];
+    // SAFETY: an all-zero msghdr is valid (no name, no iovecs, no control).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: `msg` points at `iov` (over the live, writable `buf`) and at
+    // `control`, both live for the call; the descriptor is open while `rx`
+    // is borrowed.
+    let n = unsafe { libc::recvmsg(rx.as_raw_fd(), &raw mut msg, flags) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    Ok((n, sent_stamp(&msg)))
 }
 
-fn stamped(raw: &[u8]) -> LogLine {
-    let (at, t_ns) = (Instant::now(), now_ns());
+/// The SCM_TIMESTAMPNS of a received message, in ns since the epoch.
+fn sent_stamp(msg: &libc::msghdr) -> Option<i64> {
+    // SAFETY: `msg` was filled by recvmsg(2): its control pointer and
+    // length describe the buffer it wrote; CMSG_FIRSTHDR/NXTHDR stay
+    // within it and the data of an SCM_TIMESTAMPNS is one timespec (read
+    // unaligned, as CMSG_DATA need not be aligned for it).
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                return Some(ts.tv_sec * 1_000_000_000 + ts.tv_nsec);
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}
+
+/// Both clocks of a line: the kernel's send stamp where there is one (the
+/// monotonic instant is moved back by as much as it precedes now).
+fn stamped(raw: &[u8], sent_ns: Option<i64>) -> LogLine {
+    let (now, now_wall) = (Instant::now(), now_ns());
+    let (at, t_ns) = match sent_ns {
+        Some(sent) if sent <= now_wall => {
+            let back = Duration::from_nanos(u64::try_from(now_wall - sent).unwrap_or(0));
+            (now.checked_sub(back).unwrap_or(now), sent)
+        }
+        _ => (now, now_wall),
+    };
     let text = String::from_utf8_lossy(raw);
     parse_line(text.trim_end_matches(['\n', '\0']), at, t_ns)
+}
+
+/// SO_TIMESTAMPNS: the kernel stamps each datagram as it is sent.
+fn set_timestamps(socket: &UnixDatagram) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a live int of the size passed; the descriptor is open.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// SO_RCVBUFFORCE (best effort).
@@ -293,6 +352,30 @@ mod tests {
         UnixDatagram::unbound()
             .and_then(|s| s.send_to(line.as_bytes(), to))
             .expect("send");
+    }
+
+    #[test]
+    fn a_line_is_stamped_when_it_was_sent_not_when_it_was_read() {
+        let dir = std::env::temp_dir().join(format!("st-stamp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("log");
+        let _ = std::fs::remove_file(&path);
+        let rx = UnixDatagram::bind(&path).expect("bind");
+        set_timestamps(&rx).expect("SO_TIMESTAMPNS");
+        let before = now_ns();
+        send(&path, 7, "session_terminated");
+        let after = now_ns();
+        let mut buf = [0u8; 512];
+        let (n, sent) = recv_stamped(&rx, &mut buf, 0).expect("recv");
+        let line = stamped(&buf[..n], sent);
+        let _ = std::fs::remove_dir_all(&dir);
+        let sent = sent.expect("a kernel stamp");
+        assert!(
+            (before..=after).contains(&sent),
+            "stamp {sent} outside the send [{before}, {after}]"
+        );
+        assert_eq!(line.t_ns, sent);
+        assert_eq!(line.pid, Some(7));
     }
 
     #[test]
