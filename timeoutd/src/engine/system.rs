@@ -113,6 +113,10 @@ pub(crate) trait System {
     fn cgroup_populated(&mut self, _cgroup: &str) -> bool {
         false
     }
+    /// Whether `p` is in the cgroup or below it (`/proc/PID/cgroup`).
+    fn cgroup_holds(&mut self, _cgroup: &str, _p: ProcRef) -> bool {
+        false
+    }
     /// Removes the session's cgroup once it is empty (now or later).
     fn cgroup_release(&mut self, _cgroup: &str) {}
     // --- The end of a session noticed at once (issue 16). The defaults

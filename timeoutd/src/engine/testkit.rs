@@ -189,6 +189,9 @@ impl System for Fake {
             .iter()
             .any(|p| !self.moved_out.contains(&p.proc.pid))
     }
+    fn cgroup_holds(&mut self, _cgroup: &str, p: ProcRef) -> bool {
+        self.procs.iter().any(|q| q.proc == p) && !self.moved_out.contains(&p.pid)
+    }
     fn cgroup_release(&mut self, cgroup: &str) {
         self.released.push(cgroup.to_owned());
     }

@@ -10,6 +10,7 @@ use crate::core::session::{ProcRef, Scope, SessionId};
 use crate::core::state::record::{JournalEntry, SessionRecord};
 use crate::core::time::clock::{Clock, Timestamp};
 use crate::engine::{ConnSearch, ProcFacts, System, TtyProbe};
+use crate::host::cgroup::parse::is_within;
 use crate::host::clock::SystemClock;
 use crate::host::identity::nss;
 use crate::host::processes::leaders::LeaderPins;
@@ -351,6 +352,14 @@ impl System for Host {
 
     fn cgroup_populated(&mut self, cgroup: &str) -> bool {
         self.cgroups.as_ref().is_some_and(|cg| cg.populated(cgroup))
+    }
+
+    /// No start-time check: a pid reused inside the cgroup is one of its
+    /// members, and the signals go through the leader's pidfd or check the
+    /// start time themselves.
+    fn cgroup_holds(&mut self, cgroup: &str, p: ProcRef) -> bool {
+        self.cgroups.is_some()
+            && crate::host::cgroup::cgroup_of(p.pid).is_some_and(|cur| is_within(&cur, cgroup))
     }
 
     fn cgroup_release(&mut self, cgroup: &str) {

@@ -95,24 +95,36 @@ impl<S: System> Engine<S> {
     /// signals the rest of it (about 50 µs a session; so the thousandth
     /// login is not hung up 50 ms after the first). The leader is a target
     /// of every rule (see [`Engine::split`]); the session's pass watches it
-    /// with the rest and does not signal it again. The batch's view of
-    /// /proc is taken first, so a subtree is still found from a leader that
-    /// died at its SIGHUP, with the parent links it had. Left to their own
-    /// pass: sessions with a cgroup (the targets are the cgroup's members,
-    /// and root may have moved the leader out) and root logins (their rule
-    /// follows the leader's live descendants, which its death reparents).
+    /// with the rest and does not signal it again. Without a cgroup, the
+    /// batch's view of /proc is taken first, so a subtree is still found
+    /// from a leader that died at its SIGHUP, with the parent links it had.
+    /// With a cgroup, a leader is hung up here only if it is still in the
+    /// cgroup (root may have moved it out, and the cgroup's members are the
+    /// targets). Root logins are left to their own pass: their rule follows
+    /// the leader's live descendants, which its death reparents.
     pub(in crate::engine) fn hang_up_leaders(&mut self, ids: &[SessionId]) {
-        let leaders: Vec<ProcRef> = ids
-            .iter()
-            .filter_map(|id| self.session(*id))
-            .filter(|s| s.is_active() && s.login.uid != 0)
-            .filter(|s| !matches!(Self::final_of(s), Final::Cgroup(_)))
-            .map(|s| s.leader)
-            .collect();
+        let mut leaders = Vec::new();
+        let mut in_cgroups = Vec::new();
+        for s in ids.iter().filter_map(|id| self.session(*id)) {
+            if !s.is_active() || s.login.uid == 0 {
+                continue;
+            }
+            match Self::final_of(s) {
+                Final::Cgroup(cg) => in_cgroups.push((cg, s.leader)),
+                _ => leaders.push(s.leader),
+            }
+        }
+        if !leaders.is_empty() {
+            self.sys.view_processes();
+        }
+        for (cg, leader) in in_cgroups {
+            if self.sys.cgroup_holds(&cg, leader) {
+                leaders.push(leader);
+            }
+        }
         if leaders.is_empty() {
             return;
         }
-        self.sys.view_processes();
         self.sys.signal(&leaders, &[libc::SIGHUP, libc::SIGCONT]);
         self.hung_up.extend(leaders);
     }

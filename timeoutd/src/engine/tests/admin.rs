@@ -379,13 +379,31 @@ fn revoke_leaves_a_root_login_to_its_own_pass() {
 }
 
 #[test]
-fn revoke_leaves_a_cgroup_session_to_its_own_pass() {
+fn revoke_hangs_up_a_cgroup_sessions_leader_first_while_the_cgroup_holds_it() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    e.sys.cgroups = true;
+    let id = registered_id(e.register(registration(), ROOT));
+    revoke_alice(&mut e);
+    assert_eq!(e.sys.signals[0], (libc::SIGHUP, vec![LEADER.pid]));
+    assert_eq!(e.sys.signals[1], (libc::SIGCONT, vec![LEADER.pid]));
+    // The cgroup's other members in the session's own pass, the leader not
+    // again (root's 900 spared, as ever).
+    assert_eq!(e.sys.signals[2], (libc::SIGHUP, vec![501, 502, 901]));
+    assert!(e.sys.watched_cgroups.contains(&id));
+    assert_eq!(find(&e, "session_signal").get("pids"), Some("4"));
+    // No view of /proc: a cgroup session's scope is its cgroup.
+    assert_eq!(e.sys.viewed_after_signals, None);
+}
+
+#[test]
+fn revoke_leaves_a_cgroup_session_to_its_own_pass_if_its_leader_was_moved_out() {
     let mut e = engine(limits(Some(900), None, &[60]));
     e.sys.cgroups = true;
     e.register(registration(), ROOT);
+    e.sys.moved_out.push(LEADER.pid);
     revoke_alice(&mut e);
-    // One SIGHUP for the cgroup's members, the leader among them.
+    // One SIGHUP, for the cgroup's members; the leader is no longer one.
     let (sig, pids) = &e.sys.signals[0];
     assert_eq!(*sig, libc::SIGHUP);
-    assert!(pids.contains(&LEADER.pid) && pids.len() > 1, "{pids:?}");
+    assert!(!pids.contains(&LEADER.pid) && !pids.is_empty(), "{pids:?}");
 }

@@ -65,6 +65,12 @@ pub(crate) fn parse_proc_cgroup(text: &str) -> Option<String> {
         .filter(|p| p.starts_with('/'))
 }
 
+/// Whether the cgroup `path` is `cgroup` itself or below it.
+pub(crate) fn is_within(path: &str, cgroup: &str) -> bool {
+    path.strip_prefix(cgroup)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Whether a cgroup is a logind session scope (`.../session-N.scope`).
 pub(crate) fn is_logind_session_scope(cgroup: &str) -> bool {
     cgroup
@@ -101,6 +107,15 @@ pub(crate) fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn within_is_the_cgroup_or_below_it_never_a_sibling_by_prefix() {
+        assert!(is_within("/timeoutd-1/s-4", "/timeoutd-1/s-4"));
+        assert!(is_within("/timeoutd-1/s-4/s-9", "/timeoutd-1/s-4"));
+        assert!(!is_within("/timeoutd-1/s-42", "/timeoutd-1/s-4"));
+        assert!(!is_within("/timeoutd-1", "/timeoutd-1/s-4"));
+        assert!(!is_within("/", "/timeoutd-1/s-4"));
+    }
 
     const HYBRID: &str = "\
 24 30 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
