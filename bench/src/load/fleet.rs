@@ -83,6 +83,11 @@ impl Fleet {
         })
     }
 
+    /// The spawner's pid (its CPU time is the harness's).
+    pub fn spawner_pid(&self) -> u32 {
+        self.spawner.id()
+    }
+
     /// Spawns `n` leaders; returns once all are forked (not necessarily ready).
     pub fn spawn(&mut self, n: usize, spec: &SpawnSpec) -> io::Result<Vec<Leader>> {
         let mut out = Vec::with_capacity(n);

@@ -62,7 +62,8 @@ impl KillPath {
 }
 
 /// The PAM services: pam_loginuid (a new audit session per leader), then
-/// our module on the path's daemon.
+/// our module on the path's daemon; and the same for the revocation's
+/// cgroup path.
 pub fn write_services(
     pam_dir: &Path,
     tmp: &Path,
@@ -70,15 +71,20 @@ pub fn write_services(
     module: &Path,
 ) -> std::io::Result<()> {
     let loginuid = pam_permit.with_file_name("pam_loginuid.so");
-    for path in PATHS {
-        let sock = tmp.join(path.daemon_name()).join("timeoutd.sock");
+    let revoke = crate::phases::revoke::RevokePath::Cgroup;
+    let services = PATHS
+        .map(|p| (p.service(), p.daemon_name()))
+        .into_iter()
+        .chain([(revoke.service().to_owned(), revoke.daemon_name().to_owned())]);
+    for (service, daemon) in services {
+        let sock = tmp.join(daemon).join("timeoutd.sock");
         let text = format!(
             "session required {}\nsession required {} socket={} fail=closed\n",
             loginuid.display(),
             module.display(),
             sock.display()
         );
-        fs::write(pam_dir.join(path.service()), text)?;
+        fs::write(pam_dir.join(service), text)?;
     }
     Ok(())
 }
@@ -231,7 +237,7 @@ fn kill_logins_of(uid: u32) {
 }
 
 /// One at a time: pam_wrapper's runtime directories (see the scale phase).
-fn spawn_one_by_one(ctx: &mut Ctx, n: usize, spec: &SpawnSpec) -> Result<Vec<Leader>, String> {
+pub fn spawn_one_by_one(ctx: &mut Ctx, n: usize, spec: &SpawnSpec) -> Result<Vec<Leader>, String> {
     let mut leaders = Vec::with_capacity(n);
     while leaders.len() < n {
         match ctx.spawn_ready(1, spec) {

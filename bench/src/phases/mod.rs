@@ -17,11 +17,18 @@ type Expected = (&'static str, &'static str, &'static str, &'static str, f64);
 /// The targets of issue 16's table (and the earlier ones), by the phase that measures them. A phase
 /// that fails before it reports one still gets its line, as an error with
 /// the phase's cause (never a blank).
-pub const EXPECTED: [Expected; 19] = [
+pub const EXPECTED: [Expected; 21] = [
+    (
+        "revoke",
+        "revoke.cgroup.last_sighup_ms",
+        "revocation of a user's live sessions with a cgroup each: request → last SIGHUP received",
+        "ms",
+        100.0,
+    ),
     (
         "revoke",
         "revoke.last_sighup_ms",
-        "revocation of a user's live sessions: request → last SIGHUP received",
+        "revocation of a user's live sessions without cgroups: request → last SIGHUP received",
         "ms",
         100.0,
     ),
@@ -41,8 +48,15 @@ pub const EXPECTED: [Expected; 19] = [
     ),
     (
         "revoke",
+        "revoke.cgroup.terminated_p99_ms",
+        "last process of a revoked session with a cgroup gone → session_terminated logged, p99",
+        "ms",
+        50.0,
+    ),
+    (
+        "revoke",
         "revoke.terminated_p99_ms",
-        "last process of an ended session gone → session_terminated logged, p99",
+        "last process of a revoked session without a cgroup gone → session_terminated logged, p99",
         "ms",
         50.0,
     ),
@@ -174,8 +188,16 @@ mod tests {
         r.target("revoke.last_sighup_ms", "x", Some(90.0), "ms", 100.0, "");
         expect_targets("revoke", &mut r, "not measured: revoke failed: boom");
         let keys: Vec<&str> = r.figures.iter().map(|f| f.key.as_str()).collect();
-        assert_eq!(keys, ["revoke.last_sighup_ms", "revoke.terminated_p99_ms"]);
-        assert_eq!(r.figures[1].verdict(), "ERROR");
+        assert_eq!(
+            keys,
+            [
+                "revoke.last_sighup_ms",
+                "revoke.cgroup.last_sighup_ms",
+                "revoke.cgroup.terminated_p99_ms",
+                "revoke.terminated_p99_ms"
+            ]
+        );
+        assert!(r.figures[1..].iter().all(|f| f.verdict() == "ERROR"));
         assert!(r.markdown().contains("revoke failed: boom"));
         // Every issue-16 row has a phase that runs.
         for (phase, ..) in EXPECTED {

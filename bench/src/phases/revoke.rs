@@ -9,42 +9,126 @@ use session_timeout_proto::Response;
 use crate::harness::ctx::{everyday_limits, Ctx};
 use crate::harness::daemon::Daemon;
 use crate::load::client;
-use crate::load::fleet::Leader;
+use crate::load::fleet::{Leader, SpawnSpec};
 use crate::load::monitor::LeaderState;
 use crate::results::json::J;
 use crate::results::report::Report;
 use crate::results::stats::{summarize, summary_json, Summary};
-use crate::util::{now_ns, wait_until};
+use crate::util::{host_busy_ms, now_ns, process_cpu_ms, wait_until};
 
+/// How the revoked sessions were opened, and so how the daemon ends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokePath {
+    /// Through libpam, as a login is: pam_loginuid gives each leader an
+    /// audit session and our module registers it, so the daemon moves it
+    /// into a cgroup of its own (as logind's scope would be on a systemd
+    /// host). The path of a real login wherever cgroup v2 is writable.
+    Cgroup,
+    /// Registered over the socket by root with no audit session: a subtree
+    /// scope and no cgroup (stop-then-kill), as `su` inside a host without
+    /// a writable cgroup v2.
+    Subtree,
+}
+
+pub const PATHS: [RevokePath; 2] = [RevokePath::Cgroup, RevokePath::Subtree];
+
+impl RevokePath {
+    /// The daemon's directory under the run's temp dir.
+    pub fn daemon_name(self) -> &'static str {
+        match self {
+            Self::Cgroup => "revoke-cgroup",
+            Self::Subtree => "revoke",
+        }
+    }
+
+    /// The PAM service of the cgroup path's leaders.
+    pub fn service(self) -> &'static str {
+        "stb-revoke-cgroup"
+    }
+
+    /// A figure's key: the subtree path keeps the keys of earlier tables.
+    fn key(self, figure: &str) -> String {
+        match self {
+            Self::Cgroup => format!("revoke.cgroup.{figure}"),
+            Self::Subtree => format!("revoke.{figure}"),
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Self::Cgroup => "with a cgroup each (opened through libpam)",
+            Self::Subtree => "without cgroups (subtree scope, stop-then-kill)",
+        }
+    }
+}
+
+/// Both paths, each with a daemon of its own; an error in one is reported
+/// after the other has run.
 pub fn run(ctx: &mut Ctx, r: &mut Report) -> Result<(), String> {
-    let d = ctx.start_daemon("revoke", &everyday_limits(), &[])?;
+    let errors: Vec<String> = PATHS
+        .into_iter()
+        .filter_map(|path| run_path(ctx, r, path).err())
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+fn run_path(ctx: &mut Ctx, r: &mut Report, path: RevokePath) -> Result<(), String> {
+    let d = ctx.start_daemon(path.daemon_name(), &everyday_limits(), &[])?;
     let n = ctx.opts.revoke_sessions;
-    let res = ctx.spawn_ready(n, &ctx.user_spec()).and_then(|leaders| {
-        let res = revoke(ctx, r, &d, &leaders);
+    let spawned = match path {
+        RevokePath::Subtree => ctx.spawn_ready(n, &ctx.user_spec()),
+        RevokePath::Cgroup => {
+            let spec = SpawnSpec {
+                pam: Some((path.service().into(), ctx.host.user.clone())),
+                ..ctx.user_spec()
+            };
+            crate::phases::kill::spawn_one_by_one(ctx, n, &spec)
+        }
+    };
+    let res = spawned.and_then(|leaders| {
+        let res = revoke(ctx, r, &d, &leaders, path);
         ctx.fleet.kill(leaders);
         res
     });
     ctx.stop_daemon(d);
-    res
+    res.map_err(|e| format!("{}: {e}", path.daemon_name()))
 }
 
-fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(), String> {
-    register_and_settle(ctx, d, leaders)?;
+fn revoke(
+    ctx: &Ctx,
+    r: &mut Report,
+    d: &Daemon,
+    leaders: &[Leader],
+    path: RevokePath,
+) -> Result<(), String> {
+    match path {
+        RevokePath::Subtree => register(ctx, d, leaders)?,
+        RevokePath::Cgroup => with_cgroups(ctx, d, leaders.len())?,
+    }
+    settle(ctx, d, leaders.len());
     let req = request(ctx, d)?;
     let arrivals = arrivals(ctx, d, leaders, req.t_req);
     let n = leaders.len();
     let term = terminated(ctx, d, leaders);
-    terminated_figures(r, n, &term);
+    terminated_figures(r, n, &term, path);
     let (sh, sg) = (arrivals.hup_sum, arrivals.gone_sum);
-    revoke_figures(r, n, &req, &arrivals);
+    revoke_figures(r, n, &req, &arrivals, path);
     let signalled = ctx.sink.count(d.pid, "session_signal");
     let revoked = ctx.sink.count(d.pid, "session_revoked");
     r.section(
-        "Revocation",
+        &format!("Revocation {}", path.what()),
         revoke_text(n, &req, &arrivals, signalled, revoked) + &terminated_text(n, &term),
     );
+    let busy = host_busy(&req, &arrivals);
     r.detail(
-        "revoke",
+        match path {
+            RevokePath::Cgroup => "revoke_cgroup",
+            RevokePath::Subtree => "revoke",
+        },
         J::obj([
             ("sessions", J::from(n)),
             ("reply_ms", J::num(req.reply_ms)),
@@ -57,6 +141,7 @@ fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(
             ("daemon_cpu_ms_during_request", J::num(req.cpu_ms)),
             ("daemon_voluntary_waits_during_request", J::from(req.waits)),
             ("daemon_preemptions_during_request", J::from(req.preempted)),
+            ("host_busy_cpu_ms_until_gone", busy.map_or(J::Null, J::num)),
             ("terminated_after_gone_ms", summary_json(term.sum)),
             ("terminated_logged", J::from(term.ms.len())),
         ]),
@@ -64,9 +149,8 @@ fn revoke(ctx: &Ctx, r: &mut Report, d: &Daemon, leaders: &[Leader]) -> Result<(
     Ok(())
 }
 
-/// Registers every leader, then lets the daemon settle: every session has
-/// found its terminal.
-fn register_and_settle(ctx: &Ctx, d: &Daemon, leaders: &[Leader]) -> Result<(), String> {
+/// Registers every leader over the socket, as root.
+fn register(ctx: &Ctx, d: &Daemon, leaders: &[Leader]) -> Result<(), String> {
     for l in leaders {
         client::register(
             &d.socket,
@@ -77,7 +161,29 @@ fn register_and_settle(ctx: &Ctx, d: &Daemon, leaders: &[Leader]) -> Result<(), 
             client::PATIENT,
         )?;
     }
-    let n = leaders.len();
+    Ok(())
+}
+
+/// The module registered each leader as it opened its session; every one
+/// must have a cgroup, or this is not the cgroup path.
+fn with_cgroups(ctx: &Ctx, d: &Daemon, n: usize) -> Result<(), String> {
+    let opens = ctx.sink.of(d.pid, "session_open");
+    let in_cgroups = opens
+        .iter()
+        .filter(|e| e.get("cgroup").is_some_and(|c| c != "-"))
+        .count();
+    if opens.len() == n && in_cgroups == n {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {n} sessions registered, {in_cgroups} with a cgroup (a writable cgroup v2 is needed)",
+            opens.len()
+        ))
+    }
+}
+
+/// Lets the daemon settle: every session has found its terminal.
+fn settle(ctx: &Ctx, d: &Daemon, n: usize) {
     ctx.sink.wait_count(
         d.pid,
         "session_tty",
@@ -85,12 +191,15 @@ fn register_and_settle(ctx: &Ctx, d: &Daemon, leaders: &[Leader]) -> Result<(), 
         Duration::from_secs(30 + n as u64 / 50),
     );
     std::thread::sleep(Duration::from_millis(500));
-    Ok(())
 }
 
 /// The revocation request, and what the daemon did while handling it.
 struct Revoked {
     message: String,
+    /// The host's busy CPU time when the request was sent (ms).
+    busy_before: Option<f64>,
+    /// The CPU time of st-bench and its spawner then (ms).
+    harness_before: Option<f64>,
     /// When the request was sent (realtime ns).
     t_req: i64,
     reply_ms: f64,
@@ -102,6 +211,8 @@ struct Revoked {
 /// Revokes the user and samples the daemon around the request.
 fn request(ctx: &Ctx, d: &Daemon) -> Result<Revoked, String> {
     let before = d.sample().ok_or("daemon gone")?;
+    let busy_before = host_busy_ms();
+    let harness_before = harness_cpu_ms(ctx);
     let reply = client::revoke_user(&d.socket, &ctx.host.user, 600)?;
     let after = d.sample().ok_or("daemon gone")?;
     let t_req = reply.t_send_ns;
@@ -116,6 +227,8 @@ fn request(ctx: &Ctx, d: &Daemon) -> Result<Revoked, String> {
     };
     Ok(Revoked {
         message,
+        busy_before,
+        harness_before,
         t_req,
         reply_ms: (reply.t_recv_ns - reply.t_send_ns) as f64 / 1e6,
         cpu_ms,
@@ -126,6 +239,9 @@ fn request(ctx: &Ctx, d: &Daemon) -> Result<Revoked, String> {
 
 /// When the leaders got SIGHUP and when they were gone, ms after the request.
 struct Arrivals {
+    /// The host's busy CPU time once every leader was gone (ms).
+    busy_after: Option<f64>,
+    harness_after: Option<f64>,
     hup: Vec<f64>,
     gone: Vec<f64>,
     not_from_daemon: usize,
@@ -141,6 +257,8 @@ fn arrivals(ctx: &Ctx, d: &Daemon, leaders: &[Leader], t_req: i64) -> Arrivals {
             .iter()
             .all(|l| m.get(&l.idx).is_some_and(|s| s.exit_ns.is_some()))
     });
+    let busy_after = host_busy_ms();
+    let harness_after = harness_cpu_ms(ctx);
     let (mut hup, mut gone) = (Vec::new(), Vec::new());
     let mut not_from_daemon = 0usize;
     for l in leaders {
@@ -156,6 +274,8 @@ fn arrivals(ctx: &Ctx, d: &Daemon, leaders: &[Leader], t_req: i64) -> Arrivals {
         }
     }
     Arrivals {
+        busy_after,
+        harness_after,
         hup_sum: summarize(&hup),
         gone_sum: summarize(&gone),
         hup,
@@ -164,27 +284,28 @@ fn arrivals(ctx: &Ctx, d: &Daemon, leaders: &[Leader], t_req: i64) -> Arrivals {
     }
 }
 
-fn revoke_figures(r: &mut Report, n: usize, req: &Revoked, arrivals: &Arrivals) {
+fn revoke_figures(r: &mut Report, n: usize, req: &Revoked, arrivals: &Arrivals, path: RevokePath) {
+    let what = path.what();
     let (hup, gone) = (&arrivals.hup, &arrivals.gone);
     let (sh, sg) = (arrivals.hup_sum, arrivals.gone_sum);
     let reply_ms = req.reply_ms;
     r.target(
-        "revoke.last_sighup_ms",
-        &format!("revocation of {n} sessions: request → last SIGHUP received"),
+        &path.key("last_sighup_ms"),
+        &format!("revocation of {n} sessions {what}: request → last SIGHUP received"),
         (hup.len() == n).then_some(sh.map(|s| s.max)).flatten(),
         "ms",
         100.0,
         "",
     );
     r.figure(
-        "revoke.last_gone_ms",
-        &format!("revocation of {n} sessions: request → last process gone"),
+        &path.key("last_gone_ms"),
+        &format!("revocation of {n} sessions {what}: request → last process gone"),
         (gone.len() == n).then_some(sg.map(|s| s.max)).flatten(),
         "ms",
     );
     r.figure(
-        "revoke.reply_ms",
-        "revocation: request → reply",
+        &path.key("reply_ms"),
+        &format!("revocation {what}: request → reply"),
         Some(reply_ms),
         "ms",
     );
@@ -231,7 +352,31 @@ fn revoke_text(
         "- the daemon while handling the request: {cpu_ms:.1} ms on CPU, {waits} voluntary waits, \
          {preempted} preemptions; it logged {revoked} session_revoked and {signalled} session_signal events"
     );
+    if let Some(busy) = host_busy(req, arrivals) {
+        let harness = arrivals
+            .harness_after
+            .zip(req.harness_before)
+            .map_or("—".into(), |(a, b)| format!("{:.0}", a - b));
+        let _ = writeln!(
+            md,
+            "- the whole host from the request until every leader was gone (seen within 20 ms): \
+             {busy:.0} ms of busy CPU on {} CPUs; of it the daemon's request {cpu_ms:.0} ms, the \
+             harness's (st-bench and its spawner, 10 ms ticks) {harness} ms, and the rest the \
+             leaders' exits and the kernel's work for them",
+            std::thread::available_parallelism().map_or(1, usize::from),
+        );
+    }
     md
+}
+
+/// The CPU time of st-bench (every thread) and its spawner, in ms.
+fn harness_cpu_ms(ctx: &Ctx) -> Option<f64> {
+    Some(process_cpu_ms(std::process::id())? + process_cpu_ms(ctx.fleet.spawner_pid())?)
+}
+
+/// The host's busy CPU time from the request until every leader was gone.
+fn host_busy(req: &Revoked, arrivals: &Arrivals) -> Option<f64> {
+    Some(arrivals.busy_after? - req.busy_before?)
 }
 
 /// Issue 16: from the moment a session's last process was gone (the leader,
@@ -303,7 +448,8 @@ fn gone_at(s: &LeaderState) -> Option<i64> {
     Some(s.first(libc::SIGHUP).map_or(seen, |(t, _)| t.min(seen)))
 }
 
-fn terminated_figures(r: &mut Report, n: usize, term: &Terminated) {
+fn terminated_figures(r: &mut Report, n: usize, term: &Terminated, path: RevokePath) {
+    let what = path.what();
     let value = (term.unknown == 0)
         .then_some(term.sum.map(|s| s.p99))
         .flatten();
@@ -321,16 +467,16 @@ fn terminated_figures(r: &mut Report, n: usize, term: &Terminated) {
         format!("{n} sessions whose one process exits at SIGHUP")
     };
     r.target(
-        "revoke.terminated_p99_ms",
-        "last process of an ended session gone → session_terminated logged, p99",
+        &path.key("terminated_p99_ms"),
+        &format!("last process of a revoked session {what} gone → session_terminated logged, p99"),
         value,
         "ms",
         50.0,
         &note,
     );
     r.figure(
-        "revoke.terminated_max_ms",
-        "last process gone → session_terminated logged, max (a lower bound if any was not logged)",
+        &path.key("terminated_max_ms"),
+        &format!("{what}: last process gone → session_terminated logged, max (a lower bound if any was not logged)"),
         (term.unknown == 0)
             .then_some(term.sum.map(|s| s.max))
             .flatten(),
