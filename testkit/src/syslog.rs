@@ -264,10 +264,10 @@ fn recv_stamped(rx: &UnixDatagram, buf: &mut [u8], flags: i32) -> io::Result<(us
 
 /// The SCM_TIMESTAMPNS of a received message, in ns since the epoch.
 fn sent_stamp(msg: &libc::msghdr) -> Option<i64> {
-    // SAFETY: `msg` was filled by recvmsg(2): its control pointer and
-    // length describe the buffer it wrote; CMSG_FIRSTHDR/NXTHDR stay
-    // within it and the data of an SCM_TIMESTAMPNS is one timespec (read
-    // unaligned, as CMSG_DATA need not be aligned for it).
+    // The data of an SCM_TIMESTAMPNS is one timespec, read unaligned, as
+    // CMSG_DATA need not be aligned for it.
+    // SAFETY: recvmsg(2) filled `msg`; its control pointer and length
+    // describe the buffer it wrote, and CMSG_FIRSTHDR/NXTHDR stay within it.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(msg);
         while !c.is_null() {
@@ -298,14 +298,24 @@ fn stamped(raw: &[u8], sent_ns: Option<i64>) -> LogLine {
 
 /// SO_TIMESTAMPNS: the kernel stamps each datagram as it is sent.
 fn set_timestamps(socket: &UnixDatagram) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: `on` is a live int of the size passed; the descriptor is open.
+    set_int_option(socket, libc::SO_TIMESTAMPNS, 1)
+}
+
+/// SO_RCVBUFFORCE (best effort).
+fn set_rcvbuf_force(socket: &UnixDatagram, bytes: usize) {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let _ = set_int_option(socket, libc::SO_RCVBUFFORCE, v);
+}
+
+/// setsockopt(2) of an int option at SOL_SOCKET.
+fn set_int_option(socket: &UnixDatagram, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
+    // SAFETY: `v` is a live int of the size passed; the descriptor is open.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&raw const on).cast(),
+            name,
+            (&raw const v).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -314,21 +324,6 @@ fn set_timestamps(socket: &UnixDatagram) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-/// SO_RCVBUFFORCE (best effort).
-fn set_rcvbuf_force(socket: &UnixDatagram, bytes: usize) {
-    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `v` is a live int of the size passed; the descriptor is open.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&raw const v).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
 }
 
 impl Drop for SyslogSink {
