@@ -10,11 +10,15 @@ use crate::harness::ctx::{everyday_limits, Ctx};
 use crate::harness::daemon::Daemon;
 use crate::load::client;
 use crate::load::fleet::{Leader, SpawnSpec};
-use crate::load::monitor::LeaderState;
 use crate::results::json::J;
 use crate::results::report::Report;
 use crate::results::stats::{summarize, summary_json, Summary};
-use crate::util::{host_busy_ms, now_ns, process_cpu_ms, wait_until};
+use crate::util::{host_busy_ms, process_cpu_ms, wait_until};
+
+mod floor;
+mod terminated;
+
+use terminated::{terminated, terminated_figures, terminated_text};
 
 /// How the revoked sessions were opened, and so how the daemon ends them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,14 +51,14 @@ impl RevokePath {
     }
 
     /// A figure's key: the subtree path keeps the keys of earlier tables.
-    fn key(self, figure: &str) -> String {
+    pub(super) fn key(self, figure: &str) -> String {
         match self {
             Self::Cgroup => format!("revoke.cgroup.{figure}"),
             Self::Subtree => format!("revoke.{figure}"),
         }
     }
 
-    fn what(self) -> &'static str {
+    pub(super) fn what(self) -> &'static str {
         match self {
             Self::Cgroup => "with a cgroup each (opened through libpam)",
             Self::Subtree => "without cgroups (subtree scope, stop-then-kill)",
@@ -77,9 +81,33 @@ pub fn run(ctx: &mut Ctx, r: &mut Report) -> Result<(), String> {
 }
 
 fn run_path(ctx: &mut Ctx, r: &mut Report, path: RevokePath) -> Result<(), String> {
+    let res = with_fleet(ctx, r, path, revoke)
+        .and_then(|()| with_fleet(ctx, r, path, floor::measure).map_err(|e| format!("floor: {e}")));
+    res.map_err(|e| format!("{}: {e}", path.daemon_name()))
+}
+
+/// What a measurement of one path does with a fresh daemon and its leaders.
+type Measure = fn(&Ctx, &mut Report, &Daemon, &[Leader], RevokePath) -> Result<(), String>;
+
+/// Starts a fresh daemon in the path's directory (whose socket the PAM
+/// service names), spawns and registers the path's leaders, measures,
+/// and cleans up.
+fn with_fleet(ctx: &mut Ctx, r: &mut Report, path: RevokePath, m: Measure) -> Result<(), String> {
     let d = ctx.start_daemon(path.daemon_name(), &everyday_limits(), &[])?;
+    let res = spawn(ctx, path).and_then(|leaders| {
+        let res = registered(ctx, &d, &leaders, path).and_then(|()| m(ctx, r, &d, &leaders, path));
+        ctx.fleet.kill(leaders);
+        res
+    });
+    ctx.stop_daemon(d);
+    res
+}
+
+/// The path's leaders, each in its own session: registered over the socket
+/// afterwards (subtree), or by the module as they open it (cgroup).
+fn spawn(ctx: &mut Ctx, path: RevokePath) -> Result<Vec<Leader>, String> {
     let n = ctx.opts.revoke_sessions;
-    let spawned = match path {
+    match path {
         RevokePath::Subtree => ctx.spawn_ready(n, &ctx.user_spec()),
         RevokePath::Cgroup => {
             let spec = SpawnSpec {
@@ -88,14 +116,17 @@ fn run_path(ctx: &mut Ctx, r: &mut Report, path: RevokePath) -> Result<(), Strin
             };
             crate::phases::kill::spawn_one_by_one(ctx, n, &spec)
         }
-    };
-    let res = spawned.and_then(|leaders| {
-        let res = revoke(ctx, r, &d, &leaders, path);
-        ctx.fleet.kill(leaders);
-        res
-    });
-    ctx.stop_daemon(d);
-    res.map_err(|e| format!("{}: {e}", path.daemon_name()))
+    }
+}
+
+/// Every leader is a session of `d`, and the daemon has settled.
+fn registered(ctx: &Ctx, d: &Daemon, leaders: &[Leader], path: RevokePath) -> Result<(), String> {
+    match path {
+        RevokePath::Subtree => register(ctx, d, leaders)?,
+        RevokePath::Cgroup => with_cgroups(ctx, d, leaders.len())?,
+    }
+    settle(ctx, d, leaders.len());
+    Ok(())
 }
 
 fn revoke(
@@ -105,15 +136,10 @@ fn revoke(
     leaders: &[Leader],
     path: RevokePath,
 ) -> Result<(), String> {
-    match path {
-        RevokePath::Subtree => register(ctx, d, leaders)?,
-        RevokePath::Cgroup => with_cgroups(ctx, d, leaders.len())?,
-    }
-    settle(ctx, d, leaders.len());
     let req = request(ctx, d)?;
     let arrivals = arrivals(ctx, d, leaders, req.t_req);
     let n = leaders.len();
-    let term = terminated(ctx, d, leaders);
+    let term = terminated(ctx, d, leaders, &req);
     terminated_figures(r, n, &term, path);
     let (sh, sg) = (arrivals.hup_sum, arrivals.gone_sum);
     revoke_figures(r, n, &req, &arrivals, path);
@@ -139,6 +165,10 @@ fn revoke(
             ("gone", J::from(arrivals.gone.len())),
             ("sighup_not_from_daemon", J::from(arrivals.not_from_daemon)),
             ("daemon_cpu_ms_during_request", J::num(req.cpu_ms)),
+            (
+                "daemon_cpu_ms_until_terminated",
+                term.daemon_cpu_ms.map_or(J::Null, J::num),
+            ),
             ("daemon_voluntary_waits_during_request", J::from(req.waits)),
             ("daemon_preemptions_during_request", J::from(req.preempted)),
             ("host_busy_cpu_ms_until_gone", busy.map_or(J::Null, J::num)),
@@ -194,7 +224,7 @@ fn settle(ctx: &Ctx, d: &Daemon, n: usize) {
 }
 
 /// The revocation request, and what the daemon did while handling it.
-struct Revoked {
+pub(super) struct Revoked {
     message: String,
     /// The host's busy CPU time when the request was sent (ms).
     busy_before: Option<f64>,
@@ -203,6 +233,8 @@ struct Revoked {
     /// When the request was sent (realtime ns).
     t_req: i64,
     reply_ms: f64,
+    /// The daemon's CPU time (schedstat) when the request was sent (ns).
+    pub(super) sched_before_ns: u64,
     cpu_ms: f64,
     waits: u64,
     preempted: u64,
@@ -231,6 +263,7 @@ fn request(ctx: &Ctx, d: &Daemon) -> Result<Revoked, String> {
         harness_before,
         t_req,
         reply_ms: (reply.t_recv_ns - reply.t_send_ns) as f64 / 1e6,
+        sched_before_ns: before.sched_ns,
         cpu_ms,
         waits,
         preempted,
@@ -238,19 +271,19 @@ fn request(ctx: &Ctx, d: &Daemon) -> Result<Revoked, String> {
 }
 
 /// When the leaders got SIGHUP and when they were gone, ms after the request.
-struct Arrivals {
+pub(super) struct Arrivals {
     /// The host's busy CPU time once every leader was gone (ms).
-    busy_after: Option<f64>,
-    harness_after: Option<f64>,
-    hup: Vec<f64>,
-    gone: Vec<f64>,
+    pub(super) busy_after: Option<f64>,
+    pub(super) harness_after: Option<f64>,
+    pub(super) hup: Vec<f64>,
+    pub(super) gone: Vec<f64>,
     not_from_daemon: usize,
-    hup_sum: Option<Summary>,
-    gone_sum: Option<Summary>,
+    pub(super) hup_sum: Option<Summary>,
+    pub(super) gone_sum: Option<Summary>,
 }
 
 /// Waits (bounded) for every leader to exit, then reads what the monitor saw.
-fn arrivals(ctx: &Ctx, d: &Daemon, leaders: &[Leader], t_req: i64) -> Arrivals {
+pub(super) fn arrivals(ctx: &Ctx, d: &Daemon, leaders: &[Leader], t_req: i64) -> Arrivals {
     wait_until(Duration::from_secs(60), Duration::from_millis(20), || {
         let m = ctx.fleet.monitor.lock();
         leaders
@@ -370,126 +403,11 @@ fn revoke_text(
 }
 
 /// The CPU time of st-bench (every thread) and its spawner, in ms.
-fn harness_cpu_ms(ctx: &Ctx) -> Option<f64> {
+pub(super) fn harness_cpu_ms(ctx: &Ctx) -> Option<f64> {
     Some(process_cpu_ms(std::process::id())? + process_cpu_ms(ctx.fleet.spawner_pid())?)
 }
 
 /// The host's busy CPU time from the request until every leader was gone.
 fn host_busy(req: &Revoked, arrivals: &Arrivals) -> Option<f64> {
     Some(arrivals.busy_after? - req.busy_before?)
-}
-
-/// Issue 16: from the moment a session's last process was gone (the leader,
-/// which has no children, seen exiting through its pidfd by the harness) to
-/// the arrival of the daemon's `session_terminated` for it at the sink.
-struct Terminated {
-    /// One per leader seen exiting; a session whose event did not come
-    /// within the wait counts as the time waited (a lower bound).
-    ms: Vec<f64>,
-    censored: usize,
-    /// Leaders whose exit the harness did not see (no figure for them).
-    unknown: usize,
-    sum: Option<Summary>,
-    /// How long the harness waited for the events.
-    waited_s: f64,
-}
-
-/// Waits (bounded: the grace ladder of a daemon that does not watch its
-/// pidfds, 10 s + SIGTERM's step, with room) for one `session_terminated`
-/// per leader and pairs them by `pid=`.
-fn terminated(ctx: &Ctx, d: &Daemon, leaders: &[Leader]) -> Terminated {
-    let t = std::time::Instant::now();
-    ctx.sink.wait_count(
-        d.pid,
-        "session_terminated",
-        leaders.len(),
-        Duration::from_secs(40),
-    );
-    let logged: std::collections::HashMap<i64, i64> = ctx
-        .sink
-        .of(d.pid, "session_terminated")
-        .iter()
-        .filter_map(|e| Some((e.num("pid")?, e.t_ns)))
-        .collect();
-    let waited_s = t.elapsed().as_secs_f64();
-    let (mut ms, mut censored, mut unknown) = (Vec::new(), 0, 0);
-    for l in leaders {
-        let Some(gone) = gone_at(&ctx.fleet.monitor.state(l.idx)) else {
-            unknown += 1;
-            continue;
-        };
-        match logged.get(&i64::from(l.pid)) {
-            Some(at) => ms.push((at - gone) as f64 / 1e6),
-            // Not logged by the end of the wait: at least that late.
-            None => {
-                censored += 1;
-                ms.push((now_ns() - gone) as f64 / 1e6);
-            }
-        }
-    }
-    Terminated {
-        sum: summarize(&ms),
-        ms,
-        censored,
-        unknown,
-        waited_s,
-    }
-}
-
-/// When a leader that exits at SIGHUP was gone, at the latest: the moment it
-/// read the signal, just before its exit(2). The harness's pidfd stamp
-/// comes later, by as much as its monitor thread waited for a CPU among a
-/// thousand exiting leaders (measured: in some runs all 1,000 stamped at one
-/// instant, 34 to 48 ms after the median leader read its SIGHUP), which
-/// shortened the figure; this bound lengthens it by the exit itself.
-/// `None` if the harness never saw it exit.
-fn gone_at(s: &LeaderState) -> Option<i64> {
-    let seen = s.exit_ns?;
-    Some(s.first(libc::SIGHUP).map_or(seen, |(t, _)| t.min(seen)))
-}
-
-fn terminated_figures(r: &mut Report, n: usize, term: &Terminated, path: RevokePath) {
-    let what = path.what();
-    let value = (term.unknown == 0)
-        .then_some(term.sum.map(|s| s.p99))
-        .flatten();
-    let note = if term.unknown > 0 {
-        format!(
-            "not measured: the exit of {} of {n} leaders was not seen",
-            term.unknown
-        )
-    } else if term.censored > 0 {
-        format!(
-            "{} of {n} not logged within {:.0} s, counted as that wait: a lower bound",
-            term.censored, term.waited_s
-        )
-    } else {
-        format!("{n} sessions whose one process exits at SIGHUP")
-    };
-    r.target(
-        &path.key("terminated_p99_ms"),
-        &format!("last process of a revoked session {what} gone → session_terminated logged, p99"),
-        value,
-        "ms",
-        50.0,
-        &note,
-    );
-    r.figure(
-        &path.key("terminated_max_ms"),
-        &format!("{what}: last process gone → session_terminated logged, max (a lower bound if any was not logged)"),
-        (term.unknown == 0)
-            .then_some(term.sum.map(|s| s.max))
-            .flatten(),
-        "ms",
-    );
-}
-
-fn terminated_text(n: usize, term: &Terminated) -> String {
-    format!(
-        "- session_terminated logged for {} of {n} within {:.0} s; ms after the session's last process was gone \
-         (the others counted as the wait): {}\n",
-        term.ms.len() - term.censored,
-        term.waited_s,
-        term.sum.map_or("—".into(), |s| s.short(1))
-    )
 }
