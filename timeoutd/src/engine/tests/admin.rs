@@ -407,3 +407,20 @@ fn revoke_leaves_a_cgroup_session_to_its_own_pass_if_its_leader_was_moved_out() 
     assert_eq!(*sig, libc::SIGHUP);
     assert!(!pids.contains(&LEADER.pid) && !pids.is_empty(), "{pids:?}");
 }
+
+#[test]
+fn revoke_watches_a_cgroup_session_whose_leader_outlived_its_hangup() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    e.sys.cgroups = true;
+    let id = registered_id(e.register(registration(), ROOT));
+    e.sys.procs.retain(|p| p.proc == LEADER);
+    e.sys.immune.push((LEADER.pid, libc::SIGHUP));
+    revoke_alice(&mut e);
+    assert!(e.sys.watched_cgroups.contains(&id));
+    assert!(!e
+        .sys
+        .events
+        .iter()
+        .any(|ev| ev.name() == "session_terminated"));
+    assert!(e.session(id).is_some_and(|s| !s.is_active()));
+}

@@ -447,6 +447,26 @@ mod tests {
     }
 
     #[test]
+    fn a_session_cgroup_goes_with_its_children_and_a_busy_one_stays() {
+        let mount = scratch("remove");
+        fs::create_dir_all(mount.join("timeoutd-t/s-4/s-5/s-6")).unwrap();
+        fs::create_dir(mount.join("timeoutd-t/s-7")).unwrap();
+        // A file stands for a process: rmdir refuses the directory.
+        fs::write(mount.join("timeoutd-t/s-7/busy"), "").unwrap();
+        let cg = Cgroups {
+            mount: mount.clone(),
+            base: "/timeoutd-t".into(),
+            made_base: true,
+        };
+        assert!(cg.remove("/timeoutd-t/s-4"));
+        assert!(!mount.join("timeoutd-t/s-4").exists());
+        assert!(!cg.remove("/timeoutd-t/s-7"));
+        assert!(mount.join("timeoutd-t/s-7/busy").exists());
+        assert!(cg.remove("/timeoutd-t/s-9"), "not there counts as removed");
+        fs::remove_dir_all(&mount).unwrap();
+    }
+
+    #[test]
     fn a_stop_keeps_the_cgroups_of_live_sessions_and_what_it_did_not_make() {
         let mount = scratch("live");
         fs::create_dir(mount.join("timeoutd-t/s-4")).unwrap();
