@@ -60,6 +60,10 @@ pub(crate) trait System {
     /// spending time on its lines, each of which still follows what it reports.
     fn hold_log(&mut self) {}
     fn release_log(&mut self) {}
+    /// Sends the lines held so far, in order, now: those of
+    /// [`System::hold_log`] and those a request holds until its reply. The
+    /// holds stay for the lines to come.
+    fn send_held_log(&mut self) {}
     /// Lines that could not be delivered to syslog since the daemon started.
     fn log_lines_dropped(&self) -> u64 {
         0
@@ -161,6 +165,9 @@ pub(crate) trait System {
     fn exits_seen(&mut self) -> Vec<SessionId> {
         Vec::new()
     }
+    /// The next [`System::exits_seen`] looks at every watch, not only those
+    /// the event loop's last poll found readable (for a long request).
+    fn look_for_exits(&mut self) {}
     /// Whether the process is stopped (state T), for stop-then-kill.
     fn stopped(&mut self, _p: ProcRef) -> bool {
         false

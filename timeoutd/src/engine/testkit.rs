@@ -67,6 +67,8 @@ pub(crate) struct Fake {
     pub(crate) watched: HashMap<SessionId, Vec<ProcRef>>,
     /// Sessions whose cgroup is watched.
     pub(crate) watched_cgroups: Vec<SessionId>,
+    /// For each `send_held_log`, how many events were logged by then.
+    pub(crate) held_sent_at: Vec<usize>,
     /// Live sessions' leaders watched (`watch_leader`), until they exit.
     pub(crate) watched_leaders: Vec<(SessionId, ProcRef)>,
     /// How many times `signal_watched` was asked to watch.
@@ -194,6 +196,9 @@ impl System for Fake {
     }
     fn cgroup_release(&mut self, cgroup: &str) {
         self.released.push(cgroup.to_owned());
+    }
+    fn send_held_log(&mut self) {
+        self.held_sent_at.push(self.events.len());
     }
     fn stopped(&mut self, p: ProcRef) -> bool {
         self.stopped.contains(&p.pid)

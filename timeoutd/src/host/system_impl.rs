@@ -264,6 +264,11 @@ impl System for Host {
         }
     }
 
+    fn look_for_exits(&mut self) {
+        self.exits_readable = true;
+        self.leaders_readable = true;
+    }
+
     fn exits_seen(&mut self) -> Vec<SessionId> {
         let (exits, leaders) = (self.exits_readable, self.leaders_readable);
         let mut seen = self
@@ -297,6 +302,13 @@ impl System for Host {
         for ev in self.held_log.take().unwrap_or_default() {
             self.syslog.log(&ev);
         }
+    }
+
+    fn send_held_log(&mut self) {
+        for ev in self.held_log.iter_mut().flat_map(|held| held.drain(..)) {
+            self.syslog.log(&ev);
+        }
+        self.syslog.flush();
     }
 
     fn log_lines_dropped(&self) -> u64 {

@@ -28,6 +28,10 @@ use crate::engine::{Engine, System};
 /// itself) waits no more.
 const EXIT_SETTLE: Duration = Duration::from_millis(10);
 
+/// A revocation looks for sessions that ended meanwhile after this many
+/// sessions' own passes (each about 50 to 100 µs of CPU).
+pub(in crate::engine) const ENDS_LOOK_EVERY: usize = 32;
+
 impl<S: System> Engine<S> {
     /// Sends `sigs` to the session's targets (but not again to those in
     /// `sent_before`), logs `session_signal`, and has the host watch for
@@ -56,11 +60,44 @@ impl<S: System> Engine<S> {
     /// the event loop calls this on every turn, which began (its poll
     /// returned) at `turn_began`.
     pub(crate) fn on_exits(&mut self, turn_began: Timestamp) {
+        let _woken = self.note_exits(turn_began);
         let now = self.sys.now();
+        if self.exit_check_at.is_some_and(|at| at <= now) {
+            self.exit_check_at = None;
+            let ids = std::mem::take(&mut self.exited);
+            self.end_proven(&ids, now);
+        }
+    }
+
+    /// In a long request (a revocation of many sessions), every
+    /// [`ENDS_LOOK_EVERY`] sessions: ends those whose cgroup emptied since
+    /// the request began, and sends the lines held so far, so that an exit
+    /// early in the request is not logged only after all of it. Exits
+    /// without a cgroup wait for their shared proof after the request.
+    /// The lines are sent only if a session ended: until then they would
+    /// only wake syslogd while the leaders signalled need the CPUs. Returns
+    /// the live sessions seen (whose leader exited).
+    pub(in crate::engine) fn ends_meanwhile(&mut self) -> Vec<SessionId> {
+        self.sys.look_for_exits();
+        let before = self.sessions.len();
+        let live = self.note_exits(self.sys.now());
+        if self.sessions.len() < before {
+            self.sys.send_held_log();
+        }
+        live
+    }
+
+    /// What the host saw exit: live sessions are woken (and returned), the
+    /// ends of cgroup sessions proved now, the others queued for their
+    /// shared proof.
+    fn note_exits(&mut self, turn_began: Timestamp) -> Vec<SessionId> {
+        let now = self.sys.now();
+        let mut live = Vec::new();
         for id in self.sys.exits_seen() {
             // A live session's leader exited, or what was left after it:
             // look at the session now, or a second after the last such look.
             if self.session(id).is_some_and(Session::is_active) {
+                live.push(id);
                 let at = self
                     .leaderless
                     .get(&id)
@@ -86,11 +123,7 @@ impl<S: System> Engine<S> {
                 }
             }
         }
-        if self.exit_check_at.is_some_and(|at| at <= now) {
-            self.exit_check_at = None;
-            let ids = std::mem::take(&mut self.exited);
-            self.end_proven(&ids, now);
-        }
+        live
     }
 
     /// Terminates the sessions among `ids` proven empty now (for a cgroup:

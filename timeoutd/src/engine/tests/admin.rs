@@ -4,6 +4,7 @@ use session_timeout_proto::{ErrorCode, Request, Response, Target};
 
 use crate::core::state::revocations::Revocations;
 use crate::core::time::clock::Timestamp;
+use crate::engine::ending::exits::ENDS_LOOK_EVERY;
 use crate::engine::testkit::*;
 use crate::engine::Peer;
 
@@ -406,6 +407,68 @@ fn revoke_leaves_a_cgroup_session_to_its_own_pass_if_its_leader_was_moved_out() 
     let (sig, pids) = &e.sys.signals[0];
     assert_eq!(*sig, libc::SIGHUP);
     assert!(!pids.contains(&LEADER.pid) && !pids.is_empty(), "{pids:?}");
+}
+
+/// `n` sessions of alice, each a leader with no other process, which dies
+/// at SIGHUP (its pidfd watch stays alive in the fake: only its cgroup, or
+/// the signalled pids, say it is gone).
+fn lone_leaders(e: &mut crate::engine::Engine<Fake>, n: usize) {
+    e.sys.procs.clear();
+    for pid in (3000..).take(n) {
+        let p = proc(pid, USER_UID);
+        e.sys.procs.push(p);
+        e.sys.also_alive.push(p.proc);
+        let mut reg = registration();
+        (reg.pid, reg.start_time) = (pid, p.proc.start_time);
+        registered_id(e.register(reg, ROOT));
+    }
+}
+
+#[test]
+fn a_long_revocation_ends_the_sessions_it_emptied_and_sends_their_lines_while_it_runs() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    e.sys.cgroups = true;
+    let n = ENDS_LOOK_EVERY * 2 + 1;
+    lone_leaders(&mut e, n);
+    revoke_alice(&mut e);
+    // Each leader dies at the first pass's SIGHUP, and with it its cgroup.
+    let logged = names(&e);
+    let last_revoked = logged.iter().rposition(|n| *n == "session_revoked");
+    let first_end = logged.iter().position(|n| *n == "session_terminated");
+    let (Some(last_revoked), Some(first_end)) = (last_revoked, first_end) else {
+        panic!("{logged:?}");
+    };
+    assert!(
+        first_end < last_revoked,
+        "ended before the request was done: {logged:?}"
+    );
+    assert!(
+        e.sys
+            .held_sent_at
+            .iter()
+            .any(|&at| at > first_end && at < last_revoked),
+        "and its line sent then: {:?}",
+        e.sys.held_sent_at
+    );
+    // The rest end when the event loop looks after the request.
+    let now = e.sys.now;
+    e.on_exits(now);
+    let ends = names(&e)
+        .iter()
+        .filter(|n| **n == "session_terminated")
+        .count();
+    assert_eq!(ends, n, "{:?}", names(&e));
+}
+
+#[test]
+fn a_long_revocation_without_cgroups_sends_its_lines_after_it_is_done() {
+    let mut e = engine(limits(Some(900), None, &[60]));
+    lone_leaders(&mut e, ENDS_LOOK_EVERY * 2 + 1);
+    revoke_alice(&mut e);
+    // Ends without a cgroup are proved after the request: nothing ended
+    // meanwhile, so no line went out before the signals were all sent.
+    assert!(e.sys.held_sent_at.is_empty(), "{:?}", e.sys.held_sent_at);
+    assert!(!names(&e).contains(&"session_terminated"));
 }
 
 #[test]

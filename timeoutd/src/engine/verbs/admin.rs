@@ -2,6 +2,8 @@
 //! Admin verbs need uid 0 or the `[daemon] admin_group`; `status` answers
 //! anyone, about their own sessions only.
 
+use std::collections::{HashSet, VecDeque};
+
 use session_timeout_proto::{
     ErrorCode, Request, Response, RevocationInfo, SessionInfo, TamperSeen, Target, WarningSent,
 };
@@ -11,6 +13,7 @@ use crate::core::session::{EndReason, Phase, Session, SessionId};
 use crate::core::state::revocations::{target_label, Revocation};
 use crate::core::time::clock::Timestamp;
 use crate::core::time::duration::Human;
+use crate::engine::ending::exits::ENDS_LOOK_EVERY;
 use crate::engine::{session_event, Engine, Peer, System};
 
 fn denied(message: &str) -> Response {
@@ -318,16 +321,7 @@ impl<S: System> Engine<S> {
         self.sys.begin_batch();
         self.sys.hold_log();
         self.hang_up_leaders(&victims);
-        for id in &victims {
-            if let Some(s) = self.session(*id) {
-                let ev = session_event(EventName::SessionRevoked, s)
-                    .with_severity(Severity::Notice)
-                    .field("by_uid", peer.uid)
-                    .field("reason", &reason);
-                self.sys.log(ev);
-            }
-            self.end_now(*id, EndReason::Revoked { by_uid: peer.uid });
-        }
+        self.revoke_each(&victims, peer.uid, &reason);
         self.hung_up.clear(); // each pass took its own; none may outlive the request
         self.sys.release_log();
         let ttl = match until {
@@ -340,6 +334,31 @@ impl<S: System> Engine<S> {
                 target_label(&target),
                 victims.len()
             ),
+        }
+    }
+
+    /// Each victim's own pass, after the first. Every [`ENDS_LOOK_EVERY`]
+    /// passes the sessions that ended meanwhile are proved and logged, and
+    /// the victims whose leader was seen gone have their pass next: the
+    /// sooner it is done, the sooner their end is proved too.
+    fn revoke_each(&mut self, victims: &[SessionId], by_uid: u32, reason: &str) {
+        let mut queue: VecDeque<SessionId> = victims.iter().copied().collect();
+        let mut passes = 0usize;
+        while !queue.is_empty() {
+            if passes > 0 && passes.is_multiple_of(ENDS_LOOK_EVERY) {
+                let gone: HashSet<SessionId> = self.ends_meanwhile().into_iter().collect();
+                gone_first(&mut queue, &gone);
+            }
+            let Some(id) = queue.pop_front() else { break };
+            passes += 1;
+            if let Some(s) = self.session(id) {
+                let ev = session_event(EventName::SessionRevoked, s)
+                    .with_severity(Severity::Notice)
+                    .field("by_uid", by_uid)
+                    .field("reason", reason);
+                self.sys.log(ev);
+            }
+            self.end_now(id, EndReason::Revoked { by_uid });
         }
     }
 
@@ -413,5 +432,30 @@ impl<S: System> Engine<S> {
             format!("Logins for {user} are suspended by the administrator {until}."),
             r.by_uid,
         ))
+    }
+}
+
+/// Moves the queued sessions in `gone` to the front, each part in its order.
+fn gone_first(queue: &mut VecDeque<SessionId>, gone: &HashSet<SessionId>) {
+    if gone.is_empty() {
+        return;
+    }
+    let (first, rest): (VecDeque<_>, VecDeque<_>) = queue.drain(..).partition(|v| gone.contains(v));
+    *queue = first;
+    queue.extend(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sessions_seen_gone_move_to_the_front_and_no_other_joins_the_queue() {
+        let ids = |v: &[u64]| v.iter().map(|i| SessionId(*i)).collect::<VecDeque<_>>();
+        let mut queue = ids(&[1, 2, 3, 4, 5]);
+        // 9 was passed already (or is no victim): it must not come back.
+        let gone: HashSet<SessionId> = [SessionId(4), SessionId(2), SessionId(9)].into();
+        gone_first(&mut queue, &gone);
+        assert_eq!(queue, ids(&[2, 4, 1, 3, 5]));
     }
 }

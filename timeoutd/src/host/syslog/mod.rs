@@ -10,6 +10,8 @@
 //! - While a [`Held`] from [`Syslog::hold`] lives (the event loop holds one
 //!   while it answers a request), lines and their stderr copies wait, and
 //!   are sent when it is dropped: after the reply, off the caller's path.
+//!   A long request may send what waits before that with [`Syslog::flush`]
+//!   (a revocation does, so early ends are not logged only after all of it).
 //! - Lines that a caller without rights can cause at will (see
 //!   [`Event::caused_by`]) pass [`CALLER_LINES_PER_WINDOW`] times per uid and
 //!   event per [`CALLER_WINDOW`]; the rest are counted and reported by
