@@ -177,6 +177,8 @@ pub struct Sample {
     pub cpu_ticks: u64,
     /// Time on CPU from /proc/PID/schedstat, nanoseconds.
     pub sched_ns: u64,
+    /// Time runnable but waiting for a CPU, from the same file, nanoseconds.
+    pub run_delay_ns: u64,
     pub voluntary: u64,
     pub involuntary: u64,
     pub rss_kb: u64,
@@ -190,10 +192,9 @@ impl Sample {
         let f = stat_fields(pid)?;
         let utime: u64 = f.get(11)?.parse().ok()?;
         let stime: u64 = f.get(12)?.parse().ok()?;
-        let sched_ns = fs::read_to_string(format!("/proc/{pid}/schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
+        let schedstat = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+        let mut sched = schedstat.split_whitespace().map(|v| v.parse().unwrap_or(0));
+        let (sched_ns, run_delay_ns) = (sched.next().unwrap_or(0), sched.next().unwrap_or(0));
         let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let field = |name: &str| -> u64 {
             status
@@ -206,6 +207,7 @@ impl Sample {
             t_ns,
             cpu_ticks: utime + stime,
             sched_ns,
+            run_delay_ns,
             voluntary: field("voluntary_ctxt_switches:"),
             involuntary: field("nonvoluntary_ctxt_switches:"),
             rss_kb: field("VmRSS:"),

@@ -166,8 +166,16 @@ fn revoke(
             ("sighup_not_from_daemon", J::from(arrivals.not_from_daemon)),
             ("daemon_cpu_ms_during_request", J::num(req.cpu_ms)),
             (
+                "daemon_runqueue_wait_ms_during_request",
+                J::num(req.runq_ms),
+            ),
+            (
                 "daemon_cpu_ms_until_terminated",
                 term.daemon_cpu_ms.map_or(J::Null, J::num),
+            ),
+            (
+                "daemon_runqueue_wait_ms_until_terminated",
+                term.daemon_runq_ms.map_or(J::Null, J::num),
             ),
             ("daemon_voluntary_waits_during_request", J::from(req.waits)),
             ("daemon_preemptions_during_request", J::from(req.preempted)),
@@ -235,7 +243,11 @@ pub(super) struct Revoked {
     reply_ms: f64,
     /// The daemon's CPU time (schedstat) when the request was sent (ns).
     pub(super) sched_before_ns: u64,
+    /// Its run delay (schedstat) then (ns).
+    pub(super) runq_before_ns: u64,
     cpu_ms: f64,
+    /// Runnable but waiting for a CPU during the request (schedstat, ms).
+    runq_ms: f64,
     waits: u64,
     preempted: u64,
 }
@@ -251,6 +263,7 @@ fn request(ctx: &Ctx, d: &Daemon) -> Result<Revoked, String> {
     // Where the request's wall time went: on CPU, or waiting (a blocking
     // syslog send, or preempted by the leaders it woke).
     let cpu_ms = (after.sched_ns - before.sched_ns) as f64 / 1e6;
+    let runq_ms = after.run_delay_ns.saturating_sub(before.run_delay_ns) as f64 / 1e6;
     let waits = after.voluntary - before.voluntary;
     let preempted = after.involuntary - before.involuntary;
     let message = match &reply.resp {
@@ -264,7 +277,9 @@ fn request(ctx: &Ctx, d: &Daemon) -> Result<Revoked, String> {
         t_req,
         reply_ms: (reply.t_recv_ns - reply.t_send_ns) as f64 / 1e6,
         sched_before_ns: before.sched_ns,
+        runq_before_ns: before.run_delay_ns,
         cpu_ms,
+        runq_ms,
         waits,
         preempted,
     })
@@ -355,7 +370,8 @@ fn revoke_text(
     let (hup, gone, not_from_daemon) = (&arrivals.hup, &arrivals.gone, arrivals.not_from_daemon);
     let (sh, sg) = (arrivals.hup_sum, arrivals.gone_sum);
     let (reply_ms, message) = (req.reply_ms, &req.message);
-    let (cpu_ms, waits, preempted) = (req.cpu_ms, req.waits, req.preempted);
+    let (cpu_ms, runq_ms) = (req.cpu_ms, req.runq_ms);
+    let (waits, preempted) = (req.waits, req.preempted);
     let mut md = format!(
         "{n} live sessions of one user (one leader process each, which exits on SIGHUP like a shell). \
          Times from the moment the request was sent.\n\n"
@@ -382,7 +398,8 @@ fn revoke_text(
     let _ = writeln!(md, "- SIGHUP not sent by the daemon: {not_from_daemon}");
     let _ = writeln!(
         md,
-        "- the daemon while handling the request: {cpu_ms:.1} ms on CPU, {waits} voluntary waits, \
+        "- the daemon while handling the request: {cpu_ms:.1} ms on CPU, {runq_ms:.1} ms runnable \
+         but waiting for a CPU, {waits} voluntary waits, \
          {preempted} preemptions; it logged {revoked} session_revoked and {signalled} session_signal events"
     );
     if let Some(busy) = host_busy(req, arrivals) {

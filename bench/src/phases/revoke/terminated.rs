@@ -29,6 +29,8 @@ pub(super) struct Terminated {
     /// The daemon's CPU from the request until the last event came (ms):
     /// the request and the ends it proved after it.
     pub(super) daemon_cpu_ms: Option<f64>,
+    /// Its time runnable but waiting for a CPU meanwhile (ms).
+    pub(super) daemon_runq_ms: Option<f64>,
 }
 
 /// Waits (bounded: the grace ladder of a daemon that does not watch its
@@ -42,9 +44,10 @@ pub(super) fn terminated(ctx: &Ctx, d: &Daemon, leaders: &[Leader], req: &Revoke
         leaders.len(),
         Duration::from_secs(40),
     );
-    let daemon_cpu_ms = d
-        .sample()
-        .map(|after| after.sched_ns.saturating_sub(req.sched_before_ns) as f64 / 1e6);
+    let after = d.sample();
+    let since = |now: u64, then: u64| now.saturating_sub(then) as f64 / 1e6;
+    let daemon_cpu_ms = after.map(|a| since(a.sched_ns, req.sched_before_ns));
+    let daemon_runq_ms = after.map(|a| since(a.run_delay_ns, req.runq_before_ns));
     let logged: std::collections::HashMap<i64, i64> = ctx
         .sink
         .of(d.pid, "session_terminated")
@@ -74,6 +77,7 @@ pub(super) fn terminated(ctx: &Ctx, d: &Daemon, leaders: &[Leader], req: &Revoke
         unknown,
         waited_s,
         daemon_cpu_ms,
+        daemon_runq_ms,
     }
 }
 
@@ -133,14 +137,20 @@ pub(super) fn terminated_figures(r: &mut Report, n: usize, term: &Terminated, pa
     );
 }
 
+fn ms(v: Option<f64>) -> String {
+    v.map_or("—".into(), |ms| format!("{ms:.1} ms"))
+}
+
 pub(super) fn terminated_text(n: usize, term: &Terminated) -> String {
     format!(
         "- session_terminated logged for {} of {n} within {:.0} s; ms after the session's last process was gone \
          (the others counted as the wait): {}\n\
-         - the daemon's CPU from the request until the last of them: {}\n",
+         - the daemon from the request until the last of them: {} on CPU, {} runnable but \
+         waiting for a CPU\n",
         term.ms.len() - term.censored,
         term.waited_s,
         term.sum.map_or("—".into(), |s| s.short(1)),
-        term.daemon_cpu_ms.map_or("—".into(), |ms| format!("{ms:.1} ms"))
+        ms(term.daemon_cpu_ms),
+        ms(term.daemon_runq_ms),
     )
 }
