@@ -397,13 +397,19 @@ mod tests {
         );
         assert!(report.starts_with("<84>"), "warning severity: {report}");
 
-        // syslogd restarts: the old socket file is replaced.
+        // syslogd restarts: its socket stops taking lines and the file is
+        // replaced. Shut down, not only dropped: a child another test forks
+        // holds a copy of every fd until its exec (as `copy` does here), and
+        // would keep the old socket taking lines that nobody reads.
+        let copy = srv.try_clone().expect("dup");
+        srv.shutdown(std::net::Shutdown::Read).expect("shutdown");
         drop(srv);
         std::fs::remove_file(&path).expect("rm");
         let srv = server(&path);
         log.send(Severity::Info, "second");
         assert!(recv(&srv).ends_with(": second"));
         assert_eq!(log.dropped(), 1);
+        drop(copy);
     }
 
     #[test]

@@ -289,6 +289,9 @@ mod tests {
         let mut out = Outbox::new(&path);
         fill(&mut out);
         out.push(b"two".to_vec());
+        // Shut down as well: a child forked by another test could hold the
+        // socket open until its exec (see the syslog module's tests).
+        srv.shutdown(std::net::Shutdown::Read).expect("shutdown");
         drop(srv);
         std::fs::remove_file(&path).expect("rm");
         assert_eq!(out.flush(), 2);
