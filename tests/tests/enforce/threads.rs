@@ -16,10 +16,15 @@ use e2e::{Env, Login};
 const IDLE: Duration = Duration::from_secs(5);
 
 /// Ignores SIGHUP and SIGTERM, starts a thread that loops, and ends its
-/// main thread with the exit syscall (60 on x86_64; perl's own exit would
-/// end every thread).
-const MAIN_THREAD_EXITS: &str = "$SIG{HUP}=q(IGNORE); $SIG{TERM}=q(IGNORE); use threads; \
-     threads->create(sub { while (1) { sleep 1 } })->detach; sleep 1; syscall(60, 0);";
+/// main thread with the raw exit syscall (perl's own exit would end every
+/// thread). The syscall's number is this architecture's.
+fn main_thread_exits() -> String {
+    format!(
+        "$SIG{{HUP}}=q(IGNORE); $SIG{{TERM}}=q(IGNORE); use threads; \
+         threads->create(sub {{ while (1) {{ sleep 1 }} }})->detach; sleep 1; syscall({}, 0);",
+        libc::SYS_exit
+    )
+}
 
 fn env_builder() -> e2e::EnvBuilder {
     Env::builder().idle("5s").max("off").warn(&[]).grace("1s")
@@ -31,7 +36,8 @@ fn ends_with_its_login(env: &Env) -> e2e::LogLine {
     let login = Login::start(env);
     let sid = login.audit_session();
     let typed = login.run(&format!(
-        "perl -e '{MAIN_THREAD_EXITS}' </dev/null >/dev/null 2>&1 &"
+        "perl -e '{}' </dev/null >/dev/null 2>&1 &",
+        main_thread_exits()
     ));
     let threaded = login.wait_proc(sid, "a process living in a thread", |p| {
         p.state == 'Z' && p.threads > 1
