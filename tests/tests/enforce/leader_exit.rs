@@ -3,7 +3,9 @@
 //! left, end to end with the real sshd: the daemon watches each live
 //! session's leader through a pidfd, and the processes left after it (a
 //! nohup) likewise. Without the watch such a session was looked at only on
-//! its timers: with the 15-minute idle limit here, 10 minutes later.
+//! its timers: with the 15-minute idle limit here, 10 minutes later. And a
+//! revoked login without cgroups whose leader dies at SIGHUP still has the
+//! processes it left ended.
 
 // Test code: a failed assumption here is a failed test, so it may unwrap and panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -108,4 +110,62 @@ fn l2_a_nohup_left_after_the_others_keeps_the_session_until_it_exits() {
     let killed_at = Instant::now();
     kill(i32::try_from(sleep.pid).unwrap());
     closes_promptly(&login, killed_at);
+}
+
+/// Revoked where the daemon has no cgroups (the subtree path): the leader,
+/// sshd's session process, dies at the first SIGHUP, and a process that
+/// ignores SIGHUP and SIGTERM lives on after it, no longer its descendant.
+/// The later steps must still find it and end it: `session_terminated
+/// survivors=0` only once it is gone, through the final SIGKILL.
+#[test]
+fn l3_a_revoked_login_without_cgroups_ends_the_children_its_leader_left() {
+    let mut env = Env::builder()
+        .idle("15m")
+        .max("off")
+        .warn(&[])
+        .daemon(false)
+        .start();
+    // Between the SIGHUP and the SIGTERM: sshd's monitor passes the SIGHUP
+    // on and closes its PAM session before it exits, which takes ms; 3 s
+    // bounds that on a loaded CI machine.
+    env.start_daemon_without_cgroups("15m", "3s");
+    let login = settled(&env);
+    let sid = login.audit_session();
+    login.run("sh -c 'trap \"\" HUP TERM; exec sleep 1000' </dev/null >/dev/null 2>&1 &");
+    let sleep = login.wait_proc(sid, "a sleep deaf to HUP and TERM", |p| {
+        p.argv == ["sleep", "1000"]
+    });
+    let leader = leader_pid(&login);
+    let ctl = e2e::binaries().timeoutd.with_file_name("timeoutctl");
+    let out = e2e::util::run_ok(
+        std::process::Command::new(ctl)
+            .arg("--socket")
+            .arg(&env.socket)
+            .args(["revoke", "--user", env.user.name(), "--reason", "l3"]),
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("1 live session(s) ended"), "{said}");
+    let done = login.event("session_terminated", &[("reason", "revoked")], EVENT);
+    assert_eq!(done.get("survivors"), Some("0"), "{}", done.raw);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{leader}")).exists(),
+        "the leader {leader} lives: it was to die at SIGHUP"
+    );
+    login.assert_session_empty(sid);
+    // After the first step only the sleep is left: each later step names
+    // it alone.
+    let steps = login.signal_steps();
+    eprintln!("l3: steps {steps:?}, {}", done.raw);
+    let names: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["SIGHUP,SIGCONT", "SIGTERM", "SIGSTOP,SIGKILL"],
+        "the sleep {}: {steps:?}",
+        sleep.pid
+    );
+    assert!(
+        steps[1..].iter().all(|s| s.1 == 1),
+        "the sleep {} alone after the first step: {steps:?}",
+        sleep.pid
+    );
 }
