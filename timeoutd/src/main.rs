@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use timeoutd::config::{self, explain};
 use timeoutd::daemon::{self, Options, StartError};
-use timeoutd::host::identity::{nss, pam_account};
+use timeoutd::host::identity::{nss, pam_account, parent_watch};
 use timeoutd::host::posture;
 
 /// Where the detached daemon writes its pid unless told otherwise.
@@ -159,6 +159,7 @@ fn main() -> ExitCode {
         Mode::Run(opts) => run(&opts),
         Mode::AccountCheck { service, user } => {
             pam_account::yield_cpu();
+            parent_watch::end_with_parent();
             let code = pam_account::check_in_this_process(&service, &user);
             print!("{}", pam_account::child_output(code));
             ExitCode::SUCCESS

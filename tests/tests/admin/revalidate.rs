@@ -11,6 +11,8 @@
 //!   "end"` they end.
 //! - r4: `timeoutctl revalidate --user A` after `chage -E 0 A` ends A's
 //!   sessions at once, without waiting for the interval; non-admins are refused.
+//! - r5: a check hung in pam_exec ends, with its helper, when the daemon is
+//!   killed.
 
 // Test code: a failed assumption here is a failed test, so it may unwrap and panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -20,6 +22,7 @@ mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -83,6 +86,19 @@ fn write_stack(name: &str, stack: &str) -> PamService {
     )
 }
 
+/// An account stack of service `name` whose pam_exec helper sleeps `secs`
+/// seconds: the script (removed by the test) and the PAM file.
+fn hung_stack(name: &str, secs: u32) -> (PathBuf, PamService) {
+    let hang = std::env::temp_dir().join(format!("{name}-hang.sh"));
+    fs::write(&hang, format!("#!/bin/sh\nsleep {secs}\ntrue\n")).expect("writing the hang script");
+    fs::set_permissions(&hang, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let stack = write_stack(
+        name,
+        &format!("account required pam_exec.so quiet {}\n", hang.display()),
+    );
+    (hang, stack)
+}
+
 #[test]
 fn r1_an_expired_account_loses_its_sessions_and_the_other_user_keeps_theirs() {
     let name = service_name();
@@ -133,13 +149,7 @@ fn r1_an_expired_account_loses_its_sessions_and_the_other_user_keeps_theirs() {
 #[test]
 fn r2_a_hung_directory_keeps_the_sessions_and_says_so() {
     let name = service_name();
-    let hang = std::env::temp_dir().join(format!("{name}-hang.sh"));
-    fs::write(&hang, "#!/bin/sh\nsleep 60\ntrue\n").expect("writing the hang script");
-    fs::set_permissions(&hang, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let _stack = write_stack(
-        &name,
-        &format!("account required pam_exec.so quiet {}\n", hang.display()),
-    );
+    let (hang, _stack) = hung_stack(&name, 60);
     let w = world(
         1,
         &keys(&name, "revalidate = \"3s\"\nrevalidate_timeout = \"2s\"\n"),
@@ -182,13 +192,7 @@ fn r2_a_hung_directory_keeps_the_sessions_and_says_so() {
 #[test]
 fn r3_with_unavailable_end_a_hung_directory_ends_the_sessions() {
     let name = service_name();
-    let hang = std::env::temp_dir().join(format!("{name}-hang.sh"));
-    fs::write(&hang, "#!/bin/sh\nsleep 60\ntrue\n").expect("writing the hang script");
-    fs::set_permissions(&hang, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let _stack = write_stack(
-        &name,
-        &format!("account required pam_exec.so quiet {}\n", hang.display()),
-    );
+    let (hang, _stack) = hung_stack(&name, 60);
     let w = world(
         1,
         &keys(
@@ -252,5 +256,78 @@ fn r4_timeoutctl_revalidate_ends_an_expired_users_sessions_at_once() {
         !none.ok() && none.stderr.contains("no live session"),
         "{}",
         none.describe()
+    );
+}
+
+/// The live processes of the checks of service `name` (the daemon's own
+/// binary in its child mode), and of the sessions its pam_exec helpers
+/// `hang` lead (the helper and the sleep it runs).
+fn checks_and_helpers(name: &str, hang: &Path) -> (Vec<u32>, Vec<u32>) {
+    let live: Vec<e2e::audit::Proc> = e2e::audit::all()
+        .into_iter()
+        .filter(|p| p.state != 'Z')
+        .collect();
+    let checks = live
+        .iter()
+        .filter(|p| {
+            p.argv.iter().any(|a| a == "--pam-account-check") && p.argv.contains(&name.to_owned())
+        })
+        .map(|p| p.pid)
+        .collect();
+    let leaders: Vec<u32> = live
+        .iter()
+        .filter(|p| p.command().contains(&*hang.to_string_lossy()))
+        .map(|p| p.sid)
+        .collect();
+    let helpers = live
+        .iter()
+        .filter(|p| leaders.contains(&p.sid))
+        .map(|p| p.pid)
+        .collect();
+    (checks, helpers)
+}
+
+/// The unit stops the daemon with `KillMode=process`, so nothing but the
+/// check itself ends a check hung in a module when the daemon is killed:
+/// the check and pam_exec's helper (in a session of its own, with its
+/// sleep) end as soon as the daemon is gone, not when the module gives up
+/// (the timeout, 1 minute here, the longest allowed).
+#[test]
+fn r5_a_hung_check_and_its_helper_end_when_the_daemon_is_killed() {
+    let name = service_name();
+    let (hang, _stack) = hung_stack(&name, 600);
+    let mut w = world(
+        1,
+        &keys(&name, "revalidate = \"2s\"\nrevalidate_timeout = \"1m\"\n"),
+    );
+    let _a = w.login(0);
+    let running = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        let (checks, helpers) = checks_and_helpers(&name, &hang);
+        (!checks.is_empty() && helpers.len() >= 2).then_some((checks, helpers))
+    });
+    let (checks, helpers) = running.unwrap_or_else(|| {
+        panic!(
+            "no hung check with its helper and sleep: {:?}\n{}",
+            checks_and_helpers(&name, &hang),
+            w.report(&[])
+        )
+    });
+    w.daemon().kill();
+    // Bounded: the check's watch wakes at the daemon's exit; the rest is
+    // scheduling on a loaded CI machine.
+    let gone = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let (c, h) = checks_and_helpers(&name, &hang);
+        (c.is_empty() && h.is_empty()).then_some(())
+    });
+    let left = checks_and_helpers(&name, &hang);
+    // What a failure leaves is this test's: its checks and helpers, by pid.
+    for pid in left.0.iter().chain(&left.1) {
+        // SAFETY: kill(2) with a pid and a signal number.
+        unsafe { libc::kill(i32::try_from(*pid).unwrap(), libc::SIGKILL) };
+    }
+    let _ = fs::remove_file(&hang);
+    assert!(
+        gone.is_some(),
+        "checks {checks:?} with helpers {helpers:?} killed with the daemon; left: {left:?}"
     );
 }

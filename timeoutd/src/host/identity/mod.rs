@@ -5,3 +5,4 @@ pub mod check_starter;
 pub(crate) mod groups_cache;
 pub mod nss;
 pub mod pam_account;
+pub mod parent_watch;

@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::core::revalidate::CheckOutcome;
+use crate::host::identity::parent_watch::PARENT_ENV;
 use crate::host::processes::signals::{pidfd_open, pidfd_send_signal};
 
 /// The hidden flag of the child mode.
@@ -161,6 +162,7 @@ impl RunningCheck {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .env_clear()
+            .env(PARENT_ENV, std::process::id().to_string())
             .process_group(0)
             .spawn()?;
         Ok(Self::watch(child, Instant::now() + timeout))
@@ -255,7 +257,7 @@ impl Drop for RunningCheck {
 /// process group: pam_exec's child calls setsid). Each is pinned with a
 /// pidfd and checked to still be `pid`'s child first, so a reused pid is
 /// never hit. One read of /proc/PID/task/PID/children, not a /proc scan.
-fn kill_children_of(pid: libc::pid_t) {
+pub(crate) fn kill_children_of(pid: libc::pid_t) {
     let list = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
     for q in list.unwrap_or_default().split_whitespace() {
         let Ok(q) = q.parse::<libc::pid_t>() else {
