@@ -14,6 +14,13 @@
 //!   waiting, and counted.
 //! - [`Outbox::drain_for`] waits a bounded time for the queue to empty, for
 //!   the daemon's last lines before it exits.
+//! - A socket can stay full for good: syslogd was restarted on a new socket
+//!   while a process still holds the old one, which takes lines nobody reads
+//!   (as many as its queue holds) and then none. So while lines have waited
+//!   [`PROBE_EVERY`], each flush tries the first of them once on a fresh
+//!   connection to the path, at most once per [`PROBE_EVERY`]; if that one
+//!   takes it, it replaces the old. To the same syslogd the fresh one is as
+//!   full as the old, and nothing changes.
 
 use std::collections::VecDeque;
 use std::io;
@@ -24,6 +31,10 @@ use std::time::{Duration, Instant};
 
 /// The most bytes of lines that wait for syslogd (about 40,000 lines).
 pub(crate) const MAX_WAITING_BYTES: usize = 8 * 1024 * 1024;
+
+/// How long lines wait on a full socket before a fresh connection is tried,
+/// and between tries.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// What became of one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +55,9 @@ pub(crate) struct Outbox {
     waiting: VecDeque<Vec<u8>>,
     waiting_bytes: usize,
     limit: usize,
+    probe_every: Duration,
+    /// While lines wait: when a fresh connection may next be tried.
+    probe_at: Option<Instant>,
 }
 
 /// How one send went.
@@ -66,6 +80,8 @@ impl Outbox {
             waiting: VecDeque::new(),
             waiting_bytes: 0,
             limit,
+            probe_every: PROBE_EVERY,
+            probe_at: None,
         }
     }
 
@@ -92,6 +108,9 @@ impl Outbox {
         }
         self.waiting_bytes += line.len();
         self.waiting.push_back(line);
+        if self.probe_at.is_none() {
+            self.probe_at = Some(Instant::now() + self.probe_every);
+        }
         Delivery::Waiting
     }
 
@@ -101,6 +120,9 @@ impl Outbox {
         while let Some(line) = self.waiting.pop_front() {
             match self.send_reconnecting(&line) {
                 Sent::Yes => self.waiting_bytes -= line.len(),
+                Sent::Full if self.sent_on_a_fresh_socket(&line) => {
+                    self.waiting_bytes -= line.len();
+                }
                 Sent::Full => {
                     self.waiting.push_front(line);
                     return 0;
@@ -108,6 +130,7 @@ impl Outbox {
                 Sent::Broken => return 1 + self.discard_waiting(),
             }
         }
+        self.probe_at = None;
         if self.waiting.capacity() > 1024 {
             self.waiting.shrink_to_fit();
         }
@@ -124,6 +147,13 @@ impl Outbox {
     #[cfg(test)]
     fn waiting(&self) -> usize {
         self.waiting.len()
+    }
+
+    /// Tries a fresh connection after lines waited `every`, and as often.
+    #[cfg(test)]
+    fn probing_every(mut self, every: Duration) -> Outbox {
+        self.probe_every = every;
+        self
     }
 
     /// Waits up to `limit` for the waiting lines to be sent. Returns the
@@ -146,7 +176,26 @@ impl Outbox {
         let n = self.waiting.len() as u64;
         self.waiting.clear();
         self.waiting_bytes = 0;
+        self.probe_at = None;
         n
+    }
+
+    /// When a try is due (see the module's notes): sends `line` on a fresh
+    /// connection to the path, which replaces the old socket if it took it.
+    fn sent_on_a_fresh_socket(&mut self, line: &[u8]) -> bool {
+        let now = Instant::now();
+        if self.probe_at.is_some_and(|at| now < at) {
+            return false;
+        }
+        self.probe_at = Some(now + self.probe_every);
+        let Ok(sock) = connect(&self.path) else {
+            return false;
+        };
+        let taken = matches!(send(&sock, line), Sent::Yes);
+        if taken {
+            self.sock = Some(sock);
+        }
+        taken
     }
 
     /// One send; on an error other than a full queue, one reconnect and one
@@ -224,10 +273,53 @@ mod tests {
 
     #[test]
     fn a_full_queue_keeps_the_lines_in_order_until_syslogd_reads() {
+        in_order_until_syslogd_reads(Outbox::new);
+    }
+
+    #[test]
+    fn fresh_connections_to_the_same_full_syslogd_change_nothing() {
+        in_order_until_syslogd_reads(|p| Outbox::new(p).probing_every(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_socket_left_full_by_a_restarted_syslogd_gives_way_to_the_new_one() {
+        let dir = TempDir::new();
+        let path = dir.0.join("log");
+        let old = UnixDatagram::bind(&path).expect("bind");
+        let mut out = Outbox::new(&path).probing_every(Duration::ZERO);
+        // syslogd restarts on a new socket; a process still holds the old
+        // one, and nobody reads it.
+        std::fs::remove_file(&path).expect("rm");
+        let new = UnixDatagram::bind(&path).expect("bind again");
+        let waits = fill(&mut out) - 1;
+        assert_eq!(out.flush(), 0);
+        assert_eq!(out.waiting(), 0, "the waiting line went to the new socket");
+        assert_eq!(out.push(b"after".to_vec()), (Delivery::Sent, 0));
+        assert_eq!(read_all(&new), [format!("line {waits}"), "after".into()]);
+        assert_eq!(read_all(&old).len(), waits, "the lines the old one took");
+    }
+
+    #[test]
+    fn without_a_fresh_socket_the_lines_wait_and_the_try_waits_its_interval() {
+        let dir = TempDir::new();
+        let path = dir.0.join("log");
+        let old = UnixDatagram::bind(&path).expect("bind");
+        let mut out = Outbox::new(&path).probing_every(Duration::from_secs(3600));
+        std::fs::remove_file(&path).expect("rm");
+        let new = UnixDatagram::bind(&path).expect("bind again");
+        fill(&mut out);
+        // The lines have waited less than the interval: no fresh connection.
+        assert_eq!(out.flush(), 0);
+        assert_eq!(out.waiting(), 1);
+        assert!(read_all(&new).is_empty());
+        drop(old);
+    }
+
+    fn in_order_until_syslogd_reads(outbox: impl Fn(&Path) -> Outbox) {
         let dir = TempDir::new();
         let path = dir.0.join("log");
         let srv = UnixDatagram::bind(&path).expect("bind");
-        let mut out = Outbox::new(&path);
+        let mut out = outbox(&path);
         let mut n = fill(&mut out);
         for _ in 0..5 {
             assert_eq!(
