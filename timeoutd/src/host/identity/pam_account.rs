@@ -267,8 +267,10 @@ pub(crate) fn kill_children_of(pid: libc::pid_t) {
             continue;
         };
         if parent_of(q) == Some(pid) {
-            // It leads a group of its own (setsid): the group goes too. q is
-            // alive and pinned, so its group id is not reused meanwhile.
+            // It leads a group of its own (setsid): the group goes too. The
+            // pidfd does not reserve q's number, but a reuse needs all of
+            // q's group gone and a new process leading a group of that same
+            // number in the meantime.
             if pgid_of(q) == Some(q) {
                 // SAFETY: kill(2) on the group q leads; no memory is passed.
                 unsafe { libc::kill(-q, libc::SIGKILL) };

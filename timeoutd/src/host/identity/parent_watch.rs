@@ -11,7 +11,9 @@
 //! pidfd names the daemon, not a process that took its pid); then a thread
 //! waits on the pidfd and, when it becomes readable, kills the child's own
 //! children with their groups and the child's process group, itself
-//! included. A child whose daemon is already gone ends at once.
+//! included. A child whose daemon is already gone ends at once. The thread
+//! blocks every signal, so a signal meant for a module (its own alarm, say)
+//! reaches the thread that runs it.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -31,13 +33,17 @@ pub fn end_with_parent() {
     else {
         return;
     };
-    let Ok(fd) = pidfd_open(parent) else {
-        end_all();
+    let fd = match pidfd_open(parent) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => end_all(),
+        // Out of fds or memory, or filtered: the check runs unwatched, as
+        // it did before the watch, rather than failing.
+        Err(_) => return,
     };
-    // SAFETY: getppid(2) takes nothing and cannot fail.
-    if unsafe { libc::getppid() } != parent {
+    if i64::from(std::os::unix::process::parent_id()) != i64::from(parent) {
         end_all();
     }
+    let old = block_all_signals();
     // Without the thread the check runs as it did before the watch.
     let _ = std::thread::Builder::new()
         .name("parent-watch".into())
@@ -45,6 +51,32 @@ pub fn end_with_parent() {
             wait_readable(&fd);
             end_all();
         });
+    if let Some(old) = old {
+        set_signal_mask(&old);
+    }
+}
+
+/// Blocks every signal in the calling thread (a thread started meanwhile
+/// inherits the mask); returns the mask before.
+fn block_all_signals() -> Option<libc::sigset_t> {
+    // SAFETY: sigset_t is plain old data; all-zero is a valid value, and
+    // sigfillset initialises it.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `all` and `old` are live sigset_t values; sigfillset writes
+    // `all`, pthread_sigmask reads `all` and writes `old`.
+    let rc = unsafe {
+        libc::sigfillset(&raw mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old)
+    };
+    (rc == 0).then_some(old)
+}
+
+fn set_signal_mask(mask: &libc::sigset_t) {
+    // SAFETY: `mask` is a live sigset_t from pthread_sigmask; a null old set
+    // is allowed.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
 }
 
 /// Blocks until `fd` is readable: for a pidfd, until its process exits.
@@ -68,7 +100,9 @@ fn wait_readable(fd: &OwnedFd) {
 
 /// Kills this process's children (and the groups they lead), then its own
 /// process group, which it leads (the daemon starts it so); or only itself
-/// if it does not lead one.
+/// if it does not lead one. A module's child forked after the read of the
+/// children and gone to a session of its own before the group's kill
+/// escapes: that takes the daemon's death within those microseconds.
 fn end_all() -> ! {
     let me = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
     kill_children_of(me);
