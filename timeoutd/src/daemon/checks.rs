@@ -307,6 +307,27 @@ mod tests {
         }
     }
 
+    /// An executable script `name` with `body`, written by a shell of its
+    /// own: had this process opened it for writing, a child another test
+    /// forks meanwhile would hold that fd until its exec, and starting the
+    /// script could fail with ETXTBSY.
+    fn script(name: &str, body: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("{name}-{}.sh", std::process::id()));
+        let ok = std::process::Command::new("/bin/sh")
+            .args([
+                "-c",
+                "printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"",
+                "sh",
+                body,
+            ])
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "writing {}", path.display());
+        path
+    }
+
     /// Steps until `n` answers came, as the loop would (without the poll).
     fn answers(c: &mut Checks, n: usize) -> Vec<(Check, CheckOutcome)> {
         let until = Instant::now() + Duration::from_secs(10);
@@ -323,10 +344,7 @@ mod tests {
     fn at_most_four_run_at_once_and_the_rest_wait() {
         // `sleep` ignores the flag's arguments only if they are numbers; use
         // a shell that sleeps a little and answers.
-        let script = std::env::temp_dir().join(format!("st-checks-{}.sh", std::process::id()));
-        std::fs::write(&script, "#!/bin/sh\nsleep 0.2\necho pam_result=0\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        let script = script("st-checks", "#!/bin/sh\nsleep 0.2\necho pam_result=0\n");
         let mut c = Checks::new(&cfg(5000)).with_exe(script.to_str().unwrap());
         c.enqueue((1..=6).map(check).collect());
         assert!(c.step(Instant::now()).is_empty());
@@ -358,22 +376,10 @@ mod tests {
         let mut c = Checks::new(&cfg(100)).with_exe("/nonexistent/timeoutd");
         c.enqueue(vec![check(2)]);
         assert_eq!(answers(&mut c, 1)[0].1, CheckOutcome::Failed);
-        let script = std::env::temp_dir().join(format!("st-hang-{}.sh", std::process::id()));
-        std::fs::write(&script, "#!/bin/sh\nsleep 30\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        // Another test's fork can briefly hold the new script open for writing
-        // (ETXTBSY): that start fails as Failed, so try a few times.
-        let mut outcome = CheckOutcome::Failed;
-        for _ in 0..5 {
-            let mut c = Checks::new(&cfg(100)).with_exe(script.to_str().unwrap());
-            c.enqueue(vec![check(3)]);
-            outcome = answers(&mut c, 1)[0].1;
-            if outcome != CheckOutcome::Failed {
-                break;
-            }
-        }
-        assert_eq!(outcome, CheckOutcome::TimedOut);
+        let script = script("st-hang", "#!/bin/sh\nsleep 30\n");
+        let mut c = Checks::new(&cfg(100)).with_exe(script.to_str().unwrap());
+        c.enqueue(vec![check(3)]);
+        assert_eq!(answers(&mut c, 1)[0].1, CheckOutcome::TimedOut);
         let _ = std::fs::remove_file(&script);
     }
 
