@@ -86,9 +86,18 @@ fn write_stack(name: &str, stack: &str) -> PamService {
     )
 }
 
+/// A script, removed on drop (also when the test fails).
+struct Script(PathBuf);
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
 /// An account stack of service `name` whose pam_exec helper sleeps `secs`
-/// seconds: the script (removed by the test) and the PAM file.
-fn hung_stack(name: &str, secs: u32) -> (PathBuf, PamService) {
+/// seconds: the script and the PAM file, both removed on drop.
+fn hung_stack(name: &str, secs: u32) -> (Script, PamService) {
     let hang = std::env::temp_dir().join(format!("{name}-hang.sh"));
     fs::write(&hang, format!("#!/bin/sh\nsleep {secs}\ntrue\n")).expect("writing the hang script");
     fs::set_permissions(&hang, fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -96,7 +105,7 @@ fn hung_stack(name: &str, secs: u32) -> (PathBuf, PamService) {
         name,
         &format!("account required pam_exec.so quiet {}\n", hang.display()),
     );
-    (hang, stack)
+    (Script(hang), stack)
 }
 
 #[test]
@@ -149,7 +158,8 @@ fn r1_an_expired_account_loses_its_sessions_and_the_other_user_keeps_theirs() {
 #[test]
 fn r2_a_hung_directory_keeps_the_sessions_and_says_so() {
     let name = service_name();
-    let (hang, _stack) = hung_stack(&name, 60);
+    let (script, _stack) = hung_stack(&name, 60);
+    let hang = script.0.clone();
     let w = world(
         1,
         &keys(&name, "revalidate = \"3s\"\nrevalidate_timeout = \"2s\"\n"),
@@ -186,13 +196,12 @@ fn r2_a_hung_directory_keeps_the_sessions_and_says_so() {
         "{}",
         secs(t.elapsed())
     );
-    let _ = fs::remove_file(&hang);
 }
 
 #[test]
 fn r3_with_unavailable_end_a_hung_directory_ends_the_sessions() {
     let name = service_name();
-    let (hang, _stack) = hung_stack(&name, 60);
+    let (_script, _stack) = hung_stack(&name, 60);
     let w = world(
         1,
         &keys(
@@ -212,7 +221,6 @@ fn r3_with_unavailable_end_a_hung_directory_ends_the_sessions() {
     );
     assert_eq!(ev.get("pam_result"), Some("timeout"));
     w.expect_exit(&a.ssh, Duration::from_secs(10));
-    let _ = fs::remove_file(&hang);
 }
 
 #[test]
@@ -295,7 +303,8 @@ fn checks_and_helpers(name: &str, hang: &Path) -> (Vec<u32>, Vec<u32>) {
 #[test]
 fn r5_a_hung_check_and_its_helper_end_when_the_daemon_is_killed() {
     let name = service_name();
-    let (hang, _stack) = hung_stack(&name, 600);
+    let (script, _stack) = hung_stack(&name, 600);
+    let hang = script.0.clone();
     let mut w = world(
         1,
         &keys(&name, "revalidate = \"2s\"\nrevalidate_timeout = \"1m\"\n"),
@@ -325,7 +334,6 @@ fn r5_a_hung_check_and_its_helper_end_when_the_daemon_is_killed() {
         // SAFETY: kill(2) with a pid and a signal number.
         unsafe { libc::kill(i32::try_from(*pid).unwrap(), libc::SIGKILL) };
     }
-    let _ = fs::remove_file(&hang);
     assert!(
         gone.is_some(),
         "checks {checks:?} with helpers {helpers:?} killed with the daemon; left: {left:?}"

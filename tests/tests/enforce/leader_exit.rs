@@ -128,6 +128,7 @@ fn l3_a_revoked_login_without_cgroups_ends_the_children_its_leader_left() {
     // Between the SIGHUP and the SIGTERM: sshd's monitor passes the SIGHUP
     // on and closes its PAM session before it exits, which takes ms; 3 s
     // bounds that on a loaded CI machine.
+    let grace = Duration::from_secs(3);
     env.start_daemon_without_cgroups("15m", "3s");
     let login = settled(&env);
     let sid = login.audit_session();
@@ -135,7 +136,9 @@ fn l3_a_revoked_login_without_cgroups_ends_the_children_its_leader_left() {
     let sleep = login.wait_proc(sid, "a sleep deaf to HUP and TERM", |p| {
         p.argv == ["sleep", "1000"]
     });
-    let leader = leader_pid(&login);
+    let _kill_on_failure = KillOnDrop(st_testkit::procs::stat(sleep.pid).expect("the sleep"));
+    let leader =
+        st_testkit::procs::stat(u32::try_from(leader_pid(&login)).unwrap()).expect("the leader");
     let ctl = e2e::binaries().timeoutd.with_file_name("timeoutctl");
     let out = e2e::util::run_ok(
         std::process::Command::new(ctl)
@@ -145,11 +148,19 @@ fn l3_a_revoked_login_without_cgroups_ends_the_children_its_leader_left() {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("1 live session(s) ended"), "{said}");
-    let done = login.event("session_terminated", &[("reason", "revoked")], EVENT);
+    // Two grace periods (SIGTERM, then the final step) before the end.
+    let done = login.event(
+        "session_terminated",
+        &[("reason", "revoked")],
+        EVENT + 2 * grace,
+    );
     assert_eq!(done.get("survivors"), Some("0"), "{}", done.raw);
+    let leader_lives = st_testkit::procs::stat(leader.pid)
+        .is_some_and(|s| s.start_time == leader.start_time && s.state != 'Z');
     assert!(
-        !std::path::Path::new(&format!("/proc/{leader}")).exists(),
-        "the leader {leader} lives: it was to die at SIGHUP"
+        !leader_lives,
+        "the leader {} lives: it was to die at SIGHUP",
+        leader.pid
     );
     login.assert_session_empty(sid);
     // After the first step only the sleep is left: each later step names
@@ -168,4 +179,15 @@ fn l3_a_revoked_login_without_cgroups_ends_the_children_its_leader_left() {
         "the sleep {} alone after the first step: {steps:?}",
         sleep.pid
     );
+}
+
+/// SIGKILLs a process the test caused, if it is still that process, when
+/// the test ends (also when it fails): one that ignores HUP and TERM and no
+/// longer descends from the test's sshd, whose cleanup would not find it.
+struct KillOnDrop(st_testkit::procs::ProcInfo);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        st_testkit::procs::signal_checked(&self.0, libc::SIGKILL);
+    }
 }
