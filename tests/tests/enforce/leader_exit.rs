@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use e2e::login::EVENT;
 use e2e::{Env, Login};
 
+#[path = "../support/mod.rs"]
+mod support;
+
 /// From the kill of the last process to `session_close`: the daemon acts on
 /// the pidfd in its next loop turn; the rest is scheduling on a loaded CI
 /// machine with other tests running. Its timers are minutes away.
@@ -139,9 +142,8 @@ fn l3_a_revoked_login_without_cgroups_ends_the_children_its_leader_left() {
     let _kill_on_failure = KillOnDrop(st_testkit::procs::stat(sleep.pid).expect("the sleep"));
     let leader =
         st_testkit::procs::stat(u32::try_from(leader_pid(&login)).unwrap()).expect("the leader");
-    let ctl = e2e::binaries().timeoutd.with_file_name("timeoutctl");
     let out = e2e::util::run_ok(
-        std::process::Command::new(ctl)
+        std::process::Command::new(support::timeoutctl())
             .arg("--socket")
             .arg(&env.socket)
             .args(["revoke", "--user", env.user.name(), "--reason", "l3"]),

@@ -26,21 +26,22 @@ pub const PARENT_ENV: &str = "TIMEOUTD_CHECK_PARENT";
 /// Starts the watch, if the environment names a parent. Without one (the
 /// child mode run by hand) nothing is watched.
 pub fn end_with_parent() {
-    let Some(parent) = std::env::var(PARENT_ENV)
+    let Some((parent, pid)) = std::env::var(PARENT_ENV)
         .ok()
-        .and_then(|v| v.parse::<libc::pid_t>().ok())
+        .and_then(|v| v.parse::<u32>().ok())
         .filter(|p| *p > 1)
+        .and_then(|p| Some((p, libc::pid_t::try_from(p).ok()?)))
     else {
         return;
     };
-    let fd = match pidfd_open(parent) {
+    let fd = match pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => end_all(),
         // Out of fds or memory, or filtered: the check runs unwatched, as
         // it did before the watch, rather than failing.
         Err(_) => return,
     };
-    if i64::from(std::os::unix::process::parent_id()) != i64::from(parent) {
+    if std::os::unix::process::parent_id() != parent {
         end_all();
     }
     let old = block_all_signals();
